@@ -1,0 +1,5 @@
+import sys
+
+from cimdse.cli import main
+
+sys.exit(main())

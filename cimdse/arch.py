@@ -1,0 +1,243 @@
+"""Architecture specs: a crossbar tile and the chip built from it.
+
+A spec is a readable YAML file with two sections, ``crossbar:`` and ``chip:``
+(see ``cimdse/presets/*.yaml``). Specs are validated with pydantic: unknown keys,
+impossible values and inconsistent combinations are rejected with a message naming
+the file, the field and the rule broken.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cimdse.costs import CONSTANTS
+from cimdse.errors import CimdseError
+
+Mapping = Literal["differential-column", "differential-row", "offset"]
+AdcMode = Literal["ideal", "full_range", "clip"]
+
+PRESET_NAMES = ("demo", "cim-aq", "isaac", "puma")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timing(_Strict):
+    """Crossbar timings. ``op_ns`` fixes the time of one crossbar operation (one input
+    slice through one crossbar) instead of deriving it from reads and conversions."""
+
+    read_ns: float = Field(CONSTANTS["read_ns"].value, gt=0)
+    write_us: float = Field(CONSTANTS["write_us"].value, ge=0)
+    op_ns: float | None = Field(None, gt=0)
+
+
+class Nonideal(_Strict):
+    """Device non-idealities; all off by default. Rates are fractions of cells."""
+
+    conductance_sigma: float = Field(0.0, ge=0, lt=1, description="relative, fixed per programmed crossbar")
+    stuck_on_rate: float = Field(0.0, ge=0, le=1)
+    stuck_off_rate: float = Field(0.0, ge=0, le=1)
+    read_noise_sigma: float = Field(0.0, ge=0, lt=1, description="relative, per cell and read")
+    seed: int = 0
+
+    @property
+    def any(self) -> bool:
+        return any((self.conductance_sigma, self.stuck_on_rate, self.stuck_off_rate, self.read_noise_sigma))
+
+    @model_validator(mode="after")
+    def _rates(self) -> Nonideal:
+        if self.stuck_on_rate + self.stuck_off_rate > 1:
+            raise ValueError("stuck_on_rate + stuck_off_rate must be at most 1")
+        return self
+
+
+class CrossbarSpec(_Strict):
+    """One crossbar tile. ``adc_bits=None`` is an ideal ADC; ``adc_mode`` picks the
+    shift applied before the ADC: 0 (``clip``), the full-range shift, or an explicit one."""
+
+    rows: int = Field(gt=0, le=4096)
+    cols: int = Field(gt=0, le=4096)
+    cell_bits: int = Field(2, ge=1, le=8)
+    dac_bits: int = Field(1, ge=1, le=8)
+    adc_bits: int | None = Field(None, ge=1, le=16)
+    adc_mode: AdcMode | int = Field("ideal", description="defaults to full_range when adc_bits is set")
+    adcs: int = Field(1, ge=1)
+    active_rows: int | None = Field(None, ge=1, description="rows driven at once; null = all rows")
+    mapping: Mapping = "differential-column"
+    count_sign_bit: bool = Field(False, description="cells per weight counted as ceil(b / c), as CIM-AQ's tables do")
+    timing: Timing = Timing()
+    nonideal: Nonideal = Nonideal()
+    costs: dict[str, float] = Field(default_factory=dict, description="overrides of cimdse.costs.CONSTANTS")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_mode(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("adc_bits") is not None and "adc_mode" not in data:
+            data = {**data, "adc_mode": "full_range"}
+        return data
+
+    @field_validator("adc_mode")
+    @classmethod
+    def _shift(cls, v: AdcMode | int) -> AdcMode | int:
+        if isinstance(v, int) and not 0 <= v <= 32:
+            raise ValueError("an explicit ADC shift must be between 0 and 32")
+        return v
+
+    @field_validator("costs")
+    @classmethod
+    def _known_costs(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - set(CONSTANTS))
+        if unknown:
+            raise ValueError(f"unknown cost constant(s) {unknown}; known: {sorted(CONSTANTS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CrossbarSpec:
+        if (self.adc_bits is None) != (self.adc_mode == "ideal"):
+            raise ValueError("adc_mode 'ideal' goes with adc_bits null, and only with it")
+        if self.adcs > self.cols:
+            raise ValueError(f"adcs ({self.adcs}) cannot exceed cols ({self.cols})")
+        if self.active_rows is not None and self.active_rows > self.rows:
+            raise ValueError(f"active_rows ({self.active_rows}) cannot exceed rows ({self.rows})")
+        if self.mapping == "differential-row" and self.rows < 2:
+            raise ValueError("differential-row mapping needs at least 2 rows")
+        if self.mapping == "differential-row" and self.active_rows == 1:
+            raise ValueError("differential-row mapping needs active_rows >= 2 (a row pair)")
+        return self
+
+    @property
+    def active_rows_or_all(self) -> int:
+        return self.active_rows if self.active_rows is not None else self.rows
+
+
+class Component(_Strict):
+    """A tile- or chip-level part not derived from the crossbar (eDRAM, router...)."""
+
+    name: str
+    count: float = Field(1.0, gt=0)
+    area_mm2: float = Field(ge=0, description="each")
+    power_mw: float = Field(ge=0, description="each")
+    source: str = "user"
+
+
+class ChipSpec(_Strict):
+    tiles: int = Field(1, ge=1)
+    crossbars_per_tile: int = Field(1, ge=1)
+    clock_ghz: float = Field(1.0, gt=0)
+    schedule: Literal["sequential", "pipelined"] = "sequential"
+    tile_components: list[Component] = Field(default_factory=list)
+    chip_components: list[Component] = Field(default_factory=list)
+
+    @property
+    def crossbars(self) -> int:
+        return self.tiles * self.crossbars_per_tile
+
+
+class ArchSpec(_Strict):
+    name: str = "custom"
+    description: str = ""
+    crossbar: CrossbarSpec
+    chip: ChipSpec = ChipSpec()
+
+
+# ---------------------------------------------------------------- loading
+def _format_validation(err: ValidationError, origin: str) -> str:
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (a typo?)"
+        lines.append(f"{origin}: {field}: {msg}")
+    return "\n".join(lines)
+
+
+def from_dict(data: Any, origin: str = "<spec>") -> ArchSpec:
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise CimdseError(f"{origin}: expected a mapping with sections 'crossbar' and 'chip', got {kind}")
+    try:
+        return ArchSpec.model_validate(data)
+    except ValidationError as err:
+        raise CimdseError(_format_validation(err, origin)) from None
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise CimdseError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise CimdseError(f"{path}:{where}: malformed YAML: {problem}") from None
+
+
+def preset_path(name: str) -> Path:
+    return Path(str(resources.files("cimdse.presets").joinpath(f"{name}.yaml")))
+
+
+def load(name_or_path: str | Path, overrides: list[str] | None = None) -> ArchSpec:
+    """A preset by name or a YAML file by path, with ``key.path=value`` overrides."""
+    text = str(name_or_path)
+    if text in PRESET_NAMES:
+        path = preset_path(text)
+    else:
+        path = Path(text)
+        if not path.exists():
+            raise CimdseError(f"{text}: no such architecture file or preset (presets: {', '.join(PRESET_NAMES)})")
+    data = _read_yaml(path)
+    if isinstance(data, dict):
+        data = apply_overrides(data, overrides or [])
+    origin = str(path) if text not in PRESET_NAMES else f"preset {text}"
+    return from_dict(data, origin + (" (with --set)" if overrides else ""))
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``crossbar.rows=128``-style overrides; values are parsed as YAML scalars."""
+    data = _deep_copy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise CimdseError(f"--set {item!r}: expected KEY=VALUE, e.g. crossbar.rows=128")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part) if isinstance(node, dict) else None
+            if child is None:
+                child = {}
+                node[part] = child
+            if not isinstance(child, dict):
+                raise CimdseError(f"--set {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def to_yaml(arch: ArchSpec) -> str:
+    return yaml.safe_dump(arch.model_dump(mode="json"), sort_keys=False)
+
+
+def save(arch: ArchSpec, path: str | Path) -> None:
+    Path(path).write_text(to_yaml(arch))

@@ -1,0 +1,9 @@
+"""The one exception type that carries a user-facing message.
+
+Library code raises :class:`CimdseError` for bad input (a spec, a policy, a model, a
+file); the CLI prints its message and exits with code 2, never a traceback.
+"""
+
+
+class CimdseError(Exception):
+    """Bad user input, with a message that names the file, field and rule broken."""

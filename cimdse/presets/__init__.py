@@ -1,0 +1,1 @@
+"""Architecture presets shipped as YAML files (see cimdse.arch.PRESET_NAMES)."""

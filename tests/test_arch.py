@@ -1,0 +1,100 @@
+"""Architecture specs: presets, YAML round trip, overrides and rejected specs."""
+
+from __future__ import annotations
+
+import pytest
+
+from cimdse import arch, costs
+from cimdse.errors import CimdseError
+
+
+@pytest.mark.parametrize("name", arch.PRESET_NAMES)
+def test_preset_yaml_round_trip(name, tmp_path):
+    spec = arch.load(name)
+    path = tmp_path / f"{name}.yaml"
+    arch.save(spec, path)
+    assert arch.load(path) == spec
+
+
+def test_isaac_tile_and_chip_match_table_one():
+    ap = costs.area_power(arch.load("isaac"))
+    assert ap.tile_area_mm2 == pytest.approx(0.372, rel=0.05)
+    assert ap.tile_power_mw == pytest.approx(330.0, rel=0.05)
+    assert ap.chip_area_mm2 == pytest.approx(85.4, rel=0.05)
+    assert ap.chip_power_mw == pytest.approx(65.8e3, rel=0.05)
+
+
+def test_overrides_apply_dotted_keys():
+    spec = arch.load("demo", ["crossbar.rows=128", "crossbar.adc_bits=null", "crossbar.adc_mode=ideal", "chip.tiles=2"])
+    assert spec.crossbar.rows == 128 and spec.crossbar.adc_bits is None and spec.chip.tiles == 2
+
+
+def test_adc_mode_defaults_to_full_range_with_bits():
+    spec = arch.CrossbarSpec(rows=8, cols=8, adc_bits=4)
+    assert spec.adc_mode == "full_range"
+
+
+def test_cost_overrides_change_costs():
+    a = arch.load("demo")
+    b = arch.load("demo", ["crossbar.costs.adc_power_mw=4.0"])
+    assert costs.area_power(b).tile_power_mw > costs.area_power(a).tile_power_mw
+
+
+@pytest.mark.parametrize(
+    "overrides, msg",
+    [
+        (["crossbar.rowz=3"], r"crossbar\.rowz: unknown key"),
+        (["crossbar.rows=0"], r"crossbar\.rows: Input should be greater than 0"),
+        (["crossbar.rows=abc"], r"crossbar\.rows: Input should be a valid integer"),
+        (["crossbar.adc_bits=null"], "adc_mode 'ideal' goes with adc_bits null"),
+        (["crossbar.adcs=1000"], r"adcs \(1000\) cannot exceed cols"),
+        (["crossbar.active_rows=500"], "active_rows .* cannot exceed rows"),
+        (["crossbar.mapping=diagonal"], r"crossbar\.mapping: Input should be"),
+        (["crossbar.adc_mode=99"], "explicit ADC shift"),
+        (["crossbar.costs.nonsense=1"], "unknown cost constant"),
+        (["crossbar.nonideal.stuck_on_rate=0.7", "crossbar.nonideal.stuck_off_rate=0.7"], "at most 1"),
+        (["chip.schedule=parallel"], r"chip\.schedule"),
+        (["rows"], "expected KEY=VALUE"),
+    ],
+)
+def test_bad_specs_are_rejected_with_their_rule(overrides, msg):
+    with pytest.raises(CimdseError, match=msg):
+        arch.load("demo", overrides)
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("crossbar:\n  rows: [1, 2\n  cols: 3\n")
+    with pytest.raises(CimdseError, match=r"bad\.yaml: line \d+, column \d+: malformed YAML"):
+        arch.load(path)
+
+
+def test_missing_file_and_wrong_shape(tmp_path):
+    with pytest.raises(CimdseError, match="no such architecture file or preset"):
+        arch.load(tmp_path / "nope.yaml")
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(CimdseError, match="expected a mapping"):
+        arch.load(path)
+
+
+def test_cli_arch_show_prints_sources_and_totals(run_cli):
+    proc = run_cli("arch", "show", "isaac", check=True)
+    assert "ISAAC ISCA'16 Table I" in proc.stdout
+    assert "tile total" in proc.stdout and "0.372" in proc.stdout
+
+
+def test_cli_bad_spec_exits_2_without_traceback(run_cli, tmp_path):
+    proc = run_cli("arch", "show", "demo", "--set", "crossbar.cell_bits=9")
+    assert proc.returncode == 2
+    assert "crossbar.cell_bits" in proc.stderr and "Traceback" not in proc.stderr
+    bad = tmp_path / "x.yaml"
+    bad.write_text("crossbar: {rows: 8, cols: 8, typo: 1}\n")
+    proc = run_cli("arch", "show", str(bad))
+    assert proc.returncode == 2 and "crossbar.typo: unknown key" in proc.stderr
+
+
+def test_cli_arch_list(run_cli):
+    out = run_cli("arch", "list", check=True).stdout
+    for name in arch.PRESET_NAMES:
+        assert name in out
