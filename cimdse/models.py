@@ -1,0 +1,314 @@
+"""Model zoo in plain torch (no torchvision), with the usual layer structures and
+module names, plus loading of user models from ``path/to/file.py:factory``.
+
+ImageNet models (``resnet18``, ``vgg11``, ``vgg16``, ``mobilenetv2``) follow
+torchvision's definitions layer for layer, so their compiled shapes match published
+tables; ``resnet20`` is the CIFAR ResNet of He et al. (2016); ``lenet`` and ``mlp``
+are sized for the embedded 8x8 digits.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cimdse.errors import CimdseError
+
+
+# ---------------------------------------------------------------- small models
+def mlp(num_classes: int = 10, in_features: int = 64, hidden: int = 128) -> nn.Module:
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_features, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden // 2),
+        nn.ReLU(),
+        nn.Linear(hidden // 2, num_classes),
+    )
+
+
+class LeNet(nn.Module):
+    """A LeNet-style CNN for 8x8 single-channel images (scikit-learn digits)."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(2 * width * 2 * 2, 64),
+            nn.ReLU(),
+            nn.Linear(64, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+# ---------------------------------------------------------------- ResNets
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+def _downsample(inplanes: int, planes: int, stride: int) -> nn.Module | None:
+    if stride == 1 and inplanes == planes:
+        return None
+    return nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+
+class ResNet(nn.Module):
+    """torchvision's ResNet with BasicBlocks (resnet18: [2, 2, 2, 2])."""
+
+    def __init__(self, layers: list[int], num_classes: int = 1000, in_channels: int = 3) -> None:
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = self._stage(64, layers[0], 1)
+        self.layer2 = self._stage(128, layers[1], 2)
+        self.layer3 = self._stage(256, layers[2], 2)
+        self.layer4 = self._stage(512, layers[3], 2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(512, num_classes)
+
+    def _stage(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        mods = [BasicBlock(self.inplanes, planes, stride, _downsample(self.inplanes, planes, stride))]
+        self.inplanes = planes
+        mods += [BasicBlock(planes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*mods)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(self.flatten(self.avgpool(x)))
+
+
+class CifarResNet(nn.Module):
+    """ResNet-20/32/56 for 32x32 images (He et al. 2016), 1x1-conv shortcuts."""
+
+    def __init__(self, depth: int = 20, num_classes: int = 10, in_channels: int = 3) -> None:
+        super().__init__()
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        self.inplanes = 16
+        self.layer1 = self._stage(16, n, 1)
+        self.layer2 = self._stage(32, n, 2)
+        self.layer3 = self._stage(64, n, 2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(64, num_classes)
+
+    _stage = ResNet._stage
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(self.flatten(self.avgpool(x)))
+
+
+# ---------------------------------------------------------------- VGG
+VGG_CFG: dict[str, list[int | str]] = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+}
+
+
+class VGG(nn.Module):
+    """torchvision's VGG without batch norm: features, 7x7 adaptive pool, classifier."""
+
+    def __init__(self, cfg: list[int | str], num_classes: int = 1000, in_channels: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for v in cfg:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(c, int(v), 3, padding=1), nn.ReLU(inplace=True)]
+                c = int(v)
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.flatten = nn.Flatten()
+        self.classifier = nn.Sequential(
+            nn.Linear(512 * 7 * 7, 4096),
+            nn.ReLU(True),
+            nn.Dropout(),
+            nn.Linear(4096, 4096),
+            nn.ReLU(True),
+            nn.Dropout(),
+            nn.Linear(4096, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.flatten(self.avgpool(self.features(x))))
+
+
+# ---------------------------------------------------------------- MobileNetV2
+def _conv_bn_act(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
+    mods: list[nn.Module] = [
+        nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+    if act:
+        mods.append(nn.ReLU6(inplace=True))
+    return nn.Sequential(*mods)
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int) -> None:
+        super().__init__()
+        hidden = inp * expand_ratio
+        self.use_res_connect = stride == 1 and inp == oup
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(_conv_bn_act(inp, hidden, 1))
+        layers += [
+            _conv_bn_act(hidden, hidden, 3, stride, groups=hidden),
+            nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(oup),
+        ]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    """torchvision's MobileNetV2 (width 1.0)."""
+
+    SETTING = [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ]
+
+    def __init__(self, num_classes: int = 1000, in_channels: int = 3) -> None:
+        super().__init__()
+        inp = 32
+        features: list[nn.Module] = [_conv_bn_act(in_channels, inp, 3, 2)]
+        for t, c, n, s in self.SETTING:
+            for i in range(n):
+                features.append(InvertedResidual(inp, c, s if i == 0 else 1, t))
+                inp = c
+        features.append(_conv_bn_act(inp, 1280, 1))
+        self.features = nn.Sequential(*features)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.flatten = nn.Flatten()
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.flatten(self.avgpool(self.features(x))))
+
+
+# ---------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class ZooEntry:
+    factory: Callable[..., nn.Module]
+    input_shape: tuple[int, ...]  # one sample, no batch dimension
+    num_classes: int
+    summary: str
+
+
+ZOO: dict[str, ZooEntry] = {
+    "mlp": ZooEntry(mlp, (1, 8, 8), 10, "3-layer MLP for 8x8 digits"),
+    "lenet": ZooEntry(LeNet, (1, 8, 8), 10, "LeNet-style CNN for 8x8 digits"),
+    "resnet20": ZooEntry(lambda **kw: CifarResNet(20, **kw), (3, 32, 32), 10, "CIFAR ResNet-20"),
+    "resnet18": ZooEntry(lambda **kw: ResNet([2, 2, 2, 2], **kw), (3, 224, 224), 1000, "ImageNet ResNet-18"),
+    "vgg11": ZooEntry(lambda **kw: VGG(VGG_CFG["vgg11"], **kw), (3, 224, 224), 1000, "ImageNet VGG-11"),
+    "vgg16": ZooEntry(lambda **kw: VGG(VGG_CFG["vgg16"], **kw), (3, 224, 224), 1000, "ImageNet VGG-16"),
+    "mobilenetv2": ZooEntry(MobileNetV2, (3, 224, 224), 1000, "ImageNet MobileNetV2"),
+}
+
+
+def build(name: str, num_classes: int | None = None, seed: int = 0) -> nn.Module:
+    """A zoo model with seeded initial weights."""
+    if name not in ZOO:
+        raise CimdseError(f"unknown model {name!r}; zoo: {', '.join(ZOO)}, or a user file path/to/file.py:factory")
+    torch.manual_seed(seed)
+    entry = ZOO[name]
+    return entry.factory(num_classes=num_classes or entry.num_classes)
+
+
+def load_model(spec: str, num_classes: int | None = None, seed: int = 0) -> nn.Module:
+    """A zoo name, or ``path/to/file.py:factory`` where ``factory()`` returns an nn.Module."""
+    if spec in ZOO:
+        return build(spec, num_classes, seed)
+    path_text, sep, factory_name = spec.rpartition(":")
+    if not sep or not path_text.endswith(".py"):
+        raise CimdseError(f"unknown model {spec!r}; zoo: {', '.join(ZOO)}, or a user file path/to/file.py:factory")
+    path = Path(path_text)
+    if not path.is_file():
+        raise CimdseError(f"{path}: no such model file")
+    mod_name = f"cimdse_user_model_{abs(hash(path.resolve()))}"
+    module_spec = importlib.util.spec_from_file_location(mod_name, path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[mod_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as err:  # the user's file: report, do not crash
+        raise CimdseError(f"{path}: failed to import: {type(err).__name__}: {err}") from None
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise CimdseError(f"{path}: has no callable {factory_name!r}")
+    torch.manual_seed(seed)
+    try:
+        model = factory()
+    except Exception as err:
+        raise CimdseError(f"{path}:{factory_name}() failed: {type(err).__name__}: {err}") from None
+    if not isinstance(model, nn.Module):
+        raise CimdseError(f"{path}:{factory_name}() returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def default_input_shape(spec: str) -> tuple[int, ...] | None:
+    """The zoo model's usual input shape (one sample), or None for user models."""
+    entry = ZOO.get(spec)
+    return entry.input_shape if entry else None
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """``3x224x224`` -> (3, 224, 224); ``40`` -> (40,)."""
+    try:
+        dims = tuple(int(t) for t in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        raise CimdseError(f"--input {text!r}: expected dimensions like 3x224x224 or 40") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise CimdseError(f"--input {text!r}: dimensions must be positive integers")
+    return dims

@@ -1,0 +1,68 @@
+"""Model zoo: structures match the usual definitions; user files load with clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cimdse import models
+from cimdse.errors import CimdseError
+
+# Parameter counts of torchvision's definitions (and the digits models' own).
+PARAMS = {
+    "resnet18": 11_689_512,
+    "vgg11": 132_863_336,
+    "vgg16": 138_357_544,
+    "mobilenetv2": 3_504_872,
+    "lenet": 13_706,
+    "mlp": 17_226,
+}
+
+
+@pytest.mark.parametrize("name", list(PARAMS))
+def test_parameter_counts_match_reference_definitions(name):
+    assert sum(p.numel() for p in models.build(name).parameters()) == PARAMS[name]
+
+
+@pytest.mark.parametrize("name", ["mlp", "lenet", "resnet20"])
+def test_small_models_run_on_their_input_shape(name):
+    shape = models.default_input_shape(name)
+    out = models.build(name).eval()(torch.zeros(2, *shape))
+    assert out.shape == (2, models.ZOO[name].num_classes)
+
+
+def test_builds_are_seeded():
+    a, b = models.build("lenet", seed=3), models.build("lenet", seed=3)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_user_model_file(tmp_path):
+    path = tmp_path / "net.py"
+    path.write_text("from torch import nn\n\ndef make():\n    return nn.Sequential(nn.Flatten(), nn.Linear(40, 3))\n")
+    model = models.load_model(f"{path}:make")
+    assert model(torch.zeros(1, 40)).shape == (1, 3)
+
+
+@pytest.mark.parametrize(
+    "body, spec_suffix, msg",
+    [
+        ("def make():\n    return 3\n", ":make", "returned int, not a torch.nn.Module"),
+        ("def make():\n    raise ValueError('boom')\n", ":make", r"make\(\) failed: ValueError: boom"),
+        ("import nonexistent_pkg\n", ":make", "failed to import: ModuleNotFoundError"),
+        ("x = 1\n", ":make", "has no callable 'make'"),
+    ],
+)
+def test_user_model_errors(tmp_path, body, spec_suffix, msg):
+    path = tmp_path / "bad.py"
+    path.write_text(body)
+    with pytest.raises(CimdseError, match=msg):
+        models.load_model(f"{path}{spec_suffix}")
+
+
+def test_unknown_model_and_shapes():
+    with pytest.raises(CimdseError, match="unknown model 'alexnet'"):
+        models.load_model("alexnet")
+    assert models.parse_input_shape("3x224x224") == (3, 224, 224)
+    assert models.parse_input_shape("40") == (40,)
+    with pytest.raises(CimdseError, match="expected dimensions"):
+        models.parse_input_shape("3xabc")
