@@ -21,47 +21,82 @@ minimizes ``max(B / d)`` instead: the smallest ``T`` with
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-_BISECT_STEPS = 24
+_BISECT_STEPS = 14
 _MAX_FILL_ROUNDS = 512
 
 
-def _copies_at(q: np.ndarray, vmax: np.ndarray) -> np.ndarray:
-    """Copies whose gain ratio clears the threshold: the largest d with d(d-1) <= q, in [1, vmax]."""
-    d = np.floor((1.0 + np.sqrt(1.0 + 4.0 * q)) * 0.5)
-    d -= d * (d - 1.0) > q * (1 + 1e-12)  # guard the square root's rounding
-    return np.clip(d, 1.0, vmax)
+def _smallest_feasible(
+    feasible: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndarray, guesses: list[np.ndarray]
+) -> np.ndarray:
+    """Per row, (nearly) the smallest x in [lo, hi] with ``feasible(x)``, for a ``feasible``
+    that holds above a threshold and at ``hi``: the guesses narrow the bracket, then
+    a bisection on log x."""
+    log_lo, log_hi = np.log(lo), np.log(hi)
+    for guess in guesses:
+        g = np.clip(np.log(guess), log_lo, log_hi)
+        ok = feasible(np.exp(g))
+        log_hi = np.where(ok, g, log_hi)
+        log_lo = np.where(ok, log_lo, g)
+    for _ in range(_BISECT_STEPS):
+        mid = 0.5 * (log_lo + log_hi)
+        ok = feasible(np.exp(mid))
+        log_hi = np.where(ok, mid, log_hi)
+        log_lo = np.where(ok, log_lo, mid)
+    return np.exp(log_hi)
 
 
 def allocate_sum(base: np.ndarray, cost: np.ndarray, vmax: np.ndarray, spare: np.ndarray) -> np.ndarray:
     """Copies [P, L] (>= 1) minimizing ``sum(base / copies)`` greedily within ``spare`` [P] crossbars."""
     base = np.asarray(base, dtype=np.float64)
     cost_f = np.asarray(cost, dtype=np.float64)
-    vmax_f = np.broadcast_to(np.asarray(vmax, dtype=np.float64), base.shape)
+    vmax_f = np.asarray(vmax, dtype=np.float64)[None, :]
     spare_f = np.asarray(spare, dtype=np.float64)
-    ratio = base / cost_f  # gain per crossbar of copy d is ratio / (d (d - 1)) for d >= 2
-    # Bisection on log(lambda): the hi end always fits (takes nothing more).
-    log_hi = np.log(ratio.max(axis=1) / 2.0) + 1e-9
-    log_lo = np.log((ratio / (vmax_f * (vmax_f + 1.0))).min(axis=1)) - 1e-9
-    for _ in range(_BISECT_STEPS):
-        mid = 0.5 * (log_hi + log_lo)
-        d = _copies_at(ratio * np.exp(-mid)[:, None], vmax_f)
-        fits = ((d - 1.0) * cost_f).sum(axis=1) <= spare_f
-        log_hi = np.where(fits, mid, log_hi)
-        log_lo = np.where(fits, log_lo, mid)
-    copies = _copies_at(ratio * np.exp(-log_hi)[:, None], vmax_f)
-    left = spare_f - ((copies - 1.0) * cost_f).sum(axis=1)
+    ratio = base / cost_f  # the gain per crossbar of copy d >= 2 is ratio / (d (d - 1))
+    budget = spare_f + cost_f.sum(axis=1)  # crossbars for all copies, the first ones included
+
+    ratio32, cost32, vmax32 = ratio.astype(np.float32), cost_f.astype(np.float32), vmax_f.astype(np.float32)
+
+    def copies_at(lam: np.ndarray) -> np.ndarray:
+        # the largest d with d (d - 1) <= ratio / lambda, in [1, V]
+        q = ratio * (1.0 / lam)[:, None]
+        d = np.floor(0.5 + np.sqrt(0.25 + q))
+        d -= d * (d - 1.0) > q  # guard the square root's rounding
+        return np.minimum(np.maximum(d, 1.0), vmax_f)
+
+    def feasible(lam: np.ndarray) -> np.ndarray:
+        # the same count in float32, in place: only steers the bisection (the greedy finish is exact)
+        d = ratio32 * (1.0 / lam).astype(np.float32)[:, None]
+        d += 0.25
+        np.sqrt(d, out=d)
+        d += 0.5
+        np.floor(d, out=d)
+        np.minimum(d, vmax32, out=d)
+        return np.einsum("pl,pl->p", d, cost32) <= budget
+
+    # Without the V cap, copies lie in [sqrt(q), sqrt(q) + 1]: two guesses bracket lambda.
+    root = np.sqrt(base * cost_f).sum(axis=1)
+    guesses = [(root / budget) ** 2, (root / np.maximum(spare_f, 0.5)) ** 2]
+    lo = (ratio / (vmax_f * (vmax_f + 1.0))).min(axis=1) * 0.5
+    hi = ratio.max(axis=1)
+    copies = copies_at(_smallest_feasible(feasible, lo, hi, guesses))
+    left = budget - (copies * cost_f).sum(axis=1)
+    over = left < 0  # float32 rounding let the bisection overshoot: the greedy finish starts afresh
+    if over.any():
+        copies[over] = 1.0
+        left[over] = spare_f[over]
     # Greedy finish: one copy per round and policy, the best that still fits.
-    active = np.arange(base.shape[0])
+    active = np.flatnonzero(left > 0)
     for _ in range(_MAX_FILL_ROUNDS):
         if active.size == 0:
             break
         d = copies[active]
         c = cost_f[active]
-        gain = ratio[active] / (d * (d + 1.0))
-        ok = (c <= left[active, None]) & (d < vmax_f[active])
-        gain = np.where(ok, gain, -1.0)
+        ok = (c <= left[active, None]) & (d < vmax_f)
+        gain = np.where(ok, ratio[active] / (d * (d + 1.0)), -1.0)
         best = gain.argmax(axis=1)
         take = gain[np.arange(active.size), best] > 0
         active, best = active[take], best[take]
@@ -74,17 +109,19 @@ def allocate_max(base: np.ndarray, cost: np.ndarray, vmax: np.ndarray, spare: np
     """Copies [P, L] (>= 1) minimizing ``max(base / copies)`` within ``spare`` [P] crossbars."""
     base = np.asarray(base, dtype=np.float64)
     cost_f = np.asarray(cost, dtype=np.float64)
-    vmax_f = np.broadcast_to(np.asarray(vmax, dtype=np.float64), base.shape)
+    vmax_f = np.asarray(vmax, dtype=np.float64)[None, :]
     spare_f = np.asarray(spare, dtype=np.float64)
+    budget = spare_f + cost_f.sum(axis=1)
 
     def copies_for(target: np.ndarray) -> np.ndarray:
-        return np.clip(np.ceil(base / target[:, None] * (1 - 1e-12)), 1.0, vmax_f)
+        return np.minimum(np.ceil(base * (1.0 / target)[:, None] * (1 - 1e-12)), vmax_f)
 
-    log_hi = np.log(base.max(axis=1)) + 1e-9  # one copy each: always fits
-    log_lo = np.log((base / vmax_f).max(axis=1)) - 1e-9
-    for _ in range(2 * _BISECT_STEPS):
-        mid = 0.5 * (log_hi + log_lo)
-        fits = ((copies_for(np.exp(mid)) - 1.0) * cost_f).sum(axis=1) <= spare_f
-        log_hi = np.where(fits, mid, log_hi)
-        log_lo = np.where(fits, log_lo, mid)
-    return copies_for(np.exp(log_hi)).astype(np.int64)
+    def feasible(target: np.ndarray) -> np.ndarray:
+        return (copies_for(target) * cost_f).sum(axis=1) <= budget
+
+    # Without the V cap, ceil(B / T) lies in [B / T, B / T + 1]: two guesses bracket T.
+    work = (base * cost_f).sum(axis=1)
+    guesses = [work / budget, work / np.maximum(spare_f, 0.5)]
+    lo = (base / vmax_f).max(axis=1)
+    hi = base.max(axis=1) * (1 + 1e-9)  # one copy each: always fits
+    return copies_for(_smallest_feasible(feasible, lo, hi, guesses)).astype(np.int64)
