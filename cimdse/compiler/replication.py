@@ -60,9 +60,9 @@ def allocate_sum(base: np.ndarray, cost: np.ndarray, vmax: np.ndarray, spare: np
 
     ratio32, cost32, vmax32 = ratio.astype(np.float32), cost_f.astype(np.float32), vmax_f.astype(np.float32)
 
-    def copies_at(lam: np.ndarray) -> np.ndarray:
+    def copies_at(lam: np.ndarray, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
         # the largest d with d (d - 1) <= ratio / lambda, in [1, V]
-        q = ratio * (1.0 / lam)[:, None]
+        q = ratio[rows] * (1.0 / lam)[:, None]
         d = np.floor(0.5 + np.sqrt(0.25 + q))
         d -= d * (d - 1.0) > q  # guard the square root's rounding
         return np.minimum(np.maximum(d, 1.0), vmax_f)
@@ -82,12 +82,16 @@ def allocate_sum(base: np.ndarray, cost: np.ndarray, vmax: np.ndarray, spare: np
     guesses = [(root / budget) ** 2, (root / np.maximum(spare_f, 0.5)) ** 2]
     lo = (ratio / (vmax_f * (vmax_f + 1.0))).min(axis=1) * 0.5
     hi = ratio.max(axis=1)
-    copies = copies_at(_smallest_feasible(feasible, lo, hi, guesses))
+    lam = _smallest_feasible(feasible, lo, hi, guesses)
+    copies = copies_at(lam)
     left = budget - (copies * cost_f).sum(axis=1)
-    over = left < 0  # float32 rounding let the bisection overshoot: the greedy finish starts afresh
-    if over.any():
-        copies[over] = 1.0
-        left[over] = spare_f[over]
+    for _ in range(60):  # float32 let the bisection overshoot by a hair: step back up in float64
+        over = np.flatnonzero(left < 0)
+        if over.size == 0:
+            break
+        lam[over] *= 1.0 + 1e-5
+        copies[over] = copies_at(lam[over], over)
+        left[over] = budget[over] - (copies[over] * cost_f[over]).sum(axis=1)
     # Greedy finish: one copy per round and policy, the best that still fits.
     active = np.flatnonzero(left > 0)
     for _ in range(_MAX_FILL_ROUNDS):
