@@ -79,12 +79,13 @@ def test_layer_order_and_policy_resolution():
     assert resolve_policy([[8, 8], [4, 4], [4, 2], [8, 8]], names)["classifier.1"] == (4, 2)
     assert resolve_policy(np.array([[4, 4]] * 4), names)["features.0"] == (4, 4)
     for bad, msg in [
-        ([[8, 8]] * 3, "3 entries for 4"),
+        ([[8, 8]] * 3, "has 3 layers, the network has 4"),
         ({n: [8, 8] for n in names} | {"fc": [8, 8]}, "unknown layer"),
         ({n: [8, 8] for n in names[:3]}, "lacks layer"),
-        ([[8, 9]] * 4, "a_bits must be"),
+        ([[8, 9]] * 4, "a_bits = 9 outside 1..8"),
         ([[1, 8]] * 4, "w_bits must be"),
-        ([[8, 4.5]] * 4, "expected \\[w_bits, a_bits\\]"),
+        ([[8, 4.5]] * 4, "whole numbers"),
+        ([[8, 8], [8], [8, 8], [8, 8]], "expected \\[w_bits, a_bits\\]"),
     ]:
         with pytest.raises(CimdseError, match=msg):
             resolve_policy(bad, names)
@@ -108,7 +109,7 @@ def test_batchnorm_folding_preserves_outputs():
             mod.weight.data.uniform_(0.5, 1.5, generator=gen)
     x = torch.randn(3, 3, 32, 32, generator=gen)
     ref = m(x)
-    folded = fold_batchnorm(m, x[:1])
+    folded = fold_batchnorm(m, (3, 32, 32))
     assert not any(isinstance(mod, nn.BatchNorm2d) for mod in folded.modules())
     assert torch.allclose(folded(x), ref, atol=1e-4, rtol=1e-4)
 

@@ -49,8 +49,8 @@ def test_train_evaluate_and_continue(run_cli, tmp_path):
     [
         (["train", "--model", "lenet", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
         (["train", "--model", "lenet", "--policy", "{tmp}/missing.yaml"], "no such policy file"),
-        (["train", "--model", "lenet", "--policy", "{tmp}/bad.yaml"], "policy lacks layer"),
-        (["train", "--model", "lenet", "--bits", "4"], "expected W,A"),
+        (["train", "--model", "lenet", "--policy", "{tmp}/bad.yaml"], "no bit widths for 3 layer(s)"),
+        (["train", "--model", "lenet", "--bits", "4,x"], "expected W,A"),
         (["train", "--model", "lenet", "--bits", "1,4"], "w_bits must be"),
         (["train", "--model", "resnet20"], "does not run on digits inputs"),
         (["evaluate", "--checkpoint", "{tmp}/none.pt"], "no such checkpoint"),

@@ -16,13 +16,13 @@ from tqdm import tqdm
 from cimdse import models
 from cimdse.arch import apply_overrides, from_dict
 from cimdse.cli.common import add_arch_options, load_arch, output_dir, write_csv
+from cimdse.compiler import load_policy, parse_bits, uniform_policy
 from cimdse.data import DATASETS, Splits, load_dataset
 from cimdse.errors import CimdseError
 from cimdse.quant.apply import crossbar_layers, resolve_policy
 from cimdse.quant.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from cimdse.quant.export import export_model, layers_to_dicts
 from cimdse.quant.hardware import evaluate_hardware
-from cimdse.quant.policy import read_policy, uniform
 from cimdse.quant.train import PRETRAIN_EPOCHS, QAT_EPOCHS, EpochMetrics, accuracy, finetune, pretrain, quantize_for
 
 
@@ -68,14 +68,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # ---------------------------------------------------------------- train
-def _parse_bits(text: str) -> tuple[int, int]:
-    try:
-        w, a = (int(t) for t in text.split(","))
-    except ValueError:
-        raise CimdseError(f"--bits {text!r}: expected W,A, e.g. 4,4") from None
-    return w, a
-
-
 def _check_fits(model: torch.nn.Module, splits: Splits, spec: str) -> None:
     try:
         with torch.no_grad():
@@ -109,9 +101,11 @@ def _train(args: argparse.Namespace) -> int:
     _check_fits(model, splits, model_spec)
     names = base.layers if base else crossbar_layers(model, splits.input_shape)
     if args.bits:
-        policy: dict[str, tuple[int, int]] | None = resolve_policy(uniform(names, *_parse_bits(args.bits)), names)
+        policy: dict[str, tuple[int, int]] | None = resolve_policy(
+            uniform_policy(*parse_bits(args.bits), len(names)), names
+        )
     elif args.policy:
-        policy = resolve_policy(read_policy(args.policy), names)
+        policy = resolve_policy(load_policy(args.policy, names), names)
     else:
         policy = base.policy if base else None
     if base and base.quantized and policy != base.policy:

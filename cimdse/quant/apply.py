@@ -1,9 +1,9 @@
 """Turning a float model into a quantized one at a per-layer policy.
 
-Steps, in order: fold BatchNorm into the conv before it (folding happens once,
-before QAT: the folded conv is what is quantized, trained and exported, so the
-exported integers include the BN affine); find the crossbar layers (Conv1d, Conv2d,
-Linear) in forward execution order, named by their qualified module names; swap
+Steps, in order: trace the model with the compiler (``cimdse.compiler.trace``: its
+layer order and names are the policy's); fold each BatchNorm the compiler folds into
+its layer (once, before QAT: the folded conv is what is quantized, trained and
+exported, so the exported integers include the BN affine); swap
 each for its quantized class at its (w_bits, a_bits); calibrate: weight scales per
 channel and activation scales by an MSE search, and an input is quantized signed
 when the calibration saw a negative value (the first layer's input when data are
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from cimdse.compiler import Network, check_policy, trace
 from cimdse.errors import CimdseError
 from cimdse.quant.qlayers import QuantLayer, quant_class, to_quant
 from cimdse.quant.quantizers import act_range, check_bits, mse_scale, weight_range
@@ -46,35 +46,10 @@ def _example(model: nn.Module, example: torch.Tensor) -> torch.Tensor:
     return example.to(dev)
 
 
-def _call_order(model: nn.Module, example: torch.Tensor, kinds: tuple[type[nn.Module], ...]) -> list[str]:
-    """Qualified names of the modules of ``kinds`` in the order a forward pass calls them."""
-    names = {id(m): n for n, m in model.named_modules()}
-    order: list[str] = []
-    hooks = [
-        m.register_forward_pre_hook(lambda mod, _inp: order.append(names[id(mod)]))
-        for m in model.modules()
-        if isinstance(m, kinds)
-    ]
-    try:
-        with torch.no_grad():
-            model(_example(model, example))
-    except Exception as err:
-        raise CimdseError(f"the model fails on input {tuple(example.shape[1:])}: {type(err).__name__}: {err}") from None
-    finally:
-        for h in hooks:
-            h.remove()
-    return list(dict.fromkeys(order))
-
-
 def crossbar_layers(model: nn.Module, input_shape: Sequence[int]) -> list[str]:
-    """Names of the crossbar layers (Conv1d, Conv2d, Linear) in execution order; the
-    compiler's ``trace(model, input_shape).layers`` order."""
-    was_training = model.training
-    model.eval()
-    try:
-        return _call_order(model, torch.zeros(1, *input_shape), (nn.Conv1d, nn.Conv2d, nn.Linear))
-    finally:
-        model.train(was_training)
+    """Names of the crossbar layers (Conv1d, Conv2d, Linear) in execution order: the
+    compiler's ``trace(model, input_shape).layers``, the order of policy rows."""
+    return trace(model, input_shape).names
 
 
 def quant_layers(qmodel: nn.Module) -> dict[str, QuantLayer]:
@@ -90,36 +65,16 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
 
 # ---------------------------------------------------------------- BN folding
 @torch.no_grad()
-def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    """Fold every BatchNorm whose input is exactly the output of a Conv (found on a
-    forward pass of ``example``) into that conv, in place; the BN becomes Identity.
-    Uses the BN running statistics (eval-mode semantics)."""
-    convs = (nn.Conv1d, nn.Conv2d)
-    names = {id(m): n for n, m in model.named_modules()}
-    produced: dict[int, tuple[str, torch.Tensor]] = {}
-    pairs: list[tuple[str, str]] = []
-
-    def conv_hook(mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
-        produced[id(out)] = (names[id(mod)], out)  # the tensor is kept alive: ids stay unique
-
-    def bn_hook(mod: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
-        hit = produced.get(id(inp[0]))
-        if hit is not None and hit[1] is inp[0]:
-            pairs.append((hit[0], names[id(mod)]))
-
-    hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, convs)]
-    hooks += [m.register_forward_pre_hook(bn_hook) for m in model.modules() if isinstance(m, _BN)]
-    was_training = model.training
-    model.eval()
-    try:
-        model(_example(model, example))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    for conv_name, bn_name in dict.fromkeys(pairs):
-        conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
-        if bn.running_mean is None or bn.num_features != conv.out_channels:
+def fold_batchnorm(model: nn.Module, input_shape: Sequence[int], network: Network | None = None) -> nn.Module:
+    """Fold, in place, every BatchNorm the compiler folds (one that only consumes a
+    crossbar layer's output: ``Layer.folded_bn``) into that layer, with eval-mode
+    (running) statistics; the BN becomes Identity. Other BNs stay as digital ops."""
+    network = network if network is not None else trace(model, input_shape)
+    for layer in network.layers:
+        if layer.folded_bn is None:
+            continue
+        conv, bn = model.get_submodule(layer.name), model.get_submodule(layer.folded_bn)
+        if not isinstance(bn, _BN) or bn.running_mean is None or bn.num_features != conv.weight.shape[0]:
             continue
         std = torch.sqrt(bn.running_var + bn.eps)
         gamma = bn.weight if bn.affine else torch.ones_like(std)
@@ -132,14 +87,16 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> nn.Module:
             conv.bias = nn.Parameter(new_bias)
         else:
             conv.bias.copy_(new_bias)
-        _set_module(model, bn_name, nn.Identity())
+        _set_module(model, layer.folded_bn, nn.Identity())
     return model
 
 
 # ---------------------------------------------------------------- policy
 def resolve_policy(policy: Policy, names: Sequence[str]) -> dict[str, tuple[int, int]]:
     """A policy as ``{layer name: (w_bits, a_bits)}`` for exactly the layers ``names``:
-    accepts a mapping keyed by layer name, or a list / [L, 2] array in layer order."""
+    accepts a mapping keyed by layer name, or a list / [L, 2] array in layer order (what
+    the compiler's ``load_policy`` returns). Weights need 2..8 bits here."""
+    names = list(names)
     if isinstance(policy, Mapping):
         unknown = [k for k in policy if k not in names]
         if unknown:
@@ -147,19 +104,14 @@ def resolve_policy(policy: Policy, names: Sequence[str]) -> dict[str, tuple[int,
         missing = [n for n in names if n not in policy]
         if missing:
             raise CimdseError(f"policy lacks layer(s) {missing}")
-        rows = [policy[n] for n in names]
-    else:
-        rows = [list(r) for r in np.asarray(policy).reshape(-1, 2).tolist()] if len(policy) else []
-        if len(rows) != len(names):
-            raise CimdseError(f"policy has {len(rows)} entries for {len(names)} crossbar layers")
+        policy = [list(policy[n]) for n in names]
+    try:
+        arr = np.asarray(policy, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CimdseError("policy: expected [w_bits, a_bits] per layer") from None
+    arr = check_policy(arr, len(names), "policy", names)
     out: dict[str, tuple[int, int]] = {}
-    for name, row in zip(names, rows, strict=True):
-        try:
-            w, a = (int(v) for v in row)
-            if any(float(v) != int(v) for v in row):
-                raise ValueError
-        except (TypeError, ValueError):
-            raise CimdseError(f"policy entry for {name}: expected [w_bits, a_bits], got {row!r}") from None
+    for name, (w, a) in zip(names, arr.tolist(), strict=True):
         check_bits(w, a, f"policy entry for {name}")
         out[name] = (w, a)
     return out
@@ -175,10 +127,11 @@ class PreparedModel:
 
     def __init__(self, model: nn.Module, calib: torch.Tensor, *, fold_bn: bool = True) -> None:
         self.float_model = copy.deepcopy(model).eval()
+        self.input_shape = tuple(int(d) for d in calib.shape[1:])
+        self.network = trace(self.float_model, self.input_shape)
         if fold_bn:
-            fold_batchnorm(self.float_model, calib[:2])
-        kinds = (nn.Conv1d, nn.Conv2d, nn.Linear)
-        self.names = _call_order(self.float_model, calib[:1], kinds)
+            fold_batchnorm(self.float_model, self.input_shape, self.network)
+        self.names = self.network.names
         for name in self.names:
             if quant_class(self.float_model.get_submodule(name)) is None:
                 raise CimdseError(f"{name}: {type(self.float_model.get_submodule(name)).__name__} is not supported")
@@ -245,11 +198,11 @@ def quantize(model: nn.Module, policy: Policy, calib: torch.Tensor, *, fold_bn: 
     return PreparedModel(model, calib, fold_bn=fold_bn).quantize(policy)
 
 
-def quantized_structure(model: nn.Module, policy: Mapping[str, Sequence[int]], example: torch.Tensor) -> nn.Module:
+def quantized_structure(model: nn.Module, policy: Policy, input_shape: Sequence[int]) -> nn.Module:
     """The quantized model's structure (folded, swapped, uncalibrated): what a
     checkpoint's state dict is loaded into."""
-    qmodel = fold_batchnorm(copy.deepcopy(model).eval(), example)
-    names = _call_order(qmodel, example[:1], (nn.Conv1d, nn.Conv2d, nn.Linear))
-    for name, (w, a) in resolve_policy(policy, names).items():
+    network = trace(model, input_shape)
+    qmodel = fold_batchnorm(copy.deepcopy(model).eval(), input_shape, network)
+    for name, (w, a) in resolve_policy(policy, network.names).items():
         _set_module(qmodel, name, to_quant(qmodel.get_submodule(name), w, a, name))
     return qmodel

@@ -56,7 +56,7 @@ class Checkpoint:
         """The model (quantized structure when there is a policy) with the weights loaded."""
         model = models.load_model(self.model, self.num_classes)
         if self.policy is not None:
-            model = quantized_structure(model, self.policy, torch.zeros(2, *self.input_shape))
+            model = quantized_structure(model, self.policy, self.input_shape)
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as err:
