@@ -98,14 +98,15 @@ def hardware_table(qmodels: dict, seed: int = 0) -> None:
             f"{100 * base.hardware:.2f} % (agreement {100 * base.agreement:.1f} % of samples, "
             f"{t_ideal:.2f} s for both runs).\n"
         )
-        print("| ADC bits | " + " | ".join(f"sigma {100 * s:.0f} %" for s in SIGMAS) + " |")
-        print("|---:|" + "---:|" * len(SIGMAS))
+        head = [f"full range, sigma {100 * s:.0f} %" for s in SIGMAS] + ["clip, sigma 0 %", "clip, sigma 5 %"]
+        print("| ADC bits | " + " | ".join(head) + " |")
+        print("|---:|" + "---:|" * len(head))
         times = []
         for adc in ADC_BITS:
             cells = []
-            for sigma in SIGMAS:
-                overrides = [f"crossbar.adc_bits={adc}", f"crossbar.nonideal.conductance_sigma={sigma}"]
-                spec = arch_mod.load("demo", overrides)
+            for mode, sigma in [("full_range", sg) for sg in SIGMAS] + [("clip", 0.0), ("clip", 0.05)]:
+                overrides = [f"crossbar.adc_bits={adc}", f"crossbar.adc_mode={mode}"]
+                spec = arch_mod.load("demo", [*overrides, f"crossbar.nonideal.conductance_sigma={sigma}"])
                 t0 = time.perf_counter()
                 res = evaluate_hardware(q, test, spec)
                 times.append(time.perf_counter() - t0)

@@ -53,6 +53,7 @@ def test_train_evaluate_and_continue(run_cli, tmp_path):
         (["train", "--model", "lenet", "--bits", "4,x"], "expected W,A"),
         (["train", "--model", "lenet", "--bits", "1,4"], "w_bits must be"),
         (["train", "--model", "resnet20"], "does not run on digits inputs"),
+        (["train", "--model", "lenet", "--device", "cuda:7"], "no CUDA device"),
         (["evaluate", "--checkpoint", "{tmp}/none.pt"], "no such checkpoint"),
         (["evaluate", "--checkpoint", "{tmp}/bad.yaml"], "not a readable checkpoint"),
     ],

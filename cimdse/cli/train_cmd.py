@@ -23,7 +23,16 @@ from cimdse.quant.apply import crossbar_layers, resolve_policy
 from cimdse.quant.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from cimdse.quant.export import export_model, layers_to_dicts
 from cimdse.quant.hardware import evaluate_hardware
-from cimdse.quant.train import PRETRAIN_EPOCHS, QAT_EPOCHS, EpochMetrics, accuracy, finetune, pretrain, quantize_for
+from cimdse.quant.train import (
+    PRETRAIN_EPOCHS,
+    QAT_EPOCHS,
+    EpochMetrics,
+    accuracy,
+    finetune,
+    pretrain,
+    quantize_for,
+    resolve_device,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -87,6 +96,7 @@ def _train(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     if args.epochs is not None and args.epochs < 0 or args.qat_epochs < 0:
         raise CimdseError("--epochs and --qat-epochs must be >= 0")
+    resolve_device(args.device)
     base = load_checkpoint(args.from_ckpt) if args.from_ckpt else None
     model_spec = args.model or (base.model if base else None)
     if model_spec is None:

@@ -3,8 +3,8 @@
 Steps, in order: trace the model with the compiler (``cimdse.compiler.trace``: its
 layer order and names are the policy's); fold each BatchNorm the compiler folds into
 its layer (once, before QAT: the folded conv is what is quantized, trained and
-exported, so the exported integers include the BN affine); swap
-each for its quantized class at its (w_bits, a_bits); calibrate: weight scales per
+exported, so the exported integers include the BN affine); swap each crossbar layer
+for its quantized class at its (w_bits, a_bits); calibrate: weight scales per
 channel and activation scales by an MSE search, and an input is quantized signed
 when the calibration saw a negative value (the first layer's input when data are
 centred, a residual add without ReLU).

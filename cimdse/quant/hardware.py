@@ -11,8 +11,8 @@ code, run in float64. The same model without a crossbar backend is the exact
 fake-quant reference: with an ideal ADC both give the same integers, hence the same
 predictions, sample for sample.
 
-Non-idealities are seeded per layer: layer i uses ``nonideal.seed + i`` so the
-layers' variations are independent and reproducible.
+Non-idealities are seeded per layer: the i-th quantized layer in module order uses
+``nonideal.seed + i``, so the layers' variations are independent and reproducible.
 """
 
 from __future__ import annotations

@@ -61,7 +61,10 @@ Callback = Callable[[EpochMetrics], None]
 
 
 def resolve_device(device: str | torch.device = "cpu") -> torch.device:
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise CimdseError(f"--device {device!r}: expected cpu or cuda") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise CimdseError("--device cuda: no CUDA device is available here (use --device cpu)")
     return dev
