@@ -226,6 +226,10 @@ def test_evaluate_policy_is_fast_and_cached(lenet, digits):
     assert evaluate_policy(lenet, [(4, 4)] * 4, digits) == accs[4]
     tuned = evaluate_policy(lenet, [(2, 2)] * 4, digits, finetune_epochs=2)
     assert tuned > accs[2] - 0.05
+    on_ideal = evaluate_policy(lenet, [(4, 4)] * 4, digits, hardware=IDEAL)
+    assert on_ideal == pytest.approx(accs[4], abs=0.01)  # exact integers vs float32 fake quant
+    on_lossy = evaluate_policy(lenet, [(4, 4)] * 4, digits, hardware=arch_mod.load("demo", ["crossbar.adc_bits=3"]))
+    assert on_lossy < on_ideal
 
 
 def test_checkpoint_roundtrip_and_errors(tmp_path, lenet, digits):

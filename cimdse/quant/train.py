@@ -19,9 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from cimdse.arch import ArchSpec, CrossbarSpec
 from cimdse.data import Splits
 from cimdse.errors import CimdseError
 from cimdse.quant.apply import Policy, PreparedModel
+from cimdse.quant.hardware import integer_model
 
 __all__ = [
     "EpochMetrics",
@@ -193,12 +195,21 @@ class PolicyEvaluator:
 
     @property
     def layer_names(self) -> list[str]:
+        """The crossbar layers in policy order (the compiler's)."""
         return list(self.prepared.names)
 
-    def __call__(self, policy: Policy, finetune_epochs: int = 0, seed: int | None = None) -> float:
+    def __call__(
+        self,
+        policy: Policy,
+        finetune_epochs: int = 0,
+        seed: int | None = None,
+        hardware: ArchSpec | CrossbarSpec | None = None,
+    ) -> float:
         qmodel = self.prepared.quantize(policy)
         if finetune_epochs > 0:
             finetune(qmodel, self.splits, finetune_epochs, self.seed if seed is None else seed)
+        if hardware is not None:
+            return accuracy(integer_model(qmodel, arch=hardware), self.splits.val)
         return accuracy(qmodel, self.splits.val)
 
 
@@ -211,14 +222,21 @@ def _fingerprint(model: nn.Module, splits: Splits, seed: int) -> tuple:
 
 
 def evaluate_policy(
-    float_model: nn.Module, policy: Policy, splits: Splits, finetune_epochs: int = 0, seed: int = 0
+    float_model: nn.Module,
+    policy: Policy,
+    splits: Splits,
+    finetune_epochs: int = 0,
+    seed: int = 0,
+    hardware: ArchSpec | CrossbarSpec | None = None,
 ) -> float:
     """Validation accuracy of ``float_model`` quantized at ``policy`` (calibrated on
-    training inputs, optionally fine-tuned for a few epochs). Repeated calls on the
-    same model and splits reuse the calibration; a changed model is re-calibrated."""
+    training inputs, optionally fine-tuned for a few epochs; measured on the crossbar
+    model of ``hardware`` when given, else with fake quantization). Repeated calls on
+    the same model and splits reuse the calibration; a changed model is re-calibrated.
+    ``float_model`` itself is never modified."""
     key = _fingerprint(float_model, splits, seed)
     cached = _EVALUATORS.get(float_model)
     if cached is None or cached[0] != key:
         cached = (key, PolicyEvaluator(float_model, splits, seed))
         _EVALUATORS[float_model] = cached
-    return cached[1](policy, finetune_epochs, seed)
+    return cached[1](policy, finetune_epochs, seed, hardware)
