@@ -231,15 +231,15 @@ def tile_cycles_per_mvm(spec: CrossbarSpec, w_bits: int, a_bits: int, rows_used:
     if not 1 <= w_bits <= 16 or not 1 <= a_bits <= 16:
         raise ValueError(f"w_bits and a_bits must be in 1..16, got {w_bits} and {a_bits}")
     if not 1 <= rows_used <= spec.rows or not 1 <= cols_used <= spec.cols:
-        raise ValueError(
-            f"rows_used {rows_used} / cols_used {cols_used} must be in 1..{spec.rows} / 1..{spec.cols}"
-        )
+        raise ValueError(f"rows_used {rows_used} / cols_used {cols_used} must be in 1..{spec.rows} / 1..{spec.cols}")
     slices = math.ceil(a_bits / spec.dac_bits)
     steps = math.ceil(cols_used / spec.adcs)
     return slices * row_groups(spec, rows_used) * (1 + steps) + 2
 
 
-def tile_mvm_ns(spec: CrossbarSpec, w_bits: int, a_bits: int, rows_used: int, cols_used: int, clock_ghz: float) -> float:
+def tile_mvm_ns(
+    spec: CrossbarSpec, w_bits: int, a_bits: int, rows_used: int, cols_used: int, clock_ghz: float
+) -> float:
     """Cycle-level time of one MVM on the RTL tile at ``clock_ghz``: the cycle formula
     of :func:`tile_cycles_per_mvm` over the clock, so that cost model and RTL agree."""
     return tile_cycles_per_mvm(spec, w_bits, a_bits, rows_used, cols_used) / clock_ghz

@@ -125,10 +125,12 @@ async def tile_matches_model(dut) -> None:
         if i > 0:
             want = max(want, fire_cycle[i - 1] + 1)
         if out_cycle[i] != want:
-            cycle_errors.append({"vector": i, "measured": out_cycle[i] - accept_cycle[i], "want": want - accept_cycle[i]})
+            cycle_errors.append(
+                {"vector": i, "measured": out_cycle[i] - accept_cycle[i], "want": want - accept_cycle[i]}
+            )
         if want == accept_cycle[i] + formula:  # not stalled by the output register
             latencies.append(out_cycle[i] - accept_cycle[i])
-    intervals = [b - a for a, b in zip(accept_cycle[:streaming], accept_cycle[1:streaming])]
+    intervals = [b - a for a, b in zip(accept_cycle[:streaming], accept_cycle[1:streaming], strict=False)]
     summary = {
         "vectors": cfg.vectors,
         "received": len(results),

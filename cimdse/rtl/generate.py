@@ -199,7 +199,7 @@ def _adc_function(p: TileParams, broken_rounding: bool) -> str:
     if s is None:
         return (
             f"    // Ideal ADC: the partial sum itself.\n"
-            f"    function {'signed ' if p.signed else ''}[CODE_W-1:0] adc;\n"
+            f"    function [CODE_W-1:0] adc;  // code bits (two's complement when signed)\n"
             f"        input {'signed ' if p.signed else ''}[PSUM_W-1:0] sample;\n"
             f"        adc = sample;\n"
             f"    endfunction\n"
@@ -226,7 +226,7 @@ def _adc_function(p: TileParams, broken_rounding: bool) -> str:
         sign = ""
     return (
         f"    // ADC: code = clamp((p + {half}) >> {s}) in [{lo}, {hi}] ({what}, then saturate).\n"
-        f"    function {sign}[CODE_W-1:0] adc;\n"
+        f"    function [CODE_W-1:0] adc;  // code bits (two's complement when signed)\n"
         f"        input {sign}[PSUM_W-1:0] sample;\n"
         f"        reg {sign}[{ew - 1}:0] t;\n"
         f"        begin\n{body}        end\n"
@@ -267,9 +267,7 @@ def render(p: TileParams, module: str = "cimdse_tile", *, _broken_rounding: bool
         else "psum = psum + prod;"
     )
     code_ext = "code" if p.signed else "{1'b0, code}"
-    xsum_decl = (
-        "    reg  [XSUM_W-1:0] xsum;  // sum of the inputs, for the offset correction\n" if p.offset else ""
-    )
+    xsum_decl = "    reg  [XSUM_W-1:0] xsum;  // sum of the inputs, for the offset correction\n" if p.offset else ""
     xsum_set = "                        xsum <= sum_inputs(in_vec);\n" if p.offset else ""
     sum_fn = (
         "    function [XSUM_W-1:0] sum_inputs;\n"
@@ -458,9 +456,7 @@ def lint(path: str | Path) -> None:
     # pyverilog writes its preprocessor output and parser tables to files: keep them
     # in a private folder so that parallel runs do not collide.
     with tempfile.TemporaryDirectory(prefix="cimdse-lint-") as tmp:
-        parser = VerilogCodeParser(
-            [str(path)], preprocess_output=str(Path(tmp) / "pp.v"), outputdir=tmp, debug=False
-        )
+        parser = VerilogCodeParser([str(path)], preprocess_output=str(Path(tmp) / "pp.v"), outputdir=tmp, debug=False)
         try:
             parser.parse(preprocess_output=str(Path(tmp) / "pp.v"), debug=0)
         except ParseError as err:

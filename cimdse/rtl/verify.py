@@ -114,9 +114,7 @@ def simulate(
     runner = get_runner("icarus")
     passed = False
     with _repo_on_path():
-        runner.build(
-            sources=[src], hdl_toplevel=TOPLEVEL, build_dir=build, always=True, log_file=build / "build.log"
-        )
+        runner.build(sources=[src], hdl_toplevel=TOPLEVEL, build_dir=build, always=True, log_file=build / "build.log")
         env = {CONFIG_ENV: str(config), "COCOTB_LOG_LEVEL": "WARNING"}
         # Under pytest the runner itself exits on a failed test; the results file
         # and the summary are read either way.
@@ -128,7 +126,7 @@ def simulate(
                 test_dir=build,
                 extra_env=env,
                 log_file=log,
-                results_xml="results.xml",
+                results_xml=str(build / "results.xml"),
             )
         xml = build / "results.xml"
         if xml.exists():
