@@ -184,6 +184,8 @@ def op_ns(spec: CrossbarSpec, rows_used: int, cols_used: int) -> float:
     ``t_op = G * (t_read + ceil(cols_used / adcs) * t_adc)``, unless the spec fixes it."""
     if spec.timing.op_ns is not None:
         return spec.timing.op_ns
+    if spec.timing.cycle_ns is not None:
+        return tile_slice_cycles(spec, rows_used, cols_used) * spec.timing.cycle_ns
     conversions = math.ceil(cols_used / spec.adcs)
     return row_groups(spec, rows_used) * (spec.timing.read_ns + conversions * adc_ns(spec))
 
@@ -232,9 +234,14 @@ def tile_cycles_per_mvm(spec: CrossbarSpec, w_bits: int, a_bits: int, rows_used:
         raise ValueError(f"w_bits and a_bits must be in 1..16, got {w_bits} and {a_bits}")
     if not 1 <= rows_used <= spec.rows or not 1 <= cols_used <= spec.cols:
         raise ValueError(f"rows_used {rows_used} / cols_used {cols_used} must be in 1..{spec.rows} / 1..{spec.cols}")
-    slices = math.ceil(a_bits / spec.dac_bits)
-    steps = math.ceil(cols_used / spec.adcs)
-    return slices * row_groups(spec, rows_used) * (1 + steps) + 2
+    return math.ceil(a_bits / spec.dac_bits) * tile_slice_cycles(spec, rows_used, cols_used) + 2
+
+
+def tile_slice_cycles(spec: CrossbarSpec, rows_used: int, cols_used: int) -> int:
+    """Cycles the RTL tile spends on one input slice: G row-group reads, each followed by
+    ceil(cols_used / adcs) ADC steps. The cost model's cycle-level timing
+    (``timing.cycle_ns``) and :func:`tile_cycles_per_mvm` share it."""
+    return row_groups(spec, rows_used) * (1 + math.ceil(cols_used / spec.adcs))
 
 
 def tile_mvm_ns(
