@@ -46,7 +46,7 @@ CONFIG_COPY = "sweep.yaml"
 LOCK_NAME = ".sweep.lock"
 METRICS = ("latency_s", "energy_j", "area_mm2", "crossbars", "speedup_vs_w8a8")
 SEARCH_METRICS = ("val_acc",)
-MAX_BITS = 16
+MAX_BITS = 8  # the compiler's range (cimdse.compiler.policy)
 _BITS_RE = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*$")
 
 Scalar = str | int | float | bool | None

@@ -53,7 +53,7 @@ def read_rows(out: Path) -> list[dict[str, str]]:
         ("models: [mlp]\narchs: [demo]\nbits: ['8,8']\ncolour: red\n", "colour: unknown key"),
         ("models: []\narchs: [demo]\nbits: ['8,8']\n", "models: List should have at least 1 item"),
         ("models: [mlp]\narchs: [demo]\nbits: ['8;8']\n", 'expected "W,A"'),
-        ("models: [mlp]\narchs: [demo]\nbits: ['8,0']\n", "between 1 and 16"),
+        ("models: [mlp]\narchs: [demo]\nbits: ['8,0']\n", "between 1 and 8"),
         ("models: [mlp]\narchs: [demo]\n", "give at least one of 'bits', 'policies' or 'search'"),
         ("models: [mlp, mlp]\narchs: [demo]\nbits: ['8,8']\n", "'mlp' is listed twice"),
         ("models: [mlp]\narchs: [demo]\nbits: ['8,8']\ngrid: {crossbar.rowz: [1]}\n", "has no field 'rowz'"),
