@@ -320,13 +320,14 @@ def _input_for(cfg: SweepConfig, model: str, where: str) -> tuple[int, ...]:
 def plan(cfg: SweepConfig, base: str | Path = ".", where: str = "sweep config", out_dir: str | Path = "") -> Plan:
     """Expand the config into units and points, checking models, archs and policy files
     up front so that bad input stops the sweep before anything is written."""
-    from cimdse.models import load_model
+    from cimdse.models import ZOO, load_model
 
     base = Path(base)
     models = []
     for m in cfg.models:
         ref = _model_ref(base, m)
-        load_model(ref)  # unknown names, missing files, broken factories: one clear message now
+        if ref not in ZOO:
+            load_model(ref)  # unknown names, missing files, broken factories: one clear message now
         models.append((m, ref, _input_for(cfg, m, where)))
     archs = []
     for a in cfg.archs:

@@ -311,3 +311,32 @@ def test_search_points_go_through_the_hook(tmp_path, monkeypatch):
     assert [r["crossbar.rows"] for r in rows] == ["64", "128"]
     assert all(r["val_acc"] == "0.9" and r["policy"].endswith("best_policy.yaml") for r in rows)
     assert seen[0][3] == {"episodes": 3, "lr": 0.1}
+
+
+# ---------------------------------------------------------------- the command
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("models: [mlp\n", "malformed YAML"),
+        ("models: [mlp]\narchs: [demo]\nbits: ['8,8']\nextra: 1\n", "extra: unknown key"),
+        ("models: [nosuchnet]\narchs: [demo]\nbits: ['8,8']\n", "unknown model 'nosuchnet'"),
+        ("models: [mlp]\narchs: [demo]\nbits: ['8,9']\n", "between 1 and 8"),
+    ],
+)
+def test_cli_bad_config_is_one_message_exit_2_and_no_files(tmp_path, run_cli, text, message):
+    path = write(tmp_path, text)
+    out = tmp_path / "out"
+    proc = run_cli("sweep", str(path), "--out", str(out))
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("cimdse: error: ")
+    assert not out.exists()
+
+
+def test_cli_missing_config_and_bad_jobs(tmp_path, run_cli):
+    proc = run_cli("sweep", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "cannot read sweep config" in proc.stderr
+    path = write(tmp_path, "models: [mlp]\narchs: [demo]\nbits: ['8,8']\n")
+    proc = run_cli("sweep", str(path), "--out", str(tmp_path / "out"), "--jobs", "0")
+    assert proc.returncode == 2 and "--jobs 0: must be at least 1" in proc.stderr
+    assert not (tmp_path / "out").exists()
