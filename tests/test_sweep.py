@@ -230,6 +230,7 @@ if __name__ == "__main__":  # spawned pool workers import this file too
 """
 
 
+@pytest.mark.slow  # test_sweep_e2e does the same through the command line with the real compiler
 def test_sigkill_mid_sweep_then_rerun_holds_every_point_exactly_once(tmp_path):
     """The machinery alone, in a local pool: kill the whole process group mid-run."""
     plan = make_plan(tmp_path)
