@@ -17,6 +17,7 @@ import pytest
 from sweep_fakes import broken_evaluator, fake_evaluator
 
 from cimdse import sweep
+from cimdse.cli import main
 from cimdse.errors import CimdseError
 
 CONFIG = """\
@@ -222,6 +223,7 @@ import sys
 sys.path.insert(0, {tests!r})
 from sweep_fakes import fake_evaluator
 from cimdse import sweep
+from cimdse.cli import main
 if __name__ == "__main__":  # spawned pool workers import this file too
     cfg = sweep.load_config({config!r})
     plan = sweep.plan(cfg, base={base!r}, out_dir={out!r})
@@ -324,20 +326,28 @@ def test_search_points_go_through_the_hook(tmp_path, monkeypatch):
         ("models: [mlp]\narchs: [demo]\nbits: ['8,9']\n", "between 1 and 8"),
     ],
 )
-def test_cli_bad_config_is_one_message_exit_2_and_no_files(tmp_path, run_cli, text, message):
+def test_cli_bad_config_is_one_message_exit_2_and_no_files(tmp_path, capsys, text, message):
     path = write(tmp_path, text)
     out = tmp_path / "out"
-    proc = run_cli("sweep", str(path), "--out", str(out))
-    assert proc.returncode == 2
-    assert message in proc.stderr and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("cimdse: error: ")
+    assert main(["sweep", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("cimdse: error: ")
     assert not out.exists()
 
 
-def test_cli_missing_config_and_bad_jobs(tmp_path, run_cli):
-    proc = run_cli("sweep", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "out"))
-    assert proc.returncode == 2 and "cannot read sweep config" in proc.stderr
+def test_cli_missing_config_and_bad_jobs(tmp_path, capsys):
+    assert main(["sweep", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "out")]) == 2
+    assert "cannot read sweep config" in capsys.readouterr().err
     path = write(tmp_path, "models: [mlp]\narchs: [demo]\nbits: ['8,8']\n")
-    proc = run_cli("sweep", str(path), "--out", str(tmp_path / "out"), "--jobs", "0")
-    assert proc.returncode == 2 and "--jobs 0: must be at least 1" in proc.stderr
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--jobs", "0"]) == 2
+    assert "--jobs 0: must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_as_a_process_prints_no_traceback(tmp_path, run_cli):
+    path = write(tmp_path, "models: [mlp]\narchs: [demo]\nbits: ['8,8']\ncolour: red\n")
+    proc = run_cli("sweep", str(path), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"cimdse: error: {path}: colour: unknown key (known: " + ", ".join(sweep.SweepConfig.model_fields) + ")"
+    ]
