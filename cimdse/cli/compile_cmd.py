@@ -1,0 +1,82 @@
+"""``cimdse layers`` (the layer IR as CSV) and ``cimdse compile`` (costs as CSV)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cimdse.cli.common import add_arch_options, load_arch, output_dir, write_csv
+from cimdse.compiler import compile_network, load_policy, parse_bits, uniform_policy
+from cimdse.compiler.frontend import trace_spec
+from cimdse.compiler.ir import Network
+from cimdse.compiler.report import digital_frame
+from cimdse.models import parse_input_shape
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="zoo name (mlp, lenet, resnet20, resnet18, ...) or FILE.py:factory")
+    p.add_argument("--input", default=None, metavar="SHAPE", help="one sample, e.g. 3x224x224 (zoo default if omitted)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    lp = sub.add_parser("layers", help="print a model's crossbar layers (or digital ops) as CSV on stdout")
+    _model_options(lp)
+    lp.add_argument("--digital", action="store_true", help="print the digital ops instead of the crossbar layers")
+    lp.set_defaults(func=_layers)
+
+    cp = sub.add_parser("compile", help="map a model onto an architecture; write layers.csv and summary.csv")
+    _model_options(cp)
+    add_arch_options(cp)
+    bits = cp.add_mutually_exclusive_group(required=True)
+    bits.add_argument("--bits", metavar="W,A", help="uniform weight and activation bits, e.g. 4,4")
+    bits.add_argument(
+        "--policy", metavar="FILE", help="per-layer bits: YAML/JSON by layer name or list, or .npy [L, 2]"
+    )
+    cp.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    cp.set_defaults(func=_compile)
+
+
+def _network(args: argparse.Namespace) -> Network:
+    shape = parse_input_shape(args.input) if args.input else None
+    return trace_spec(args.model, shape)
+
+
+def _layers(args: argparse.Namespace) -> int:
+    net = _network(args)
+    df = net.digital_frame() if args.digital else net.layers_frame()
+    df.to_csv(sys.stdout, index=False)
+    print(f"# {len(net.layers)} crossbar layers, {len(net.digital_ops)} digital ops", file=sys.stderr)
+    return 0
+
+
+def _compile(args: argparse.Namespace) -> int:
+    # Everything is validated and computed before the first file is written.
+    net = _network(args)
+    arch = load_arch(args.arch, args.overrides)
+    policy = uniform_policy(*parse_bits(args.bits), len(net)) if args.bits else load_policy(args.policy, net)
+    cn = compile_network(net, arch)
+    layers_df, summary_df = cn.report(policy)
+    digital_df = digital_frame(cn)
+    out = output_dir(args.out)
+    for df, name in ((layers_df, "layers.csv"), (digital_df, "digital.csv"), (summary_df, "summary.csv")):
+        write_csv(df, out / name)
+    print(_table(layers_df, summary_df))
+    print(f"# wrote {out / 'layers.csv'}, {out / 'digital.csv'}, {out / 'summary.csv'}", file=sys.stderr)
+    return 0
+
+
+def _table(layers_df, summary_df) -> str:  # noqa: ANN001 - pandas frames
+    lines = [f"{'layer':28s} {'w/a':>5s} {'xbars':>7s} {'copies':>6s} {'latency_ms':>11s} {'energy_uJ':>10s}"]
+    for r in layers_df.itertuples():
+        lines.append(
+            f"{r.name[:28]:28s} {f'{r.w_bits}/{r.a_bits}':>5s} {r.crossbars:7d} {r.replicas:6d} "
+            f"{r.latency_s * 1e3:11.4f} {r.energy_j * 1e6:10.3f}"
+        )
+    s = summary_df.iloc[0]
+    lines.append(
+        f"{s['model']} on {s['arch']} ({s['mode']}, {s['schedule']}): latency {s['latency_s'] * 1e3:.4f} ms "
+        f"(digital {s['digital_latency_s'] * 1e3:.4f} ms), energy {s['energy_j'] * 1e6:.3f} uJ, "
+        f"{s['crossbars']}/{s['chip_crossbars']} crossbars, chip area {s['area_mm2']:.3f} mm2, "
+        f"speedup vs W8A8 {s['speedup_vs_w8a8']:.3f}x"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,26 @@
+"""Compiler: torch model -> layer IR -> crossbar mapping -> schedule -> costs.
+
+net = trace(model, (3, 224, 224))            # Network: .layers (policy order), .digital_ops
+cn = compile_network(net, arch.load("isaac"))
+ev = cn.evaluate(policies)                   # [L, 2] or [P, L, 2] int (w_bits, a_bits)
+layers_df, summary_df = cn.report(policy)
+"""
+
+from cimdse.compiler.evaluate import CompiledNetwork, Evaluation, compile_network
+from cimdse.compiler.frontend import trace
+from cimdse.compiler.ir import DigitalOp, Layer, Network
+from cimdse.compiler.policy import check_policy, load_policy, parse_bits, uniform_policy
+
+__all__ = [
+    "CompiledNetwork",
+    "DigitalOp",
+    "Evaluation",
+    "Layer",
+    "Network",
+    "check_policy",
+    "compile_network",
+    "load_policy",
+    "parse_bits",
+    "trace",
+    "uniform_policy",
+]
