@@ -14,9 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-pytest.importorskip("cimdse.compiler")
-
-from cimdse import report, sweep  # noqa: E402
+from cimdse import report, sweep
 
 ROOT = Path(__file__).parents[1]
 
