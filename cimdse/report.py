@@ -39,7 +39,10 @@ MAX_BAR_LAYERS = 60  # beyond this, the per-layer plot shows the slowest layers 
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are meant to be shared
         write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
@@ -150,16 +153,16 @@ def sweep_section(folder: Path, out: Path) -> tuple[str, list[Path]]:
         mask = pareto_mask(sub["area_mm2"].to_numpy(float), sub["latency_s"].to_numpy(float))
         ok.loc[sub.index[mask], "pareto"] = True
         for name, grp in sub.groupby(sub[series].fillna(sub["policy"]).astype(str), sort=True):
-            ax.scatter(grp["area_mm2"], grp["latency_s"], s=18, alpha=0.75, label=f"{series} {name}")
+            ax.scatter(grp["area_mm2"], grp["latency_s"] * 1e6, s=18, alpha=0.75, label=f"{series} {name}")
         front = sub[mask].sort_values("area_mm2")
-        ax.step(front["area_mm2"], front["latency_s"], where="post", color="black", lw=1.2, label="Pareto front")
-        ax.scatter(front["area_mm2"], front["latency_s"], s=46, facecolors="none", edgecolors="black")
+        ax.step(front["area_mm2"], front["latency_s"] * 1e6, where="post", color="black", lw=1.2, label="Pareto front")
+        ax.scatter(front["area_mm2"], front["latency_s"] * 1e6, s=46, facecolors="none", edgecolors="black")
         for axis, col in (("x", "area_mm2"), ("y", "latency_s")):
             vals = sub[col].to_numpy(float)
             if vals.min() > 0 and vals.max() / vals.min() > 20:
                 getattr(ax, f"set_{axis}scale")("log")
         ax.set_xlabel("chip area (mm²)")
-        ax.set_ylabel("latency per inference (s)")
+        ax.set_ylabel("latency per inference (µs)")
         ax.set_title(f"{model}: {len(sub)} points, {int(mask.sum())} on the front")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
@@ -193,6 +196,8 @@ def compile_section(folder: Path, out: Path) -> tuple[str, list[Path]]:
     summary = _read_csv(folder / "summary.csv", ["latency_s", "energy_j"])
     s = summary.iloc[0]
     title = " on ".join(str(s[c]) for c in ("model", "arch") if c in summary.columns) or folder.name
+    if "mode" in summary.columns:
+        title += f" ({s['mode']})"
     shown = layers
     note = ""
     if len(layers) > MAX_BAR_LAYERS:

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from cimdse import report, sweep
+from cimdse.cli import main
 
 ROOT = Path(__file__).parents[1]
 
@@ -44,10 +45,10 @@ def small_config(tmp_path):
     return path
 
 
-def test_cli_sweep_reports_invalid_points_and_agrees_with_compile(tmp_path, run_cli, small_config):
+def test_cli_sweep_reports_invalid_points_and_agrees_with_compile(tmp_path, capsys, small_config):
     out = tmp_path / "out"
-    proc = run_cli("sweep", str(small_config), "--out", str(out), "--jobs", "1", check=True)
-    assert "24 points: 0 already done, 8 ok, 16 invalid" in proc.stdout
+    assert main(["sweep", str(small_config), "--out", str(out), "--jobs", "1"]) == 0
+    assert "24 points: 0 already done, 8 ok, 16 invalid" in capsys.readouterr().out
     rows = read_rows(out)
     assert len(rows) == 24 == len({r["point_id"] for r in rows})
     assert (out / "sweep.yaml").is_file()
@@ -64,10 +65,10 @@ def test_cli_sweep_reports_invalid_points_and_agrees_with_compile(tmp_path, run_
     # The same point through `cimdse compile` gives the same numbers.
     point = next(r for r in rows if r["status"] == "ok" and r["bits"] == "4,4" and r["model"] == "lenet")
     cdir = tmp_path / "compiled"
-    run_cli(
+    assert main([
         "compile", "--model", "lenet", "--arch", "demo", "--set", f"crossbar.rows={point['crossbar.rows']}",
-        "--set", "crossbar.adcs=4", "--bits", "4,4", "--out", str(cdir), check=True,
-    )  # fmt: skip
+        "--set", "crossbar.adcs=4", "--bits", "4,4", "--out", str(cdir),
+    ]) == 0  # fmt: skip
     summary = pd.read_csv(cdir / "summary.csv").iloc[0]
     for col in ("latency_s", "energy_j", "area_mm2", "crossbars", "speedup_vs_w8a8"):
         assert float(point[col]) == pytest.approx(float(summary[col]), rel=1e-9), col
@@ -150,10 +151,10 @@ def test_cli_sweep_on_a_dask_scheduler_address(tmp_path, small_config):
     assert len(read_rows(out)) == 24
 
 
-def test_example_sweeps_run(tmp_path, run_cli):
+def test_example_sweeps_run(tmp_path, capsys):
     out = tmp_path / "user"
-    proc = run_cli("sweep", str(ROOT / "examples" / "sweep_user.yaml"), "--out", str(out), "--jobs", "1", check=True)
-    assert "0 invalid" in proc.stdout
+    assert main(["sweep", str(ROOT / "examples" / "sweep_user.yaml"), "--out", str(out), "--jobs", "1"]) == 0
+    assert "0 invalid" in capsys.readouterr().out
     rows = read_rows(out)
     mixed = [r for r in rows if r["policy"] == "policy_user_mixed.yaml"]
     assert mixed and all(float(r["speedup_vs_w8a8"]) > 1 for r in mixed)
