@@ -198,10 +198,11 @@ def load_config(path: str | Path) -> SweepConfig:
         raise CimdseError(_format_validation(err, str(path))) from None
 
 
-def save_config(cfg: SweepConfig, out_dir: str | Path) -> Path:
+def save_config(cfg: SweepConfig, out_dir: str | Path, source: str | Path | None = None) -> Path:
     """Keep the config beside its results (``sweep.yaml``), for the record and the report."""
     path = Path(out_dir) / CONFIG_COPY
-    _write_atomic(path, yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True), sort_keys=False))
+    head = f"# copy of {Path(source).resolve()}; relative paths are relative to that file\n" if source else ""
+    _write_atomic(path, head + yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True), sort_keys=False))
     return path
 
 
@@ -656,6 +657,7 @@ def run_sweep(
     progress: bool | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
     config: SweepConfig | None = None,
+    config_path: str | Path | None = None,
 ) -> SweepSummary:
     """Evaluate every point of the plan not yet in ``out_dir/sweep.csv`` and append it.
 
@@ -683,7 +685,7 @@ def run_sweep(
             client.close()
         raise
     if config is not None:
-        save_config(config, out)
+        save_config(config, out, config_path)
     summary = SweepSummary(total=len(sweep_plan.points), csv_path=log.path)
     try:
         todo = []

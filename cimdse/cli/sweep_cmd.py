@@ -46,7 +46,9 @@ def _sweep(args: argparse.Namespace) -> int:
     config_path = Path(args.config)
     cfg = sweep.load_config(config_path)
     plan = sweep.plan(cfg, base=config_path.parent, where=str(config_path), out_dir=args.out)
-    summary = sweep.run_sweep(plan, args.out, jobs=args.jobs, scheduler=args.scheduler, config=cfg)
+    summary = sweep.run_sweep(
+        plan, args.out, jobs=args.jobs, scheduler=args.scheduler, config=cfg, config_path=config_path
+    )
     print(
         f"{summary.total} points: {summary.already_done} already done, {summary.ok} ok, "
         f"{summary.invalid} invalid (see the status column) -> {summary.csv_path}"
