@@ -28,6 +28,7 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -558,6 +559,12 @@ def _serial(units: list[Unit], evaluator: Evaluator) -> Iterator[tuple[Unit, Uni
             yield u, err
 
 
+def _quiet_worker() -> None:
+    """Ctrl-C reaches the whole process group: the parent stops the sweep, workers
+    should not print a traceback each."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _pool(units: list[Unit], evaluator: Evaluator, jobs: int) -> Iterator[tuple[Unit, UnitResult | BaseException]]:
     """Local processes. Spawned, not forked: torch's thread pools do not survive a fork.
     A bounded window of units in flight keeps memory flat on big sweeps."""
@@ -566,7 +573,7 @@ def _pool(units: list[Unit], evaluator: Evaluator, jobs: int) -> Iterator[tuple[
     ctx = multiprocessing.get_context("spawn")
     todo = iter(units)
     window = 2 * jobs
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as ex:
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_quiet_worker) as ex:
         running: dict[cf.Future, Unit] = {}
         try:
             for u in itertools.islice(todo, window):

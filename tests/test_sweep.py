@@ -291,29 +291,17 @@ def test_search_points_go_through_the_hook(tmp_path, monkeypatch):
                 "val_acc": 0.9, "policy": str(out_dir / "best_policy.yaml")}  # fmt: skip
 
     monkeypatch.setitem(sys.modules, "cimdse.search", types.SimpleNamespace(sweep_point=sweep_point))
-    plan = make_plan(
-        tmp_path, "models: [mlp]\narchs: [demo]\ngrid: {crossbar.rows: [64, 128]}\nsearch: {episodes: 3, lr: 0.1}\n"
-    )
+    text = "models: [mlp]\narchs: [demo]\ngrid: {crossbar.rows: [64, 128]}\nbits: ['8,8']\n"
+    text += "search: {episodes: 3, lr: 0.1}\n"
+    plan = make_plan(tmp_path, text)
     assert "val_acc" in plan.columns
-
-    def evaluator(unit):  # the real evaluator minus the compiler: search points only
-        from cimdse import arch as arch_mod
-
-        spec = arch_mod.load(unit.arch_ref, unit.overrides())
-        hook = sweep.search_hook()
-        return {
-            p.id: {
-                **hook(unit.model_ref, unit.input, spec, dict(p.search), Path(unit.search_out) / p.id),
-                "status": "ok",
-            }
-            for p in unit.points
-        }
-
-    sweep.run_sweep(plan, tmp_path / "out", evaluator=evaluator, progress=False)
+    sweep.run_sweep(plan, tmp_path / "out", progress=False)  # the real evaluator
     rows = read_rows(tmp_path / "out")
-    assert [r["crossbar.rows"] for r in rows] == ["64", "128"]
-    assert all(r["val_acc"] == "0.9" and r["policy"].endswith("best_policy.yaml") for r in rows)
-    assert seen[0][3] == {"episodes": 3, "lr": 0.1}
+    searched = [r for r in rows if r["val_acc"]]
+    assert [r["crossbar.rows"] for r in searched] == ["64", "128"]
+    assert all(r["policy"].endswith("best_policy.yaml") and r["latency_s"] == "1.0" for r in searched)
+    assert seen[0][3] == {"episodes": 3, "lr": 0.1} and seen[0][1] == (1, 8, 8)
+    assert {r["bits"] for r in rows if not r["val_acc"]} == {"8,8"}
 
 
 # ---------------------------------------------------------------- the command
