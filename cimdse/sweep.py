@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import csv
+import dataclasses
 import fcntl
 import hashlib
 import io
@@ -252,15 +253,13 @@ class Unit:
     grid: tuple[tuple[str, Scalar], ...]
     points: tuple[Point, ...]
     policy_refs: tuple[tuple[str, str], ...] = ()  # config spelling -> resolved path
-    search_out: str = ""  # folder for search outputs of search points
+    search_out: str = ""  # folder for the search points' outputs, set by run_sweep
 
     def overrides(self) -> list[str]:
         return [f"{k}={json.dumps(v)}" for k, v in self.grid]
 
-    def with_points(self, points: Iterable[Point]) -> Unit:
-        return Unit(
-            self.model_ref, self.input, self.arch_ref, self.grid, tuple(points), self.policy_refs, self.search_out
-        )
+    def with_points(self, points: Iterable[Point], search_out: str) -> Unit:
+        return dataclasses.replace(self, points=tuple(points), search_out=search_out)
 
 
 @dataclass
@@ -319,7 +318,7 @@ def _input_for(cfg: SweepConfig, model: str, where: str) -> tuple[int, ...]:
     return shape
 
 
-def plan(cfg: SweepConfig, base: str | Path = ".", where: str = "sweep config", out_dir: str | Path = "") -> Plan:
+def plan(cfg: SweepConfig, base: str | Path = ".", where: str = "sweep config") -> Plan:
     """Expand the config into units and points, checking models, archs and policy files
     up front so that bad input stops the sweep before anything is written."""
     from cimdse.models import ZOO, load_model
@@ -350,7 +349,7 @@ def plan(cfg: SweepConfig, base: str | Path = ".", where: str = "sweep config", 
         pts += [Point(m, shape, a, grid, policy=p) for p in cfg.policies]
         if search:
             pts.append(Point(m, shape, a, grid, policy="search", search=search))
-        units.append(Unit(mref, shape, aref, grid, tuple(pts), policy_refs, str(Path(out_dir) / "search")))
+        units.append(Unit(mref, shape, aref, grid, tuple(pts), policy_refs))
     return Plan(units, keys, bool(search))
 
 
@@ -700,7 +699,7 @@ def run_sweep(
             rest = [p for p in u.points if p.id not in done]
             summary.already_done += len(u.points) - len(rest)
             if rest:
-                todo.append(u.with_points(rest))
+                todo.append(u.with_points(rest, str(out / "search")))
         if client is not None:
             stream = _dask(todo, evaluator, client)
         elif jobs > 1 and len(todo) > 1:

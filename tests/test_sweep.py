@@ -39,7 +39,7 @@ def write(tmp_path: Path, text: str, name: str = "sweep.yaml") -> Path:
 
 def make_plan(tmp_path: Path, text: str = CONFIG) -> sweep.Plan:
     path = write(tmp_path, text)
-    return sweep.plan(sweep.load_config(path), base=tmp_path, where=str(path), out_dir=tmp_path / "out")
+    return sweep.plan(sweep.load_config(path), base=tmp_path, where=str(path))
 
 
 def read_rows(out: Path) -> list[dict[str, str]]:
@@ -226,7 +226,7 @@ from cimdse import sweep
 from cimdse.cli import main
 if __name__ == "__main__":  # spawned pool workers import this file too
     cfg = sweep.load_config({config!r})
-    plan = sweep.plan(cfg, base={base!r}, out_dir={out!r})
+    plan = sweep.plan(cfg, base={base!r})
     s = sweep.run_sweep(plan, {out!r}, jobs=2, evaluator=fake_evaluator, progress=False)
     print(s.already_done, s.written)
 """

@@ -45,7 +45,7 @@ def _sweep(args: argparse.Namespace) -> int:
         raise CimdseError(f"--jobs {args.jobs}: must be at least 1")
     config_path = Path(args.config)
     cfg = sweep.load_config(config_path)
-    plan = sweep.plan(cfg, base=config_path.parent, where=str(config_path), out_dir=args.out)
+    plan = sweep.plan(cfg, base=config_path.parent, where=str(config_path))
     summary = sweep.run_sweep(
         plan, args.out, jobs=args.jobs, scheduler=args.scheduler, config=cfg, config_path=config_path
     )
