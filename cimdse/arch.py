@@ -30,11 +30,20 @@ class _Strict(BaseModel):
 
 class Timing(_Strict):
     """Crossbar timings. ``op_ns`` fixes the time of one crossbar operation (one input
-    slice through one crossbar) instead of deriving it from reads and conversions."""
+    slice through one crossbar) instead of deriving it from reads and conversions;
+    ``cycle_ns`` times it at the generated RTL tile's cycle level instead (one cycle
+    per row-group read and per ADC step, ``cimdse.costs.tile_slice_cycles``)."""
 
     read_ns: float = Field(CONSTANTS["read_ns"].value, gt=0)
     write_us: float = Field(CONSTANTS["write_us"].value, ge=0)
     op_ns: float | None = Field(None, gt=0)
+    cycle_ns: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_override(self) -> Timing:
+        if self.op_ns is not None and self.cycle_ns is not None:
+            raise ValueError("give op_ns or cycle_ns, not both")
+        return self
 
 
 class Nonideal(_Strict):

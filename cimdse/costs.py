@@ -184,6 +184,8 @@ def op_ns(spec: CrossbarSpec, rows_used: int, cols_used: int) -> float:
     ``t_op = G * (t_read + ceil(cols_used / adcs) * t_adc)``, unless the spec fixes it."""
     if spec.timing.op_ns is not None:
         return spec.timing.op_ns
+    if spec.timing.cycle_ns is not None:
+        return tile_slice_cycles(spec, rows_used, cols_used) * spec.timing.cycle_ns
     conversions = math.ceil(cols_used / spec.adcs)
     return row_groups(spec, rows_used) * (spec.timing.read_ns + conversions * adc_ns(spec))
 
@@ -210,3 +212,41 @@ def write_energy_pj(spec: CrossbarSpec, cells: int) -> float:
 def write_ns(spec: CrossbarSpec) -> float:
     """Time to program one crossbar (all its rows)."""
     return spec.timing.write_us * 1e3
+
+
+# ---------------------------------------------------------------- cycle-level tile timing
+def tile_cycles_per_mvm(spec: CrossbarSpec, w_bits: int, a_bits: int, rows_used: int, cols_used: int) -> int:
+    """Clock cycles of one MVM on the generated RTL tile (``cimdse.rtl``), back to back.
+
+    The tile accepts the input vector (1 cycle); then for each of the S = ceil(a / d)
+    input slices and each of the G row groups it samples all column sums (1 cycle) and
+    converts the ``cols_used`` columns with its ``adcs`` converters in
+    T = ceil(cols_used / adcs) cycles; a last cycle combines the columns into outputs:
+
+        cycles = S * G * (1 + T) + 2
+
+    This is design section 4's ``t_op = G * (t_read + T * t_adc)`` per slice with one
+    cycle per read and per conversion. ``rows_used`` and ``cols_used`` are physical
+    rows and columns. ``w_bits`` sets no cycles (it is in ``cols_used``); it is taken
+    so that callers pass one layer's full description and it is range-checked here.
+    """
+    if not 1 <= w_bits <= 16 or not 1 <= a_bits <= 16:
+        raise ValueError(f"w_bits and a_bits must be in 1..16, got {w_bits} and {a_bits}")
+    if not 1 <= rows_used <= spec.rows or not 1 <= cols_used <= spec.cols:
+        raise ValueError(f"rows_used {rows_used} / cols_used {cols_used} must be in 1..{spec.rows} / 1..{spec.cols}")
+    return math.ceil(a_bits / spec.dac_bits) * tile_slice_cycles(spec, rows_used, cols_used) + 2
+
+
+def tile_slice_cycles(spec: CrossbarSpec, rows_used: int, cols_used: int) -> int:
+    """Cycles the RTL tile spends on one input slice: G row-group reads, each followed by
+    ceil(cols_used / adcs) ADC steps. The cost model's cycle-level timing
+    (``timing.cycle_ns``) and :func:`tile_cycles_per_mvm` share it."""
+    return row_groups(spec, rows_used) * (1 + math.ceil(cols_used / spec.adcs))
+
+
+def tile_mvm_ns(
+    spec: CrossbarSpec, w_bits: int, a_bits: int, rows_used: int, cols_used: int, clock_ghz: float
+) -> float:
+    """Cycle-level time of one MVM on the RTL tile at ``clock_ghz``: the cycle formula
+    of :func:`tile_cycles_per_mvm` over the clock, so that cost model and RTL agree."""
+    return tile_cycles_per_mvm(spec, w_bits, a_bits, rows_used, cols_used) / clock_ghz

@@ -98,3 +98,14 @@ def test_cli_arch_list(run_cli):
     out = run_cli("arch", "list", check=True).stdout
     for name in arch.PRESET_NAMES:
         assert name in out
+
+
+def test_cycle_level_timing_uses_the_tile_formula():
+    spec = arch.load("demo", ["crossbar.timing.cycle_ns=2.0", "crossbar.active_rows=16"]).crossbar
+    # 64 rows in groups of 16 -> G = 4; 40 columns over 4 ADCs -> 10 steps.
+    assert costs.tile_slice_cycles(spec, 64, 40) == 4 * (1 + 10)
+    assert costs.op_ns(spec, 64, 40) == 2.0 * 44
+    # A whole W8A8 MVM on the tile: 8 slices of that, plus accept and combine cycles.
+    assert costs.tile_cycles_per_mvm(spec, 8, 8, 64, 40) == 8 * 44 + 2
+    with pytest.raises(CimdseError, match="op_ns or cycle_ns"):
+        arch.load("demo", ["crossbar.timing.cycle_ns=2.0", "crossbar.timing.op_ns=5"])
