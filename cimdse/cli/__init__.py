@@ -11,10 +11,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cimdse.cli import arch_cmd, compile_cmd, rtl_cmd, search_cmd
+from cimdse.cli import arch_cmd, compile_cmd, rtl_cmd, search_cmd, train_cmd
 from cimdse.errors import CimdseError
 
-COMMAND_MODULES = [arch_cmd, compile_cmd, rtl_cmd, search_cmd]
+COMMAND_MODULES = [arch_cmd, compile_cmd, train_cmd, search_cmd, rtl_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,108 @@
+"""Integer export: each crossbar layer as integers plus scales, in the semantics the
+compiler and the crossbar model share (design.md sections 3 and 6):
+
+    y[., n] = s_x * s_w[n] * (x_int @ w_int)[., n] + bias[n]
+
+with ``x_int = clamp(round(x / s_x))`` unsigned in [0, 2^a - 1] (or signed in
+[-2^(a-1), 2^(a-1) - 1]) and ``w_int`` in [-(2^(b-1) - 1), 2^(b-1) - 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cimdse.quant.quantizers import act_range
+
+__all__ = ["Backend", "IntLayer", "act_integers", "export_model", "int_product", "layers_from_dicts", "layers_to_dicts"]
+
+Backend = Callable[["IntLayer", torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class IntLayer:
+    """One crossbar layer in integers, the compiler's and the crossbar's semantics.
+
+    ``w_int`` is [K, N] in im2col order (row ``c * kh * kw + i * kw + j`` for input
+    channel c and kernel tap (i, j), as ``torch.nn.functional.unfold`` orders it);
+    for a grouped conv K is the rows of one group (C_in / groups * kh * kw) and
+    column n belongs to group ``n // (N / groups)``.
+    """
+
+    name: str
+    kind: str  # "conv1d", "conv2d" or "linear"
+    w_int: torch.Tensor  # int64 [K, N]
+    w_bits: int
+    a_bits: int
+    signed: bool  # inputs signed (offset-encoded on the crossbar)
+    s_x: float
+    s_w: torch.Tensor  # float64 [N]
+    bias: torch.Tensor  # float64 [N]
+    kernel_size: tuple[int, ...] = ()
+    stride: tuple[int, ...] = ()
+    padding: tuple[int, ...] = ()
+    dilation: tuple[int, ...] = ()
+    groups: int = 1
+
+    @property
+    def k(self) -> int:
+        return int(self.w_int.shape[0])
+
+    @property
+    def n(self) -> int:
+        return int(self.w_int.shape[1])
+
+    def weight_tensor(self) -> torch.Tensor:
+        """``w_int`` back in torch's layout ([N, C_in/groups, *kernel] or [N, K]), float64."""
+        w = self.w_int.t().double()
+        return w if self.kind == "linear" else w.reshape(self.n, -1, *self.kernel_size)
+
+    def out_scale(self) -> torch.Tensor:
+        return self.s_x * self.s_w
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["w_int"] = self.w_int.to(torch.int8)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> IntLayer:
+        d = dict(d)
+        d["w_int"] = d["w_int"].long()
+        for key in ("kernel_size", "stride", "padding", "dilation"):
+            d[key] = tuple(d.get(key, ()))
+        return cls(**d)
+
+
+def int_product(layer: IntLayer, x_int: torch.Tensor) -> torch.Tensor:
+    """The integer product as an integer-valued float64 convolution / matmul."""
+    w = layer.weight_tensor()
+    if layer.kind == "linear":
+        return F.linear(x_int, w)
+    op = F.conv1d if layer.kind == "conv1d" else F.conv2d
+    return op(x_int, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+
+
+def act_integers(layer: IntLayer, x: torch.Tensor) -> torch.Tensor:
+    """``clamp(round(x / s_x))`` in float64: the exact integer inputs of the layer."""
+    lo, hi = act_range(layer.a_bits, layer.signed)
+    return torch.clamp(torch.round(x.double() / layer.s_x), lo, hi)
+
+
+def export_model(qmodel: nn.Module) -> dict[str, IntLayer]:
+    """Every quantized layer of ``qmodel`` in integers, keyed by layer name, in
+    module order."""
+    return {m.qname: m.export() for m in qmodel.modules() if hasattr(m, "weight_q") and hasattr(m, "export")}
+
+
+def layers_to_dicts(layers: dict[str, IntLayer]) -> dict[str, dict]:
+    """Plain dicts of tensors and numbers (what a checkpoint stores)."""
+    return {name: layer.to_dict() for name, layer in layers.items()}
+
+
+def layers_from_dicts(data: dict[str, dict]) -> dict[str, IntLayer]:
+    return {name: IntLayer.from_dict(d) for name, d in data.items()}

@@ -1,0 +1,176 @@
+"""Hardware-accurate inference: a quantized model whose crossbar layers run on the
+functional crossbar model (:mod:`cimdse.crossbar`).
+
+Each crossbar layer is programmed once with its exported integer weights
+(``crossbar.program(w_int, spec, w_bits)``, one programmed matrix per conv group);
+at run time its input is re-quantized to ``x_int``, unfolded (im2col,
+``torch.nn.functional.unfold``), multiplied by ``crossbar.mvm`` (ADC, slicing and
+non-idealities included), then dequantized and biased. Everything between crossbar
+layers (ReLU, pooling, residual adds, flatten, unfolded BN) is the model's own float
+code, run in float64. The same model without a crossbar backend is the exact
+fake-quant reference: with an ideal ADC both give the same integers, hence the same
+predictions, sample for sample.
+
+Non-idealities are seeded per layer: the i-th quantized layer in module order uses
+``nonideal.seed + i``, so the layers' variations are independent and reproducible.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from cimdse import crossbar
+from cimdse.arch import ArchSpec, CrossbarSpec
+from cimdse.errors import CimdseError
+from cimdse.quant.apply import quant_layers
+from cimdse.quant.export import IntLayer, export_model
+
+__all__ = ["CrossbarBackend", "HardwareResult", "evaluate_hardware", "integer_model", "predict"]
+
+
+class CrossbarBackend:
+    """The integer product of one layer on programmed crossbars."""
+
+    def __init__(self, layer: IntLayer, spec: CrossbarSpec, index: int = 0) -> None:
+        ni = spec.nonideal
+        self.spec = spec.model_copy(update={"nonideal": ni.model_copy(update={"seed": ni.seed + index})})
+        self.index = index
+        self.calls = 0
+        w = layer.w_int.numpy()
+        ng = layer.n // layer.groups
+        self.programmed = [
+            crossbar.program(w[:, g * ng : (g + 1) * ng], self.spec, layer.w_bits) for g in range(layer.groups)
+        ]
+
+    def _mvm(self, layer: IntLayer, cols: torch.Tensor, group: int) -> torch.Tensor:
+        """``cols`` [M, K] integer-valued float64 -> [M, N/groups] float64."""
+        self.calls += 1
+        seed = None if not self.spec.nonideal.read_noise_sigma else self.spec.nonideal.seed * 7919 + self.calls
+        y = crossbar.mvm(
+            cols.long().numpy(),
+            self.programmed[group],
+            a_bits=layer.a_bits,
+            signed_inputs=layer.signed,
+            read_seed=seed,
+        )
+        return torch.from_numpy(y).double()
+
+    def __call__(self, layer: IntLayer, x_int: torch.Tensor) -> torch.Tensor:
+        if layer.kind == "linear":
+            flat = x_int.reshape(-1, layer.k)
+            return self._mvm(layer, flat, 0).reshape(*x_int.shape[:-1], layer.n)
+        if layer.kind == "conv1d":
+            x4 = x_int.unsqueeze(2)
+            kernel, stride = (1, *layer.kernel_size), (1, *layer.stride)
+            padding, dilation = (0, *layer.padding), (1, *layer.dilation)
+        else:
+            x4, kernel, stride = x_int, layer.kernel_size, layer.stride
+            padding, dilation = layer.padding, layer.dilation
+        b, _, h, w = x4.shape
+        out_hw = [
+            (size + 2 * p - d * (k - 1) - 1) // s + 1
+            for size, p, d, k, s in zip((h, w), padding, dilation, kernel, stride, strict=True)
+        ]
+        cols = F.unfold(x4, kernel, dilation=dilation, padding=padding, stride=stride)  # [B, C*kh*kw, L]
+        cols = cols.transpose(1, 2).reshape(-1, cols.shape[1])  # [B*L, C*kh*kw]
+        kg = layer.k
+        parts = [self._mvm(layer, cols[:, g * kg : (g + 1) * kg], g) for g in range(layer.groups)]
+        acc = torch.cat(parts, dim=1).reshape(b, out_hw[0] * out_hw[1], layer.n).transpose(1, 2)
+        return acc.reshape(b, layer.n, *out_hw) if layer.kind == "conv2d" else acc.reshape(b, layer.n, out_hw[1])
+
+
+class _DoubleInput(nn.Module):
+    """Feeds the wrapped model float64 inputs (its digital ops run in float64)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.double())
+
+
+def integer_model(
+    qmodel: nn.Module,
+    layers: dict[str, IntLayer] | None = None,
+    arch: ArchSpec | CrossbarSpec | None = None,
+) -> nn.Module:
+    """A copy of ``qmodel`` that runs its crossbar layers exactly from the integer
+    export ``layers`` (default: exported from ``qmodel``): on the crossbar model of
+    ``arch`` when given, else with exact integer arithmetic (the fake-quant reference)."""
+    layers = layers if layers is not None else export_model(qmodel)
+    model = copy.deepcopy(qmodel).cpu().double().eval()
+    spec = arch.crossbar if isinstance(arch, ArchSpec) else arch
+    qls = quant_layers(model)
+    missing = sorted(set(qls) - set(layers))
+    if missing:
+        raise CimdseError(f"integer export lacks layer(s) {missing}")
+    for index, (name, q) in enumerate(qls.items()):
+        q.frozen, q.exact = layers[name], True
+        q.backend = CrossbarBackend(layers[name], spec, index) if spec is not None else None
+    return _DoubleInput(model)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, dataset: TensorDataset, *, batch_size: int = 256, callback: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """Predicted classes for every sample; ``callback(samples done)`` after each batch."""
+    model.eval()
+    x_all = dataset.tensors[0]
+    preds = []
+    for i in range(0, len(x_all), batch_size):
+        preds.append(model(x_all[i : i + batch_size]).argmax(dim=1).numpy())
+        if callback is not None:
+            callback(min(i + batch_size, len(x_all)))
+    return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class HardwareResult:
+    """Accuracies of the exact fake-quant model and of the crossbar model, and how
+    often their predictions agree."""
+
+    fake_quant: float
+    hardware: float | None
+    agreement: float | None
+    samples: int
+    fake_pred: np.ndarray
+    hardware_pred: np.ndarray | None
+
+
+def evaluate_hardware(
+    qmodel: nn.Module,
+    dataset: TensorDataset,
+    arch: ArchSpec | CrossbarSpec | None,
+    layers: dict[str, IntLayer] | None = None,
+    *,
+    batch_size: int = 256,
+    callback: Callable[[str, int], None] | None = None,
+) -> HardwareResult:
+    """Run ``dataset`` through the exact fake-quant model and, when ``arch`` is given,
+    through the crossbar model. ``callback(mode, samples done)`` reports progress."""
+    labels = dataset.tensors[1].numpy()
+    n = len(labels)
+
+    def run(arch_: ArchSpec | CrossbarSpec | None, mode: str) -> np.ndarray:
+        cb = (lambda done: callback(mode, done)) if callback is not None else None
+        return predict(integer_model(qmodel, layers, arch_), dataset, batch_size=batch_size, callback=cb)
+
+    def acc(pred: np.ndarray) -> float:
+        return float((pred == labels).mean()) if n else float("nan")
+
+    fake = run(None, "fake_quant")
+    if arch is None:
+        return HardwareResult(acc(fake), None, None, n, fake, None)
+    hw = run(arch, "hardware")
+    agree = float((hw == fake).mean()) if n else float("nan")
+    return HardwareResult(acc(fake), acc(hw), agree, n, fake, hw)
