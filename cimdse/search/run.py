@@ -435,7 +435,7 @@ def run_search(
     (created once the inputs are checked): history.csv, pareto.csv, summary.csv, best_policy.yaml,
     best_policy_<arch>.yaml, agent_<arch>.zip, timing.csv, search_config.yaml,
     float_model.pt (the pre-trained model, reused by a later run with the same settings)."""
-    from cimdse.search.accuracy import FakeQuantAccuracy, HardwareAccuracy, final_finetune
+    from cimdse.search.accuracy import QATAccuracy, final_finetune
 
     splits, network, user = prepare(config, archs, policy_file)
     agent_path = _agent_source(agent_from)
@@ -445,11 +445,11 @@ def run_search(
     except OSError as err:
         raise CimdseError(f"{out}: cannot create output folder ({err.strerror})") from None
     float_model, pretrain_s = _float_model(config, splits, out, from_ckpt, progress)
-    fq = FakeQuantAccuracy(float_model, splits, config.finetune_epochs, config.seed)
+    fq = QATAccuracy(float_model, splits, config.finetune_epochs, config.seed)
 
     def make_accuracy(spec: ArchSpec) -> AccuracyEvaluator:
         if config.accuracy == "hardware":
-            return HardwareAccuracy(float_model, splits, spec, config.finetune_epochs, config.seed)
+            return QATAccuracy(float_model, splits, config.finetune_epochs, config.seed, hardware=spec)
         return fq
 
     result = search_archs(
