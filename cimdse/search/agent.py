@@ -52,7 +52,7 @@ class PPOConfig:
     """
 
     learning_rate: float = 1e-3
-    episodes_per_update: int = 8
+    episodes_per_update: int = 4
     minibatches: int = 2
     n_epochs: int = 10
     gamma: float = 1.0
