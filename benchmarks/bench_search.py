@@ -11,14 +11,17 @@ Markdown tables of benchmarks/RESULTS_search.md.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from cimdse import arch
-from cimdse.search.run import SearchConfig, run_search
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
+
+from cimdse import arch  # noqa: E402
+from cimdse.search.run import SearchConfig, run_search  # noqa: E402
 
 
 def _markdown(df: pd.DataFrame) -> str:
@@ -81,7 +84,8 @@ def main() -> None:
     print("| arch | method | evaluations | best reward per seed | mean | std |\n|---|---|---|---|---|---|")
     for (a, m), g in df[df.method.isin(["ppo", "random", "greedy"])].groupby(["arch", "method"], sort=False):
         per = ", ".join(f"{v:.1f}" for v in g.best_reward)
-        print(f"| {a} | {m} | {int(g.evaluations.iloc[0])} | {per} | {g.best_reward.mean():.1f} | {g.best_reward.std():.1f} |")
+        mean, std = g.best_reward.mean(), g.best_reward.std()
+        print(f"| {a} | {m} | {int(g.evaluations.iloc[0])} | {per} | {mean:.1f} | {std:.1f} |")
     print()
     print("## Best policy per seed and arch (highest reward over all methods), after the final fine-tune\n")
     print("| seed | arch | method | speedup | test acc | drop (pp) |\n|---|---|---|---|---|---|")
