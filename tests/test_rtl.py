@@ -106,7 +106,7 @@ def test_header_states_parameters_and_version():
         "dac_bits 1",
         "adcs 4",
         "differential-column",
-        "6-bit, mode full_range, shift 2",
+        "6-bit, mode clip, shift 0",
         "w_bits 8",
         "a_bits 8",
         "138 cycles per MVM",

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -256,7 +258,8 @@ def test_cli_search_end_to_end_two_archs_deterministic(tmp_path, capsys):
     assert len(summary) == 2 * 10 and set(summary.arch) == {"demo", "cim-aq"}
     assert summary.test_acc.between(0, 1).all()
     best = yaml.safe_load((out / "best_policy.yaml").read_text())
-    assert set(best) == {"demo", "cim-aq"}
+    assert set(best["archs"]) == {"demo", "cim-aq"} and best["arch"] == "demo"
+    assert best["policy"] == best["archs"]["demo"]["policy"]
     plain = yaml.safe_load((out / "best_policy_demo.yaml").read_text())
     assert list(plain) == ["features.0", "features.3", "classifier.1", "classifier.3"]
     assert (out / "agent_demo.zip").is_file() and (out / "float_model.pt").is_file()
@@ -295,3 +298,15 @@ def test_cli_search_bad_input_exits_2_without_files(tmp_path, capsys, extra, mes
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_sweep_point_runs_one_search(tmp_path):
+    from cimdse.errors import CimdseError
+    from cimdse.search import sweep_point
+
+    opts = {"episodes": 2, "pretrain_epochs": 1, "final_epochs": 0, "methods": ["random"]}
+    row = sweep_point("lenet", None, arch.load("demo"), opts, tmp_path / "p")
+    assert set(row) == {"latency_s", "energy_j", "area_mm2", "crossbars", "speedup_vs_w8a8", "val_acc", "policy"}
+    assert yaml.safe_load(Path(row["policy"]).read_text())  # the best policy file
+    with pytest.raises(CimdseError, match="unknown"):
+        sweep_point("lenet", None, arch.load("demo"), {"episodes": 2, "lr": 0.1}, tmp_path / "q")

@@ -15,6 +15,7 @@ from cimdse.search.agent import PPOAgent, PPOConfig
 from cimdse.search.env import BitWidthEnv
 from cimdse.search.evaluator import AccuracyEvaluator, CachedEvaluator, MethodRecorder, Outcome, PolicyScorer
 from cimdse.search.reward import CimAqReward, RewardFn
+from cimdse.search.run import sweep_point
 from cimdse.search.space import SearchSpace
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "PolicyScorer",
     "RewardFn",
     "SearchSpace",
+    "sweep_point",
 ]

@@ -518,8 +518,53 @@ def write_results(result: SearchResult, out: Path, config: SearchConfig) -> None
     write_csv(result.summary, out / "summary.csv")
     for label, best in result.best.items():
         write_text(yaml.safe_dump(best["policy"], sort_keys=False), out / f"best_policy_{_safe(label)}.yaml")
-    write_text(yaml.safe_dump(result.best, sort_keys=False), out / "best_policy.yaml")
+    first = next(iter(result.best))
+    # top-level ``policy`` (first arch) keeps the file readable by policy readers and `cimdse report`
+    doc = {"arch": first, "policy": result.best[first]["policy"], "archs": result.best}
+    write_text(yaml.safe_dump(doc, sort_keys=False), out / "best_policy.yaml")
     timing = pd.DataFrame([{"phase": k.removesuffix("_s"), "seconds": v} for k, v in result.timings.items()])
     write_csv(timing, out / "timing.csv")
     meta = {**config.as_dict(), "w8a8_val_acc": result.ref_val_acc}
     write_text(yaml.safe_dump(meta, sort_keys=False), out / "search_config.yaml")
+
+
+def sweep_point(
+    model_ref: str, input_shape: Sequence[int] | None, arch: ArchSpec, options: dict, out_dir: str | Path
+) -> dict:
+    """One point of a ``cimdse sweep`` with a ``search:`` section: the full search on
+    ``arch`` into ``out_dir``; ``options`` are :class:`SearchConfig` fields (``episodes``,
+    ``dataset``, ``max_acc_drop``, ...). Returns the best policy's costs, its
+    validation accuracy and the path of its policy file."""
+    fields = {f for f in SearchConfig.__dataclass_fields__ if f not in ("model", "ppo")}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise CimdseError(f"search options {unknown} unknown; known: {', '.join(sorted(fields))}")
+    opts = dict(options)
+    if "methods" in opts:
+        opts["methods"] = tuple(opts["methods"])
+    config = SearchConfig(model=model_ref, **opts)
+    out = Path(out_dir)
+    result = run_search(config, [arch], out)
+    label, best = next(iter(result.best.items()))
+    compiled = compile_network(_traced(model_ref, input_shape), arch)
+    policy = np.array(list(best["policy"].values()), dtype=np.int64)
+    ev = compiled.evaluate(policy)
+    return {
+        "latency_s": float(ev.latency_s[0]),
+        "energy_j": float(ev.energy_j[0]),
+        "area_mm2": float(ev.area_mm2),
+        "crossbars": int(ev.crossbars[0]),
+        "speedup_vs_w8a8": float(best["speedup_vs_w8a8"]),
+        "val_acc": float(best["val_acc"]),
+        "policy": str(out / f"best_policy_{_safe(label)}.yaml"),
+    }
+
+
+def _traced(model_ref: str, input_shape: Sequence[int] | None) -> Network:
+    from cimdse import models
+    from cimdse.compiler import trace
+
+    shape = tuple(input_shape) if input_shape else models.default_input_shape(model_ref)
+    if shape is None:
+        raise CimdseError(f"model {model_ref!r}: give its input shape")
+    return trace(models.load_model(model_ref), shape)

@@ -1,0 +1,183 @@
+"""``cimdse report``: each kind of folder gives its plots and a report.md."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sweep_fakes import fake_evaluator
+
+from cimdse import report, sweep
+from cimdse.cli import main
+from cimdse.errors import CimdseError
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def is_png(path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == PNG and path.stat().st_size > 2000
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text(
+        "models: [mlp, lenet]\narchs: [demo]\n"
+        "grid: {crossbar.rows: [64, 128], crossbar.cell_bits: [1, 2], crossbar.adcs: [4, 128]}\n"
+        "bits: ['8,8', '4,4']\n"
+    )
+    plan = sweep.plan(sweep.load_config(cfg), base=tmp_path)
+    out = tmp_path / "run"
+    sweep.run_sweep(plan, out, evaluator=fake_evaluator, progress=False)
+    return out
+
+
+def write_compile(folder, n_layers: int = 4):
+    folder.mkdir(parents=True, exist_ok=True)
+    layers = pd.DataFrame(
+        {
+            "name": [f"layer{i}" for i in range(n_layers)],
+            "kind": "conv2d",
+            "K": 9,
+            "N": 16,
+            "V": 36,
+            "w_bits": 8,
+            "a_bits": 4,
+            "crossbars": 2,
+            "replicas": 1,
+            "latency_s": np.linspace(1e-6, 4e-6, n_layers),
+            "energy_j": np.linspace(2e-9, 1e-9, n_layers),
+        }
+    )
+    layers.to_csv(folder / "layers.csv", index=False)
+    summary = pd.DataFrame(
+        [
+            {
+                "model": "lenet",
+                "arch": "demo",
+                "latency_s": 1e-5,
+                "energy_j": 6e-9,
+                "area_mm2": 0.4,
+                "crossbars": 8,
+                "speedup_vs_w8a8": 1.0,
+            }
+        ]  # fmt: skip
+    )
+    summary.to_csv(folder / "summary.csv", index=False)
+    return folder
+
+
+def write_search(folder, with_policy: bool = True, with_history: bool = True):
+    folder.mkdir(parents=True, exist_ok=True)
+    if with_policy:
+        (folder / "best_policy.yaml").write_text(
+            "conv1: [8, 8]\nconv2: {w_bits: 4, a_bits: 6}\nfc1: [3, 4]\nfc2: [8, 8]\n"
+        )
+    if with_history:
+        rng = np.random.default_rng(0)
+        rows = []
+        for method in ("ppo", "random"):
+            for ep in range(30):
+                pol = rng.integers(2, 9, size=(4, 2))
+                rows.append({
+                    "episode": ep, "method": method, "arch": "demo", "policy": str(pol.tolist()),
+                    "latency_s": 1e-5 / pol.mean(), "speedup_vs_w8a8": 8 / pol.mean(), "val_acc": 0.9 + 0.001 * ep,
+                    "reward": rng.normal(),
+                })  # fmt: skip
+        pd.DataFrame(rows).to_csv(folder / "history.csv", index=False)
+    return folder
+
+
+def test_detects_kinds_by_the_files_held(tmp_path, sweep_dir):
+    assert report.detect(sweep_dir) == ["sweep"]
+    assert report.detect(write_compile(tmp_path / "c")) == ["compile"]
+    assert report.detect(write_search(tmp_path / "s", with_history=False)) == ["search"]
+    assert report.detect(write_search(tmp_path / "h", with_policy=False)) == ["search"]
+    assert report.detect(tmp_path / "nothing") == []
+
+
+def test_sweep_report_has_a_pareto_plot_and_table(sweep_dir):
+    files = report.make_report(sweep_dir)
+    assert is_png(sweep_dir / "sweep_pareto.png")
+    md = (sweep_dir / "report.md").read_text()
+    assert "![latency vs area](sweep_pareto.png)" in md and "### Pareto front" in md
+    assert "32 points: 16 ok, 16 invalid" in md and "adcs (128) cannot exceed cols" in md
+    front = pd.read_csv(sweep_dir / "pareto.csv")
+    assert set(front["model"]) == {"mlp", "lenet"}
+    ok = pd.read_csv(sweep_dir / "sweep.csv").query("status == 'ok'")
+    for _, r in front.iterrows():  # nothing on the front is beaten on both axes
+        same = ok[ok["model"] == r["model"]]
+        assert not ((same["latency_s"] < r["latency_s"]) & (same["area_mm2"] < r["area_mm2"])).any()
+    assert sweep_dir / "report.md" in files
+
+
+def test_pareto_mask():
+    x = np.array([1.0, 2.0, 3.0, 2.0, 1.0])
+    y = np.array([5.0, 3.0, 1.0, 4.0, 6.0])
+    assert report.pareto_mask(x, y).tolist() == [True, True, True, False, False]
+
+
+def test_compile_report_breaks_latency_and_energy_down_per_layer(tmp_path):
+    folder = write_compile(tmp_path / "c")
+    report.make_report(folder, tmp_path / "elsewhere")
+    assert is_png(tmp_path / "elsewhere" / "compile_layers.png")
+    md = (tmp_path / "elsewhere" / "report.md").read_text()
+    assert "## Compile" in md and "layer3" in md and "| lenet | demo |" in md
+    assert not (folder / "report.md").exists()
+
+
+def test_compile_report_of_a_big_network_shows_the_slowest_layers(tmp_path):
+    folder = write_compile(tmp_path / "c", n_layers=report.MAX_BAR_LAYERS + 5)
+    report.make_report(folder)
+    assert is_png(folder / "compile_layers.png")
+
+
+def test_search_report_from_policy_and_history(tmp_path):
+    folder = write_search(tmp_path / "s")
+    report.make_report(folder)
+    assert is_png(folder / "search_policy.png") and is_png(folder / "search_progress.png")
+    md = (folder / "report.md").read_text()
+    assert "Best policy from best_policy.yaml: 4 layers, mean 5.75 weight bits" in md
+    assert "| ppo |" in md and "| random |" in md
+
+
+def test_search_report_from_history_alone_takes_the_best_episode(tmp_path):
+    folder = write_search(tmp_path / "s", with_policy=False)
+    report.make_report(folder)
+    assert is_png(folder / "search_policy.png")
+    assert "Best policy from history.csv, episode" in (folder / "report.md").read_text()
+
+
+def test_search_report_from_policy_alone(tmp_path):
+    folder = write_search(tmp_path / "s", with_history=False)
+    (folder / "best_policy.yaml").write_text("policy: [[8, 8], [2, 4]]\nspeedup_vs_w8a8: 2.0\n")
+    report.make_report(folder)
+    assert is_png(folder / "search_policy.png") and not (folder / "search_progress.png").exists()
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("[[8, 8], [4, 2]]", [(8, 8), (4, 2)]), ("8,8;4,2", [(8, 8), (4, 2)]), ("w8a8 w4a2", [(8, 8), (4, 2)]),
+     ("8,8,4", None), ("", None)],
+)  # fmt: skip
+def test_policy_cells_in_plain_spellings(text, expected):
+    assert report.parse_policy_text(text) == expected
+
+
+def test_folders_without_results_and_bad_files_are_one_message(tmp_path):
+    with pytest.raises(CimdseError, match="holds no results to report"):
+        report.make_report(tmp_path)
+    with pytest.raises(CimdseError, match="no such folder"):
+        report.make_report(tmp_path / "missing")
+    (tmp_path / "sweep.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(CimdseError, match="missing column"):
+        report.make_report(tmp_path)
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_report_cli(tmp_path, capsys):
+    folder = write_search(tmp_path / "s")
+    assert main(["report", str(folder)]) == 0
+    assert str(folder / "report.md") in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "no such folder" in capsys.readouterr().err
