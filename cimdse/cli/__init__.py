@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "compile": "compile_cmd",
     "train": "train_cmd",
     "evaluate": "train_cmd",
+    "search": "search_cmd",
     "rtl": "rtl_cmd",
     "verify": "rtl_cmd",
     "sweep": "sweep_cmd",

@@ -1,0 +1,185 @@
+"""``cimdse search``: per-layer bit widths found by PPO and the baselines, per arch."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+
+from tqdm import tqdm
+
+from cimdse.cli.common import add_arch_options, load_archs
+from cimdse.errors import CimdseError
+from cimdse.search.agent import PPOConfig
+from cimdse.search.run import SEARCH_METHODS, SearchConfig, SearchEvent, run_search
+
+_DEFAULTS = SearchConfig()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search",
+        help="search per-layer (w_bits, a_bits) with PPO and baselines; write history/pareto/summary CSVs",
+        description=(
+            "Pre-trains the float model once (cached as OUT/float_model.pt, or --from CKPT), then on every "
+            "--arch runs PPO, random search, greedy per-layer sensitivity (each --episodes distinct "
+            "evaluations) and uniform k/k for k = 8..2; finally fine-tunes each method's best policy and "
+            "measures its test accuracy. Writes OUT/history.csv, pareto.csv, summary.csv, best_policy.yaml "
+            "(+ best_policy_<arch>.yaml, loadable by `cimdse compile --policy`), agent_<arch>.zip, timing.csv."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", default=_DEFAULTS.model, help="zoo model or path/to/file.py:factory")
+    p.add_argument("--dataset", default=_DEFAULTS.dataset, help="digits (embedded), mnist, cifar10, imagefolder")
+    p.add_argument("--data-dir", default=None, help="folder with the dataset's files (all but digits)")
+    add_arch_options(p, multiple=True, required=False)
+    p.add_argument(
+        "--max-acc-drop",
+        type=float,
+        default=_DEFAULTS.max_acc_drop,
+        metavar="PP",
+        help="accuracy bound: pp below the W8A8 model's validation accuracy",
+    )
+    p.add_argument(
+        "--episodes",
+        type=int,
+        default=_DEFAULTS.episodes,
+        help="budget of each searching method: distinct policies evaluated",
+    )
+    p.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=_DEFAULTS.finetune_epochs,
+        help="QAT epochs inside each evaluation (0: calibrate only)",
+    )
+    p.add_argument(
+        "--final-epochs",
+        type=int,
+        default=_DEFAULTS.final_epochs,
+        help="QAT epochs of the final fine-tune of each method's best policy",
+    )
+    p.add_argument("--pretrain-epochs", type=int, default=_DEFAULTS.pretrain_epochs, help="float pre-training epochs")
+    p.add_argument(
+        "--accuracy",
+        choices=("fake-quant", "hardware"),
+        default=_DEFAULTS.accuracy,
+        help="evaluate on exact fake quantization or on the arch's crossbar model (slow)",
+    )
+    p.add_argument("--min-bits", type=int, default=_DEFAULTS.min_bits)
+    p.add_argument("--max-bits", type=int, default=_DEFAULTS.max_bits)
+    p.add_argument("--first-last-8bit", action="store_true", help="pin the first and last crossbar layer at 8/8")
+    p.add_argument("--cell-multiple", action="store_true", help="weight bits a multiple of the arch's cell_bits")
+    p.add_argument(
+        "--methods", default=",".join(SEARCH_METHODS), help="searching methods to run (uniform k/k always run)"
+    )
+    p.add_argument("--policy", metavar="FILE", help="also evaluate this policy (method 'user')")
+    p.add_argument("--from", dest="from_ckpt", metavar="CKPT", help="float checkpoint from `cimdse train`")
+    p.add_argument(
+        "--agent-from",
+        metavar="PATH",
+        help="continue from a trained agent: a .zip, or a previous OUT folder (agent_<arch>.zip)",
+    )
+    ppo_keys = ", ".join(f.name for f in dataclasses.fields(PPOConfig))
+    p.add_argument(
+        "--ppo",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"PPO hyperparameter (repeatable); keys: {ppo_keys}",
+    )
+    p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_search)
+
+
+def _ppo_config(items: list[str]) -> PPOConfig:
+    fields = {f.name: f for f in dataclasses.fields(PPOConfig)}
+    hints = typing.get_type_hints(PPOConfig)
+    values: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in fields:
+            raise CimdseError(f"--ppo {item!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
+        kind = hints[key]
+        try:
+            if kind is int:
+                values[key] = int(text)
+            elif kind is float:
+                values[key] = float(text)
+            else:  # net_arch: 64,64
+                values[key] = tuple(int(t) for t in text.replace("x", ",").split(",") if t.strip())
+        except ValueError:
+            raise CimdseError(f"--ppo {item!r}: {text!r} is not a valid {key}") from None
+    return PPOConfig(**values)  # type: ignore[arg-type]
+
+
+def _search(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    if args.arch is None:
+        args.arch = ["demo"]
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    config = SearchConfig(
+        model=args.model,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        episodes=args.episodes,
+        max_acc_drop=args.max_acc_drop,
+        finetune_epochs=args.finetune_epochs,
+        final_epochs=args.final_epochs,
+        pretrain_epochs=args.pretrain_epochs,
+        seed=args.seed,
+        min_bits=args.min_bits,
+        max_bits=args.max_bits,
+        first_last_8bit=args.first_last_8bit,
+        weight_cell_multiple=args.cell_multiple,
+        accuracy=args.accuracy,
+        methods=methods,
+        ppo=_ppo_config(args.ppo),
+    )
+    archs = load_archs(args)
+    bars: dict[str, tqdm] = {}
+
+    def progress(ev: SearchEvent) -> None:
+        bar = bars.get(ev.phase)
+        if bar is None:
+            for other in bars.values():
+                other.close()
+            bar = bars[ev.phase] = tqdm(
+                total=ev.total,
+                desc=ev.phase,
+                unit="epoch" if ev.phase == "pretrain" else "policy",
+                file=sys.stderr,
+                disable=args.quiet,
+            )
+        if ev.phase == "search":
+            best = f"{ev.best_speedup:.2f}x" if ev.best_speedup else "-"
+            bar.set_postfix(arch=ev.arch, method=ev.method, best=best)
+        bar.update(ev.done - bar.n)
+
+    try:
+        result = run_search(
+            config,
+            archs,
+            args.out,
+            from_ckpt=args.from_ckpt,
+            agent_from=args.agent_from,
+            policy_file=args.policy,
+            progress=progress,
+        )
+    finally:
+        for bar in bars.values():
+            bar.close()
+    s = result.summary
+    print(f"W8A8 validation accuracy {result.ref_val_acc:.4f}; bound {config.max_acc_drop} pp below it")
+    with_cols = s[["arch", "method", "speedup_vs_w8a8", "val_acc", "test_acc", "acc_drop_pp", "evaluations"]]
+    print(with_cols.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    t = result.timings
+    print("time: " + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in t.items()))
+    print(f"wrote {args.out}/history.csv, pareto.csv, summary.csv, best_policy.yaml")
+    return 0

@@ -1,0 +1,312 @@
+"""Search: env, reward, constraints, cache, baselines, Pareto front, PPO, and the
+``cimdse search`` command end to end (tiny settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from gymnasium.utils.env_checker import check_env
+
+from cimdse import arch, models
+from cimdse.cli import main
+from cimdse.compiler import compile_network, trace
+from cimdse.search import (
+    BitWidthEnv,
+    CachedEvaluator,
+    CimAqReward,
+    MethodRecorder,
+    PolicyScorer,
+    PPOAgent,
+    PPOConfig,
+    SearchSpace,
+)
+from cimdse.search.baselines import greedy_search, random_search, uniform_method
+from cimdse.search.run import (
+    HISTORY_COLUMNS,
+    PARETO_COLUMNS,
+    SUMMARY_COLUMNS,
+    SearchConfig,
+    pareto_front,
+    search_archs,
+)
+
+
+class ToyAccuracy:
+    """Deterministic stand-in for QAT accuracy (tests only): every bit below 8 costs
+    a little, activations of the first layer most; counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, policy: np.ndarray) -> float:
+        self.calls += 1
+        p = np.asarray(policy)
+        loss = 0.0008 * (8 - p[:, 0]).sum() + 0.0015 * (8 - p[:, 1]).sum() + 0.01 * (8 - p[0, 1])
+        return float(0.98 - loss)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return trace(models.build("lenet"), (1, 8, 8))
+
+
+@pytest.fixture(scope="module")
+def demo(net):
+    return compile_network(net, arch.load("demo"))
+
+
+def _recorder(compiled, method="x", budget=10, acc=None, max_drop=1.0):
+    cached = CachedEvaluator(acc or ToyAccuracy())
+    scorer = PolicyScorer(compiled, cached, CimAqReward(max_drop), cached(np.full((compiled.n_layers, 2), 8)))
+    return MethodRecorder(scorer, compiled.arch.name, method, budget)
+
+
+# ---------------------------------------------------------------- env
+def test_env_passes_gymnasium_checker(demo):
+    env = BitWidthEnv(demo, SearchSpace(demo.n_layers, 2), _recorder(demo))
+    check_env(env, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    assert obs.shape == (14 + 6,)
+
+
+def test_env_episode_scores_once_at_the_end(demo):
+    rec = _recorder(demo)
+    env = BitWidthEnv(demo, SearchSpace(demo.n_layers, 2), rec)
+    env.reset(seed=0)
+    rewards = []
+    for i in range(demo.n_layers):
+        obs, r, term, trunc, info = env.step(np.array([2, 1]))  # (4, 3)
+        rewards.append(r)
+        assert env.observation_space.contains(obs) and not trunc
+        assert term == (i == demo.n_layers - 1)
+    assert rewards[:-1] == [0.0] * (demo.n_layers - 1)
+    assert info["outcome"].policy == ((4, 3),) * demo.n_layers
+    assert rewards[-1] == pytest.approx(info["outcome"].reward)
+    assert rec.count == 1
+
+
+# ---------------------------------------------------------------- reward
+def test_cimaq_reward_by_hand():
+    r = CimAqReward(max_acc_drop=1.0)
+    # ref 98 %, bound 97 %: at 97.5 % and 3x: 100 * 2 + 0.1 * 0.5
+    assert r(3.0, 0.975, 0.98) == pytest.approx(200.05)
+    # exactly on the bound counts as within it
+    assert r.within_bound(0.97, 0.98) and r(2.0, 0.97, 0.98) == pytest.approx(100.0)
+    # 2 pp short of the bound: -10 * 2, whatever the speedup
+    assert r(10.0, 0.95, 0.98) == pytest.approx(-20.0)
+    # W8A8 itself: speedup 1, margin 1 pp
+    assert r(1.0, 0.98, 0.98) == pytest.approx(0.1)
+    assert CimAqReward(0.0)(1.5, 0.98, 0.98) == pytest.approx(50.0)
+
+
+# ---------------------------------------------------------------- constraints
+def test_constraints_first_last_and_cell_multiple(demo):
+    space = SearchSpace(demo.n_layers, cell_bits=2, first_last_8bit=True, weight_cell_multiple=True)
+    rec = _recorder(demo)
+    env = BitWidthEnv(demo, space, rec)
+    env.reset(seed=0)
+    for _ in range(demo.n_layers):  # the lowest action: (2, 2); then odd weights: (3, 5)
+        *_, info = env.step(np.array([0, 0]))
+    pol = np.array(info["outcome"].policy)
+    assert pol[0].tolist() == [8, 8] and pol[-1].tolist() == [8, 8]
+    assert pol[1:-1].tolist() == [[2, 2], [2, 2]]
+    assert space.project_layer(1, 3, 5) == (4, 5)  # 3 is between 2 and 4: ties go up
+    assert space.project_layer(1, 7, 1) == (8, 2)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        p = space.sample(rng)
+        assert space.is_legal(p) and (p[:, 0] % 2 == 0).all()
+        assert p[0].tolist() == [8, 8] and p[-1].tolist() == [8, 8]
+    assert space.uniform(3, 3)[1].tolist() == [4, 3]
+
+
+def test_space_rejects_impossible_ranges():
+    from cimdse.errors import CimdseError
+
+    with pytest.raises(CimdseError, match="multiple of cell_bits"):
+        SearchSpace(4, cell_bits=4, min_bits=2, max_bits=3, weight_cell_multiple=True)
+    with pytest.raises(CimdseError, match="bit range"):
+        SearchSpace(4, min_bits=5, max_bits=4)
+
+
+# ---------------------------------------------------------------- cache
+def test_cache_hit_avoids_reevaluation(demo):
+    toy = ToyAccuracy()
+    rec = _recorder(demo, acc=toy)
+    assert toy.calls == 1  # the W8A8 reference
+    p = np.full((demo.n_layers, 2), 4)
+    a = rec(p)
+    b = rec(p.copy())
+    assert a == b and toy.calls == 2 and rec.count == 1 and len(rec.rows) == 1
+    other = MethodRecorder(rec.scorer, "demo", "y", 5)  # another method, same shared cache
+    other(p)
+    assert toy.calls == 2 and other.count == 1
+    assert rec.scorer.accuracy.hits == 1  # the repeat within a method never reaches the cache
+
+
+# ---------------------------------------------------------------- baselines
+@pytest.mark.parametrize("budget", [1, 7, 40])
+def test_baselines_respect_the_budget(demo, budget):
+    space = SearchSpace(demo.n_layers, 2)
+    rec = _recorder(demo, "random", budget)
+    random_search(rec, space, np.random.default_rng(0))
+    assert rec.count == budget
+    rec = _recorder(demo, "greedy", budget)
+    greedy_search(rec, space)
+    assert 1 <= rec.count <= budget
+    rec = _recorder(demo, "uniform4", 1)
+    uniform_method(rec, space, 4)
+    assert rec.count == 1 and rec.rows[0]["policy"] == " ".join(["4/4"] * demo.n_layers)
+
+
+def test_greedy_lowers_insensitive_layers_within_the_bound(demo):
+    space = SearchSpace(demo.n_layers, 2)
+    rec = _recorder(demo, "greedy", 200, max_drop=2.0)
+    greedy_search(rec, space)
+    best = rec.best()
+    assert best.within_bound and best.speedup > 2.0
+    assert np.array(best.policy)[0, 1] >= 6  # the sensitive first-layer activations stay wide
+
+
+def test_random_search_stops_when_the_space_is_spent(demo):
+    space = SearchSpace(demo.n_layers, 2, min_bits=7, max_bits=8, first_last_8bit=True)
+    rec = _recorder(demo, "random", 100)
+    random_search(rec, space, np.random.default_rng(0))
+    assert rec.count == space.size() == 16
+
+
+# ---------------------------------------------------------------- Pareto
+def test_pareto_front_by_hand():
+    rows = [
+        ("a", "m1", "p1", 1.0, 0.99),
+        ("a", "m1", "p2", 2.0, 0.98),
+        ("a", "m2", "p3", 1.5, 0.97),  # dominated by p2
+        ("a", "m2", "p4", 3.0, 0.90),
+        ("a", "m2", "p2", 2.0, 0.98),  # p2 again, by another method: counted once
+        ("a", "m3", "p5", 2.0, 0.98),  # ties p2: both kept
+        ("a", "m3", "p6", 0.9, 0.99),  # dominated by p1 (same accuracy, slower)
+        ("b", "m1", "p3", 1.5, 0.97),  # alone on arch b
+    ]
+    df = pd.DataFrame(rows, columns=["arch", "method", "policy", "speedup_vs_w8a8", "val_acc"])
+    df["episode"], df["latency_s"], df["reward"] = 0, 1.0, 0.0
+    front = pareto_front(df)
+    assert list(front.columns) == PARETO_COLUMNS
+    got = list(zip(front.arch, front.policy, front.method, strict=True))
+    assert got == [("a", "p4", "m2"), ("a", "p2", "m1"), ("a", "p5", "m3"), ("a", "p1", "m1"), ("b", "p3", "m1")]
+
+
+# ---------------------------------------------------------------- PPO
+def test_ppo_spends_the_budget_and_checkpoints(demo, tmp_path):
+    space = SearchSpace(demo.n_layers, 2)
+    cfg = PPOConfig(episodes_per_update=4, n_epochs=2)
+    rec = _recorder(demo, "ppo", 12)
+    agent = PPOAgent(BitWidthEnv(demo, space, rec), cfg, seed=0)
+    stats = agent.search(rec)
+    assert rec.count == 12 and stats.episodes >= 12
+    path = agent.save(tmp_path / "agent.zip")
+    rec2 = _recorder(demo, "ppo", 5)
+    again = PPOAgent(BitWidthEnv(demo, space, rec2), seed=1, checkpoint=path)
+    again.search(rec2)
+    assert rec2.count == 5
+    other = SearchSpace(demo.n_layers, 2, min_bits=4)  # another action space: refused
+    from cimdse.errors import CimdseError
+
+    with pytest.raises(CimdseError, match="does not fit"):
+        PPOAgent(BitWidthEnv(demo, other, _recorder(demo)), checkpoint=path)
+
+
+def test_search_archs_rows_per_arch_and_method(net):
+    cfg = SearchConfig(episodes=6, ppo=PPOConfig(episodes_per_update=2, n_epochs=1))
+    toy = ToyAccuracy()
+    res = search_archs(net, [arch.load("demo"), arch.load("cim-aq")], cfg, lambda a: toy, lambda p: (0.9, 0.9))
+    s = res.summary
+    assert list(s.columns) == SUMMARY_COLUMNS
+    methods = ["uniform8", "uniform7", "uniform6", "uniform5", "uniform4", "uniform3", "uniform2"]
+    methods += ["greedy", "random", "ppo"]
+    assert list(zip(s.arch, s.method, strict=True)) == [(a, m) for a in ("demo", "cim-aq") for m in methods]
+    assert (s.evaluations[s.method.isin(["ppo", "random"])] == 6).all()
+    assert (s.evaluations[s.method.str.startswith("uniform")] == 1).all()
+    h = res.history
+    assert list(h.columns) == HISTORY_COLUMNS
+    counts = h.groupby(["arch", "method"]).size()
+    assert all(counts[(a, m)] == n for a, m, n in zip(s.arch, s.method, s.evaluations, strict=True))
+    assert set(res.best) == {"demo", "cim-aq"}
+
+
+# ---------------------------------------------------------------- CLI
+TINY = ["--episodes", "4", "--pretrain-epochs", "1", "--final-epochs", "1", "--ppo", "episodes_per_update=2"]
+
+
+def test_cli_search_end_to_end_two_archs_deterministic(tmp_path, capsys):
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        args = ["search", "--arch", "demo", "--arch", "cim-aq", *TINY, "--out", str(out), "--quiet"]
+        assert main(args) == 0
+        runs.append(out)
+    out = runs[0]
+    history = pd.read_csv(out / "history.csv")
+    assert list(history.columns) == HISTORY_COLUMNS
+    assert list(pd.read_csv(out / "pareto.csv").columns) == PARETO_COLUMNS
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    assert len(summary) == 2 * 10 and set(summary.arch) == {"demo", "cim-aq"}
+    assert summary.test_acc.between(0, 1).all()
+    best = yaml.safe_load((out / "best_policy.yaml").read_text())
+    assert set(best["archs"]) == {"demo", "cim-aq"} and best["arch"] == "demo"
+    assert best["policy"] == best["archs"]["demo"]["policy"]
+    plain = yaml.safe_load((out / "best_policy_demo.yaml").read_text())
+    assert list(plain) == ["features.0", "features.3", "classifier.1", "classifier.3"]
+    assert (out / "agent_demo.zip").is_file() and (out / "float_model.pt").is_file()
+    assert (runs[0] / "history.csv").read_bytes() == (runs[1] / "history.csv").read_bytes()
+    printed = capsys.readouterr().out
+    assert "uniform8" in printed and "ppo" in printed
+
+
+def test_cli_search_continues_from_agent_and_float_model(tmp_path, capsys):
+    first = tmp_path / "first"
+    assert main(["search", *TINY, "--methods", "ppo", "--out", str(first), "--quiet"]) == 0
+    second = tmp_path / "second"
+    args = ["search", *TINY, "--methods", "ppo", "--agent-from", str(first), "--from", str(first / "float_model.pt")]
+    assert main([*args, "--out", str(second), "--quiet"]) == 0
+    assert not (second / "float_model.pt").exists()  # the float model came from --from
+    assert set(pd.read_csv(second / "summary.csv").method) >= {"ppo", "uniform8"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--arch", "nosuch"], "nosuch"),
+        (["--episodes", "0"], "--episodes 0"),
+        (["--policy", "POLICY"], "has 2 layers, the network has 4"),
+        (["--ppo", "bogus=1"], "--ppo 'bogus=1'"),
+        (["--model", "nosuchmodel"], "unknown model"),
+        (["--agent-from", "missing.zip"], "missing.zip"),
+    ],
+)
+def test_cli_search_bad_input_exits_2_without_files(tmp_path, capsys, extra, message):
+    policy = tmp_path / "short.yaml"
+    policy.write_text("[[4, 4], [4, 4]]\n")
+    extra = [str(policy) if e == "POLICY" else str(tmp_path / e) if e == "missing.zip" else e for e in extra]
+    out = tmp_path / "out"
+    assert main(["search", *TINY, *extra, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_sweep_point_runs_one_search(tmp_path):
+    from cimdse.errors import CimdseError
+    from cimdse.search import sweep_point
+
+    opts = {"episodes": 2, "pretrain_epochs": 1, "final_epochs": 0, "methods": ["random"]}
+    row = sweep_point("lenet", None, arch.load("demo"), opts, tmp_path / "p")
+    assert set(row) == {"latency_s", "energy_j", "area_mm2", "crossbars", "speedup_vs_w8a8", "val_acc", "policy"}
+    assert yaml.safe_load(Path(row["policy"]).read_text())  # the best policy file
+    with pytest.raises(CimdseError, match="unknown"):
+        sweep_point("lenet", None, arch.load("demo"), {"episodes": 2, "lr": 0.1}, tmp_path / "q")
