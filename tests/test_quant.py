@@ -236,8 +236,17 @@ def test_checkpoint_roundtrip_and_errors(tmp_path, lenet, digits):
     q = quantize_for(lenet, [(5, 6)] * 4, digits)
     names = crossbar_layers(lenet, (1, 8, 8))
     ckpt = Checkpoint(
-        "lenet", 10, (1, 8, 8), "digits", None, 0, names, q.state_dict(),
-        policy={n: (5, 6) for n in names}, export=layers_to_dicts(export_model(q)), metrics={"test_acc": 0.5},
+        "lenet",
+        10,
+        (1, 8, 8),
+        "digits",
+        None,
+        0,
+        names,
+        q.state_dict(),
+        policy={n: (5, 6) for n in names},
+        export=layers_to_dicts(export_model(q)),
+        metrics={"test_acc": 0.5},
     )
     path = save_checkpoint(ckpt, tmp_path / "c.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary left over

@@ -14,8 +14,24 @@ def test_train_evaluate_and_continue(run_cli, tmp_path):
     """One flow (each step needs the one before): train, evaluate with an ideal ADC
     (hardware == fake-quant on every test sample), continue QAT from the checkpoint."""
     out = tmp_path / "train"
-    proc = run_cli("train", "--model", "lenet", "--dataset", "digits", "--bits", "4,4", "--epochs", "4",
-                   "--qat-epochs", "1", "--seed", "3", "--out", str(out), check=True)
+    proc = run_cli(
+        "train",
+        "--model",
+        "lenet",
+        "--dataset",
+        "digits",
+        "--bits",
+        "4,4",
+        "--epochs",
+        "4",
+        "--qat-epochs",
+        "1",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        check=True,
+    )
     m = pd.read_csv(out / "metrics.csv")
     assert {"epoch", "phase", "train_loss", "val_acc", "test_acc"} <= set(m.columns)
     assert m["phase"].tolist() == ["float"] * 4 + ["ptq", "qat"]
@@ -23,9 +39,21 @@ def test_train_evaluate_and_continue(run_cli, tmp_path):
     assert "W4A4" in proc.stdout and "train:" in proc.stderr  # the progress bar is on stderr
 
     ev_dir = tmp_path / "eval"
-    proc = run_cli("evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--hardware", "--arch", "demo",
-                   "--set", "crossbar.adc_bits=null", "--set", "crossbar.adc_mode=ideal", "--out", str(ev_dir),
-                   check=True)
+    proc = run_cli(
+        "evaluate",
+        "--checkpoint",
+        str(out / "checkpoint.pt"),
+        "--hardware",
+        "--arch",
+        "demo",
+        "--set",
+        "crossbar.adc_bits=null",
+        "--set",
+        "crossbar.adc_mode=ideal",
+        "--out",
+        str(ev_dir),
+        check=True,
+    )
     ev = pd.read_csv(ev_dir / "eval.csv").set_index("mode")
     assert list(ev.index) == ["fake_quant", "hardware"]
     assert ev.loc["hardware", "accuracy"] == ev.loc["fake_quant", "accuracy"]
@@ -38,8 +66,19 @@ def test_train_evaluate_and_continue(run_cli, tmp_path):
     names = ["features.0", "features.3", "classifier.1", "classifier.3"]
     policy = tmp_path / "p.json"
     policy.write_text(json.dumps({n: [4, 4] for n in names}))
-    proc = run_cli("train", "--from", str(out / "checkpoint.pt"), "--policy", str(policy), "--qat-epochs", "1",
-                   "--quiet", "--out", str(tmp_path / "cont"), check=True)
+    proc = run_cli(
+        "train",
+        "--from",
+        str(out / "checkpoint.pt"),
+        "--policy",
+        str(policy),
+        "--qat-epochs",
+        "1",
+        "--quiet",
+        "--out",
+        str(tmp_path / "cont"),
+        check=True,
+    )
     assert pd.read_csv(tmp_path / "cont" / "metrics.csv")["phase"].tolist() == ["qat"]
     assert "W4A4" in proc.stdout
 

@@ -17,7 +17,7 @@ from cimdse import models
 from cimdse.arch import apply_overrides, from_dict
 from cimdse.cli.common import add_arch_options, load_arch, output_dir, write_csv
 from cimdse.compiler import load_policy, parse_bits, uniform_policy
-from cimdse.data import DATASETS, Splits, load_dataset
+from cimdse.data import DATASETS, load_dataset
 from cimdse.errors import CimdseError
 from cimdse.quant.apply import crossbar_layers, resolve_policy
 from cimdse.quant.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -28,6 +28,7 @@ from cimdse.quant.train import (
     QAT_EPOCHS,
     EpochMetrics,
     accuracy,
+    check_model_fits,
     finetune,
     pretrain,
     quantize_for,
@@ -77,21 +78,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # ---------------------------------------------------------------- train
-def _check_fits(model: torch.nn.Module, splits: Splits, spec: str) -> None:
-    try:
-        with torch.no_grad():
-            out = model.eval()(splits.train.tensors[0][:2])
-    except Exception as err:
-        raise CimdseError(
-            f"model {spec!r} does not run on {splits.name} inputs {splits.input_shape} "
-            f"({type(err).__name__}: {str(err).splitlines()[0]}); use a model made for that shape"
-        ) from None
-    if out.dim() != 2 or out.shape[1] != splits.num_classes:
-        raise CimdseError(
-            f"model {spec!r} gives {tuple(out.shape[1:])} outputs; {splits.name} has {splits.num_classes} classes"
-        )
-
-
 def _train(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     if args.epochs is not None and args.epochs < 0 or args.qat_epochs < 0:
@@ -108,7 +94,7 @@ def _train(args: argparse.Namespace) -> int:
     arch = load_arch(args.arch, args.overrides) if args.arch else None
     splits = load_dataset(dataset, data_dir, seed=0)
     model = base.build() if base else models.load_model(model_spec, splits.num_classes, seed=args.seed)
-    _check_fits(model, splits, model_spec)
+    check_model_fits(model, splits, model_spec)
     names = base.layers if base else crossbar_layers(model, splits.input_shape)
     if args.bits:
         policy: dict[str, tuple[int, int]] | None = resolve_policy(

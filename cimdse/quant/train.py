@@ -87,6 +87,23 @@ def accuracy(model: nn.Module, dataset: TensorDataset, *, batch_size: int = 1024
     return correct / len(y_all)
 
 
+def check_model_fits(model: nn.Module, splits: Splits, spec: str) -> None:
+    """Fail early, with one clear message, when a model does not take the dataset's
+    inputs or does not give one logit per class."""
+    try:
+        with torch.no_grad():
+            out = model.eval()(splits.train.tensors[0][:2])
+    except Exception as err:
+        raise CimdseError(
+            f"model {spec!r} does not run on {splits.name} inputs {splits.input_shape} "
+            f"({type(err).__name__}: {str(err).splitlines()[0]}); use a model made for that shape"
+        ) from None
+    if out.dim() != 2 or out.shape[1] != splits.num_classes:
+        raise CimdseError(
+            f"model {spec!r} gives {tuple(out.shape[1:])} outputs; {splits.name} has {splits.num_classes} classes"
+        )
+
+
 def calibration_inputs(splits: Splits, n: int = CALIB_SAMPLES, seed: int = 0) -> torch.Tensor:
     """A seeded sample of ``n`` training inputs for activation calibration."""
     x = splits.train.tensors[0]

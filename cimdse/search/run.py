@@ -330,7 +330,7 @@ def _float_model(config: SearchConfig, splits, out: Path | None, from_ckpt: str 
     from cimdse import models
     from cimdse.quant.apply import crossbar_layers
     from cimdse.quant.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-    from cimdse.quant.train import pretrain
+    from cimdse.quant.train import check_model_fits, pretrain
 
     if from_ckpt is not None:
         ckpt = load_checkpoint(from_ckpt)
@@ -356,7 +356,7 @@ def _float_model(config: SearchConfig, splits, out: Path | None, from_ckpt: str 
         ):
             return ckpt.build(), 0.0
     model = models.load_model(config.model, splits.num_classes, seed=config.seed)
-    _check_fits(model, splits, config.model)
+    check_model_fits(model, splits, config.model)
     t0 = time.perf_counter()
 
     def on_epoch(m) -> None:
@@ -383,35 +383,19 @@ def _float_model(config: SearchConfig, splits, out: Path | None, from_ckpt: str 
     return model.eval(), seconds
 
 
-def _check_fits(model, splits, spec: str) -> None:
-    import torch
-
-    try:
-        with torch.no_grad():
-            out = model.eval()(splits.train.tensors[0][:2])
-    except Exception as err:
-        raise CimdseError(
-            f"model {spec!r} does not run on {splits.name} inputs {splits.input_shape} "
-            f"({type(err).__name__}: {str(err).splitlines()[0]})"
-        ) from None
-    if out.dim() != 2 or out.shape[1] != splits.num_classes:
-        raise CimdseError(
-            f"model {spec!r} gives {tuple(out.shape[1:])} outputs; {splits.name} has {splits.num_classes} classes"
-        )
-
-
 def prepare(config: SearchConfig, archs: Sequence[ArchSpec], policy_file: str | None = None):
     """Everything that can fail on bad input, before any file is written: the
     dataset, the model (traced), the archs (compiled) and the user policy."""
     from cimdse import models
     from cimdse.compiler import load_policy, trace
     from cimdse.data import load_dataset
+    from cimdse.quant.train import check_model_fits
 
     if not archs:
         raise CimdseError("give at least one --arch")
     splits = load_dataset(config.dataset, config.data_dir, seed=0)
     probe = models.load_model(config.model, splits.num_classes, seed=config.seed)
-    _check_fits(probe, splits, config.model)
+    check_model_fits(probe, splits, config.model)
     network = trace(probe, splits.input_shape)
     for spec in archs:
         compile_network(network, spec)  # a spec the mapper rejects fails here
