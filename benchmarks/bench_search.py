@@ -5,7 +5,7 @@ of evaluations, and the best policy's speedup and test-accuracy loss.
     python benchmarks/bench_search.py [--out runs/bench_search] [--seeds 0 1 2] [--episodes 300]
 
 Writes OUT/bench_search.csv (a row per seed, arch and method) and prints the
-Markdown tables of benchmarks/RESULTS_search.md.
+Markdown tables of benchmarks/RESULTS.md (search section).
 """
 
 from __future__ import annotations
