@@ -15,10 +15,8 @@ written through a temporary name and renamed, so a killed report leaves none hal
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ import pandas as pd
 import yaml
 
 from cimdse.errors import CimdseError
+from cimdse.files import atomic_write
 
 SWEEP_FILES = ("sweep.csv",)
 COMPILE_FILES = ("layers.csv", "summary.csv")
@@ -36,26 +35,11 @@ MAX_BAR_LAYERS = 60  # beyond this, the per-layer plot shows the slowest layers 
 
 
 # ---------------------------------------------------------------- files
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are meant to be shared
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _save(fig: Any, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
-    return _atomic(path, lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
+    return atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
 
 
 def _figure(width: float, height: float) -> Any:
@@ -172,7 +156,7 @@ def sweep_section(folder: Path, out: Path) -> tuple[str, list[Path]]:
     front = ok[ok["pareto"]].sort_values(["model", "area_mm2"])
     cols = [c for c in ["model", "arch", *grid_keys, "bits", "policy", "latency_s", "area_mm2", "energy_j",
                         "speedup_vs_w8a8"] if c in front.columns]  # fmt: skip
-    files.append(_atomic(out / "pareto.csv", lambda p: front[["point_id", *cols]].to_csv(p, index=False)))
+    files.append(atomic_write(out / "pareto.csv", lambda p: front[["point_id", *cols]].to_csv(p, index=False)))
     md += [
         "Latency against chip area for every valid point; the black line is the Pareto front "
         "(no other point is both smaller and faster).",
@@ -403,5 +387,5 @@ def make_report(folder: str | Path, out: str | Path | None = None) -> list[Path]
         files += made
     report_md = out_dir / "report.md"
     text = "\n".join(parts).rstrip() + "\n"
-    files.append(_atomic(report_md, lambda p: p.write_text(text)))
+    files.append(atomic_write(report_md, lambda p: p.write_text(text)))
     return files

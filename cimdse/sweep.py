@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cimdse import arch as arch_mod
 from cimdse.errors import CimdseError
+from cimdse.files import write_text
 
 CSV_NAME = "sweep.csv"
 CONFIG_COPY = "sweep.yaml"
@@ -205,7 +206,8 @@ def save_config(cfg: SweepConfig, out_dir: str | Path, source: str | Path | None
     """Keep the config beside its results (``sweep.yaml``), for the record and the report."""
     path = Path(out_dir) / CONFIG_COPY
     head = f"# copy of {Path(source).resolve()}; relative paths are relative to that file\n" if source else ""
-    _write_atomic(path, head + yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True), sort_keys=False))
+    text = head + yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True), sort_keys=False)
+    write_text(text, path, durable=True)
     return path
 
 
@@ -476,15 +478,6 @@ def evaluate_unit(unit: Unit) -> UnitResult:
 
 
 # ---------------------------------------------------------------- the CSV log
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class ResultLog:
     """``sweep.csv``: a header, then one complete line per finished point.
 
@@ -512,7 +505,7 @@ class ResultLog:
         header = self._line(self.columns)
         data = self.path.read_bytes() if self.path.exists() else b""
         if b"\n" not in data:  # new, or killed while the header was being made
-            _write_atomic(self.path, header)
+            write_text(header, self.path, durable=True)
             data = header.encode()
         elif not data.endswith(b"\n"):
             cut = data.rindex(b"\n") + 1

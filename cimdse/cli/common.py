@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cimdse import arch as arch_mod
 from cimdse.arch import ArchSpec
 from cimdse.errors import CimdseError
+from cimdse.files import atomic_write, write_csv, write_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
+    pass
 
 
 def add_arch_options(parser: argparse.ArgumentParser, *, multiple: bool = False, required: bool = True) -> None:
@@ -52,27 +50,4 @@ def output_dir(path: str | Path) -> Path:
     return out
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Write through a temporary file in the same folder, then rename: a reader
-    (or a killed run) never sees a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
-    return atomic_write(path, lambda p: df.to_csv(p, index=False))
-
-
-def write_text(text: str, path: str | Path) -> Path:
-    return atomic_write(path, lambda p: p.write_text(text))
+__all__ = ["add_arch_options", "atomic_write", "load_arch", "load_archs", "output_dir", "write_csv", "write_text"]

@@ -7,8 +7,6 @@ Saved atomically (a temporary file in the same folder, then a rename), loaded wi
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from torch import nn
 
 from cimdse import models
 from cimdse.errors import CimdseError
+from cimdse.files import atomic_write
 from cimdse.quant.apply import quantized_structure
 from cimdse.quant.export import IntLayer, layers_from_dicts
 
@@ -72,15 +71,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
     data["input_shape"] = list(ckpt.input_shape)
     data["policy"] = None if ckpt.policy is None else {k: list(v) for k, v in ckpt.policy.items()}
     data["state_dict"] = {k: v.detach().cpu() for k, v in ckpt.state_dict.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(data, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save(data, tmp))
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

@@ -24,7 +24,6 @@ Micro-architecture (one MVM, ``S`` input slices MSB first, ``G`` row groups,
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from cimdse.arch import CrossbarSpec
 from cimdse.costs import tile_cycles_per_mvm
 from cimdse.crossbar import adc_code_range, adc_shift, cells_per_weight, input_slices, polarities, signed_sums
 from cimdse.errors import CimdseError
+from cimdse.files import write_text
 
 GENERATOR_VERSION = "cimdse.rtl 1.0"
 
@@ -463,18 +463,6 @@ def lint(path: str | Path) -> None:
             raise CimdseError(f"{path}: pyverilog cannot parse the generated Verilog: {err}") from None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file and rename: never a half-written Verilog file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def generate(
     spec: CrossbarSpec,
     w_bits: int,
@@ -490,7 +478,7 @@ def generate(
     """Write the tile's Verilog to ``path`` (atomically) and lint it with pyverilog."""
     p = tile_params(spec, w_bits, a_bits, k, n)
     path = Path(path)
-    _write_atomic(path, render(p, module, _broken_rounding=_broken_rounding))
+    write_text(render(p, module, _broken_rounding=_broken_rounding), path)
     if check:
         lint(path)
     return p

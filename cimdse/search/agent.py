@@ -12,8 +12,6 @@ optimizer state, hyperparameters) let a later search continue from a trained age
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
 from cimdse.errors import CimdseError
+from cimdse.files import atomic_write
 from cimdse.search.env import BitWidthEnv
 from cimdse.search.evaluator import MethodRecorder
 
@@ -186,13 +185,4 @@ class PPOAgent:
 
     def save(self, path: str | Path) -> Path:
         """Write the agent (weights, optimizer, hyperparameters) to ``path`` (.zip), atomically."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".zip", dir=path.parent)
-        os.close(fd)
-        try:
-            self.model.save(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(path, self.model.save)

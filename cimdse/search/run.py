@@ -11,8 +11,6 @@ here prints: progress goes to a callback with :class:`SearchEvent` s.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,6 +24,7 @@ import yaml
 from cimdse.arch import ArchSpec
 from cimdse.compiler import CompiledNetwork, Network, compile_network
 from cimdse.errors import CimdseError
+from cimdse.files import write_csv, write_text
 from cimdse.search.agent import PPOAgent, PPOConfig
 from cimdse.search.baselines import UNIFORM_BITS, greedy_search, random_search, uniform_method
 from cimdse.search.env import BitWidthEnv
@@ -473,26 +472,6 @@ def _agent_source(agent_from: str | None) -> Callable[[str], Path | None] | None
 
 def _safe(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file and rename: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_csv(df: pd.DataFrame, path: Path) -> None:
-    _atomic(path, lambda p: df.to_csv(p, index=False))
-
-
-def write_text(text: str, path: Path) -> None:
-    _atomic(path, lambda p: p.write_text(text))
 
 
 def write_results(result: SearchResult, out: Path, config: SearchConfig) -> None:

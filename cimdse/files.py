@@ -1,0 +1,47 @@
+"""Atomic file writes, shared by every layer that writes results.
+
+Everything cimdse writes goes through a temporary file in the target's folder and a
+rename, so a reader, or a run killed at any moment, never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], object], *, durable: bool = False) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over
+    ``path``. The temporary keeps the target's suffix (some writers go by it), gets
+    ordinary permissions (mkstemp makes 0600), and with ``durable`` is fsynced first."""
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        write(tmp)
+        if durable:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(text: str, path: str | Path, *, durable: bool = False) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text), durable=durable)
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    return atomic_write(path, lambda p: df.to_csv(p, index=False))
