@@ -380,3 +380,17 @@ def test_cli_bad_model_in_a_process(run_cli, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stdout == ""
     assert "unsupported op nn.LSTM at module '1'" in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_unknown_model_is_named_before_the_input_is_asked_for():
+    from cimdse.compiler.frontend import trace_spec
+
+    with pytest.raises(CimdseError, match="unknown model 'nonexist'"):
+        trace_spec("nonexist")
+
+
+def test_trace_uses_inference_shapes_and_keeps_the_models_mode():
+    model = models.build("resnet18").train()
+    net = trace(model, (3, 10, 10))  # 1x1 feature maps: batch norm needs eval mode
+    assert net.layers[-1].name == "fc"
+    assert all(m.training for m in model.modules())

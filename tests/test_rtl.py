@@ -248,6 +248,7 @@ def test_cli_verify_prints_table(run_cli, tmp_path):
         "--vectors",
         "6",
         check=True,
+        cwd=tmp_path,  # from any working folder, as an installed command runs
     )
     lines = proc.stdout.splitlines()
     assert lines[0].split()[:3] == ["parameter", "set", "vectors"]

@@ -73,16 +73,16 @@ def trace_spec(model: str, input_shape: Sequence[int] | None = None) -> Network:
     usual input and are built on the meta device (no weights are needed to map them)."""
     from cimdse import models
 
-    shape = input_shape or models.default_input_shape(model)
-    if shape is None:
-        raise CimdseError(f"{model}: --input is required for a user model (e.g. --input 3x32x32)")
     if model in models.ZOO:
         with torch.device("meta"):
             module = models.build(model)
         name = model
     else:
-        module = models.load_model(model)
+        module = models.load_model(model)  # an unknown name is reported here, first
         name = model.rpartition(":")[0].rsplit("/", 1)[-1].removesuffix(".py")
+    shape = input_shape or models.default_input_shape(model)
+    if shape is None:
+        raise CimdseError(f"{model}: --input is required for a user model (e.g. --input 3x32x32)")
     return trace(module, shape, name)
 
 
@@ -98,7 +98,13 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str = "model") -> 
             f"{name}: torch.fx cannot trace the model ({type(err).__name__}: {_first_line(err)}); "
             "data-dependent control flow in forward() is not supported"
         ) from None
-    _propagate_shapes(gm, model, shape, name)
+    modes = {m: m.training for m in model.modules()}
+    model.eval()  # inference shapes: batch norm on one sample must not need batch statistics
+    try:
+        _propagate_shapes(gm, model, shape, name)
+    finally:
+        for m, training in modes.items():
+            m.train(training)
     return _Lowering(gm, name, shape).run()
 
 

@@ -96,11 +96,11 @@ def simulate(
     """Generate, lint (pyverilog and ``iverilog -Wall``) and simulate the tile."""
     from cocotb_tools.runner import get_results, get_runner
 
-    from sim.tile_model import CONFIG_ENV, write_config
-
     require_icarus()
     if not (SIM_DIR / "test_tile.py").exists():
         raise CimdseError(f"the testbench folder {SIM_DIR} is missing: verify runs from a source checkout")
+    with _repo_on_path():  # whatever the working folder, the testbench is this checkout's
+        from sim.tile_model import CONFIG_ENV, write_config
     build = Path(build_dir).resolve()
     build.mkdir(parents=True, exist_ok=True)
     src = build / f"{TOPLEVEL}.v"
