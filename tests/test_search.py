@@ -238,6 +238,55 @@ def test_search_archs_rows_per_arch_and_method(net):
     assert set(res.best) == {"demo", "cim-aq"}
 
 
+def test_final_choice_is_the_fastest_top_policy_within_the_bound_on_validation(net):
+    cfg = SearchConfig(episodes=20, final_top_k=3, ppo=PPOConfig(episodes_per_update=2, n_epochs=1))
+    finetuned: list[tuple] = []
+
+    def final_eval(policy: np.ndarray) -> tuple[float, float]:
+        finetuned.append(tuple(map(tuple, policy)))
+        val = 0.9 if policy.mean() >= 5.5 else 0.8  # low-bit policies fail the bound after fine-tuning
+        return val, 0.5  # the test accuracy plays no part in the choice
+
+    res = search_archs(net, [arch.load("demo")], cfg, lambda a: ToyAccuracy(), final_eval)
+    assert len(finetuned) == len(set(finetuned))  # each distinct policy fine-tuned once
+    assert ((8, 8),) * len(net.layers) in finetuned  # the W8A8 reference
+    h, s = res.history, res.summary
+    for _, row in s.iterrows():
+        top = h[h.method == row.method].sort_values("reward", ascending=False, kind="stable").head(3)
+        ok = top[[np.mean([int(b) for b in p.replace("/", " ").split()]) >= 5.5 for p in top.policy]]
+        assert row.within_bound == (not ok.empty)
+        if ok.empty:  # none within: the most accurate, all equal here, so the top one
+            assert row["rank"] == 1 and row.final_val_acc == 0.8
+        else:
+            assert row.speedup_vs_w8a8 == ok.speedup_vs_w8a8.max() and row.final_val_acc == 0.9
+        assert row.acc_drop_pp == 0.0
+    best = res.best["demo"]
+    assert best["within_bound"]
+    assert best["speedup_vs_w8a8"] == s[s.within_bound].speedup_vs_w8a8.max()
+
+
+def test_finetune_only_policies_near_the_bound(monkeypatch):
+    from cimdse.search import accuracy
+
+    class FakePolicyEvaluator:
+        layer_names = ["a", "b"]
+
+        def __init__(self, *args) -> None:
+            self.finetuned = 0
+
+        def __call__(self, policy, finetune_epochs=0, seed=None, hardware=None) -> float:
+            self.finetuned += finetune_epochs > 0
+            return 0.98 - 0.02 * (8 - int(np.min(policy))) + 0.01 * (finetune_epochs > 0)
+
+    monkeypatch.setattr(accuracy, "PolicyEvaluator", FakePolicyEvaluator)
+    acc = accuracy.QATAccuracy(None, None, finetune_epochs=1, finetune_within_pp=3.0)
+    assert acc(np.full((2, 2), 7)) == pytest.approx(0.97)  # 2 pp below W8A8 when calibrated: fine-tuned
+    assert acc(np.full((2, 2), 6)) == pytest.approx(0.94)  # 4 pp below: calibration only
+    assert acc.screened_out == 1 and acc.policy_evaluator.finetuned == 1
+    every = accuracy.QATAccuracy(None, None, finetune_epochs=1)
+    assert every(np.full((2, 2), 6)) == pytest.approx(0.95)
+
+
 # ---------------------------------------------------------------- CLI
 TINY = ["--episodes", "4", "--pretrain-epochs", "1", "--final-epochs", "1", "--ppo", "episodes_per_update=2"]
 

@@ -24,8 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Pre-trains the float model once (cached as OUT/float_model.pt, or --from CKPT), then on every "
             "--arch runs PPO, random search, greedy per-layer sensitivity (each --episodes distinct "
-            "evaluations) and uniform k/k for k = 8..2; finally fine-tunes each method's best policy and "
-            "measures its test accuracy. Writes OUT/history.csv, pareto.csv, summary.csv, best_policy.yaml "
+            "evaluations) and uniform k/k for k = 8..2; finally fine-tunes each method's --final-top-k "
+            "highest-reward policies, keeps the fastest within the bound on validation and reports its test "
+            "accuracy. Writes OUT/history.csv, pareto.csv, summary.csv, best_policy.yaml "
             "(+ best_policy_<arch>.yaml, loadable by `cimdse compile --policy`), agent_<arch>.zip, timing.csv."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -54,10 +55,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="QAT epochs inside each evaluation (0: calibrate only)",
     )
     p.add_argument(
+        "--finetune-within",
+        type=_pp_or_none,
+        default=_DEFAULTS.finetune_within_pp,
+        metavar="PP",
+        help="with --finetune-epochs, fine-tune only policies whose calibration-only accuracy is at most PP "
+        "below the calibration-only W8A8 one ('none': all)",
+    )
+    p.add_argument(
         "--final-epochs",
         type=int,
         default=_DEFAULTS.final_epochs,
-        help="QAT epochs of the final fine-tune of each method's best policy",
+        help="QAT epochs of the final fine-tune of each method's top policies",
+    )
+    p.add_argument(
+        "--final-top-k",
+        type=int,
+        default=_DEFAULTS.final_top_k,
+        help="final fine-tune of each method's K highest-reward policies; the fastest within the bound "
+        "on validation is kept",
     )
     p.add_argument("--pretrain-epochs", type=int, default=_DEFAULTS.pretrain_epochs, help="float pre-training epochs")
     p.add_argument(
@@ -117,6 +133,15 @@ def _ppo_config(items: list[str]) -> PPOConfig:
     return PPOConfig(**values)  # type: ignore[arg-type]
 
 
+def _pp_or_none(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of pp or 'none'") from None
+
+
 def _search(args: argparse.Namespace) -> int:
     import torch
 
@@ -131,7 +156,9 @@ def _search(args: argparse.Namespace) -> int:
         episodes=args.episodes,
         max_acc_drop=args.max_acc_drop,
         finetune_epochs=args.finetune_epochs,
+        finetune_within_pp=args.finetune_within,
         final_epochs=args.final_epochs,
+        final_top_k=args.final_top_k,
         pretrain_epochs=args.pretrain_epochs,
         seed=args.seed,
         min_bits=args.min_bits,
@@ -177,8 +204,14 @@ def _search(args: argparse.Namespace) -> int:
             bar.close()
     s = result.summary
     print(f"W8A8 validation accuracy {result.ref_val_acc:.4f}; bound {config.max_acc_drop} pp below it")
-    with_cols = s[["arch", "method", "speedup_vs_w8a8", "val_acc", "test_acc", "acc_drop_pp", "evaluations"]]
+    with_cols = s[["arch", "method", "rank", "speedup_vs_w8a8", "final_val_acc", "test_acc", "acc_drop_pp"]]
     print(with_cols.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for label, b in result.best.items():
+        bound = "within" if b["within_bound"] else "NOT within"
+        print(
+            f"best on {label}: {b['method']} (reward rank {b['rank']}), {b['speedup_vs_w8a8']:.2f}x, fine-tuned val "
+            f"{b['final_val_acc']:.4f} ({bound} the bound), test {b['test_acc']:.4f} ({b['acc_drop_pp']:+.2f} pp)"
+        )
     t = result.timings
     print("time: " + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in t.items()))
     print(f"wrote {args.out}/history.csv, pareto.csv, summary.csv, best_policy.yaml")

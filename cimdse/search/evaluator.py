@@ -172,8 +172,10 @@ class MethodRecorder:
 
     def best(self) -> Outcome | None:
         """Highest reward; ties go to the first found."""
-        best: Outcome | None = None
-        for out in self.outcomes.values():
-            if best is None or out.reward > best.reward:
-                best = out
-        return best
+        top = self.top(1)
+        return top[0] if top else None
+
+    def top(self, k: int) -> list[Outcome]:
+        """The ``k`` highest-reward policies, best first; ties go to the first found."""
+        ranked = sorted(self.outcomes.values(), key=lambda o: -o.reward)  # stable: first found first
+        return ranked[:k]

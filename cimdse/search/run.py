@@ -1,5 +1,13 @@
 """A whole search: every method on every arch with the same budget, then a final
-fine-tune of each method's best policy, and the tables that report it.
+fine-tune of each method's top policies, and the tables that report it.
+
+Final selection: the search ranks policies by reward, whose accuracy is the (cheap,
+pessimistic) search-time estimate. Each method's ``final_top_k`` highest-reward
+policies are fine-tuned in full (``final_epochs``), and the method's result is the
+fastest of them whose fine-tuned *validation* accuracy is within ``max_acc_drop`` of
+the fine-tuned W8A8 model's (if none is, the most accurate of them). The arch's
+best policy is chosen the same way among the methods' results. The test split is
+never used to choose: its accuracy is only reported.
 
 :func:`search_archs` is the core and takes its accuracy evaluators injected (so it
 runs anywhere); :func:`run_search` is the real thing: it loads the dataset,
@@ -35,6 +43,7 @@ from cimdse.search.evaluator import (
     Outcome,
     PolicyKey,
     PolicyScorer,
+    policy_key,
 )
 from cimdse.search.reward import CimAqReward
 from cimdse.search.space import SearchSpace
@@ -56,7 +65,18 @@ SEARCH_METHODS = ("ppo", "random", "greedy")
 METHODS = SEARCH_METHODS + tuple(f"uniform{k}" for k in UNIFORM_BITS)
 HISTORY_COLUMNS = ["episode", "method", "arch", "policy", "latency_s", "speedup_vs_w8a8", "val_acc", "reward"]
 PARETO_COLUMNS = ["arch", "method", "policy", "latency_s", "speedup_vs_w8a8", "val_acc", "reward"]
-SUMMARY_COLUMNS = ["arch", "method", "speedup_vs_w8a8", "val_acc", "test_acc", "acc_drop_pp", "evaluations"]
+SUMMARY_COLUMNS = [
+    "arch",
+    "method",
+    "rank",
+    "speedup_vs_w8a8",
+    "val_acc",
+    "final_val_acc",
+    "within_bound",
+    "test_acc",
+    "acc_drop_pp",
+    "evaluations",
+]
 
 
 @dataclass(frozen=True)
@@ -66,7 +86,12 @@ class SearchConfig:
     :param episodes: budget of every searching method: distinct policies evaluated
     :param max_acc_drop: accuracy bound, in pp below the W8A8 model's validation accuracy
     :param finetune_epochs: QAT epochs inside each evaluation (0: calibrate only)
-    :param final_epochs: QAT epochs of the final fine-tune of each method's best policy
+    :param finetune_within_pp: with ``finetune_epochs``, fine-tune only the policies whose
+        calibration-only accuracy is at most this many pp below the calibration-only
+        W8A8 one (None: every policy); see :class:`cimdse.search.accuracy.QATAccuracy`
+    :param final_epochs: QAT epochs of the final fine-tune of each method's top policies
+    :param final_top_k: how many of each method's highest-reward policies get the final
+        fine-tune; the fastest within the bound on validation is the method's result
     :param pretrain_epochs: float pre-training epochs (when no float model is given)
     :param accuracy: ``fake-quant`` or ``hardware`` (the arch's crossbar model)
     :param methods: which searching methods run; uniform k/k always do
@@ -78,7 +103,9 @@ class SearchConfig:
     episodes: int = 300
     max_acc_drop: float = 0.5
     finetune_epochs: int = 0
+    finetune_within_pp: float | None = None
     final_epochs: int = 15
+    final_top_k: int = 3
     pretrain_epochs: int = 40
     seed: int = 0
     min_bits: int = 2
@@ -97,6 +124,10 @@ class SearchConfig:
         for name in ("finetune_epochs", "final_epochs", "pretrain_epochs"):
             if getattr(self, name) < 0:
                 raise CimdseError(f"--{name.replace('_', '-')} must be >= 0")
+        if self.finetune_within_pp is not None and not self.finetune_within_pp >= 0:
+            raise CimdseError(f"--finetune-within {self.finetune_within_pp}: must be a number of pp >= 0")
+        if self.final_top_k < 1:
+            raise CimdseError(f"--final-top-k {self.final_top_k}: must be at least 1")
         if not 1 <= self.min_bits <= self.max_bits <= 8:
             raise CimdseError(f"bit range {self.min_bits}..{self.max_bits}: need 1 <= min <= max <= 8")
         unknown = [m for m in self.methods if m not in SEARCH_METHODS]
@@ -185,12 +216,13 @@ def search_archs(
     agent_to: Callable[[str], Path] | None = None,
     progress: Progress | None = None,
 ) -> SearchResult:
-    """Every method on every arch, then the final fine-tune of each best policy.
+    """Every method on every arch, then the final fine-tune of each method's top
+    ``config.final_top_k`` policies and the choice among them (see the module doc).
 
     :param make_accuracy: the accuracy evaluator for an arch; called once when
         ``arch_dependent`` is False (its cache is then shared by all archs)
-    :param final_eval: (val, test) accuracy after the final fine-tune of a policy;
-        called once per distinct best policy
+    :param final_eval: (val, test) accuracy after the final fine-tune of a policy (it
+        must not depend on the arch); called once per distinct policy, W8A8 included
     :param user_policy: an extra policy [L, 2] reported as method ``user``
     :param agent_from: the agent checkpoint to continue from, per arch label (or None)
     :param agent_to: where to save each arch's agent after its search
@@ -260,63 +292,85 @@ def search_archs(
             timings[key] += time.perf_counter() - t0 - (acc.seconds - e0)  # the method's own time
     timings["evaluations_s"] = sum(e.seconds for e in evaluators)
 
-    # final fine-tune of each (arch, method)'s best policy; a policy shared by several costs once
+    # final fine-tune of each (arch, method)'s top policies; a policy shared by several costs once
     t0 = time.perf_counter()
+    tops = [(rec, rec.top(config.final_top_k)) for rec in recorders]
+    w8a8 = policy_key(np.full((n, 2), 8))
+    todo = list(dict.fromkeys([w8a8] + [o.policy for _, top in tops for o in top]))
     finals: dict[PolicyKey, tuple[float, float]] = {}
-    bests = [(rec, rec.best()) for rec in recorders]
-    todo = list(dict.fromkeys(b.policy for _, b in bests if b is not None))
     for i, key in enumerate(todo):
         finals[key] = final_eval(np.asarray(key, dtype=np.int64))
         if progress is not None:
             progress(SearchEvent("finetune", i + 1, len(todo)))
     timings["final_finetune_s"] = time.perf_counter() - t0
 
-    ref_test = {rec.arch: finals[b.policy][1] for rec, b in bests if rec.method == "uniform8" and b is not None}
+    ref_val, ref_test = finals[w8a8]
     rows = []
-    for rec, b in bests:
-        if b is None:
+    for rec, top in tops:
+        if not top:
             continue
-        test = finals[b.policy][1]
+        pick = _choose(top, finals, reward, ref_val)
+        val, test = finals[pick.policy]
         rows.append(
             {
                 "arch": rec.arch,
                 "method": rec.method,
-                "speedup_vs_w8a8": b.speedup,
-                "val_acc": b.val_acc,
+                "rank": 1 + top.index(pick),
+                "speedup_vs_w8a8": pick.speedup,
+                "val_acc": pick.val_acc,
+                "final_val_acc": val,
+                "within_bound": reward.within_bound(val, ref_val),
                 "test_acc": test,
-                "acc_drop_pp": 100.0 * (ref_test[rec.arch] - test),
+                "acc_drop_pp": 100.0 * (ref_test - test),
                 "evaluations": rec.count,
+                "_outcome": pick,
             }
         )
-    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    summary = pd.DataFrame(rows, columns=[*SUMMARY_COLUMNS, "_outcome"])
+    best = _best_per_arch(summary, finals, reward, ref_val, network)
+    summary = summary[SUMMARY_COLUMNS]
     history = pd.DataFrame([r for rec in recorders for r in rec.rows], columns=HISTORY_COLUMNS)
-    best = _best_per_arch(recorders, finals, network)
     timings["total_s"] = time.perf_counter() - t_start
     return SearchResult(history, pareto_front(history), summary, best, ref_acc, timings)
 
 
+def _choose(
+    candidates: Sequence[Outcome], finals: dict[PolicyKey, tuple[float, float]], reward: CimAqReward, ref_val: float
+) -> Outcome:
+    """The fastest candidate whose fine-tuned validation accuracy is within the bound
+    (ties: the earlier, i.e. higher-reward, one); if none is, the most accurate."""
+    ok = [o for o in candidates if reward.within_bound(finals[o.policy][0], ref_val)]
+    if ok:
+        return max(ok, key=lambda o: o.speedup)
+    return max(candidates, key=lambda o: finals[o.policy][0])
+
+
 def _best_per_arch(
-    recorders: list[MethodRecorder], finals: dict[PolicyKey, tuple[float, float]], network: Network
+    summary: pd.DataFrame,
+    finals: dict[PolicyKey, tuple[float, float]],
+    reward: CimAqReward,
+    ref_val: float,
+    network: Network,
 ) -> dict[str, dict]:
-    """Per arch, the highest-reward policy over all methods (first method wins ties)."""
+    """Per arch, the methods' results chosen among the same way (first method wins ties)."""
     best: dict[str, dict] = {}
-    for rec in recorders:
-        b = rec.best()
-        if b is None:
-            continue
-        cur = best.get(rec.arch)
-        if cur is None or b.reward > cur["reward"]:
-            val, test = finals[b.policy]
-            best[rec.arch] = {
-                "method": rec.method,
-                "reward": float(b.reward),
-                "speedup_vs_w8a8": float(b.speedup),
-                "latency_s": float(b.latency_s),
-                "val_acc": float(b.val_acc),
-                "final_val_acc": float(val),
-                "test_acc": float(test),
-                "policy": {name: [w, a] for name, (w, a) in zip(network.names, b.policy, strict=True)},
-            }
+    for arch, group in summary.groupby("arch", sort=False):
+        pick = _choose(list(group["_outcome"]), finals, reward, ref_val)
+        row = group[[o is pick for o in group["_outcome"]]].iloc[0]
+        val, test = finals[pick.policy]
+        best[arch] = {
+            "method": row["method"],
+            "rank": int(row["rank"]),
+            "reward": float(pick.reward),
+            "speedup_vs_w8a8": float(pick.speedup),
+            "latency_s": float(pick.latency_s),
+            "val_acc": float(pick.val_acc),
+            "final_val_acc": float(val),
+            "within_bound": bool(reward.within_bound(val, ref_val)),
+            "test_acc": float(test),
+            "acc_drop_pp": float(row["acc_drop_pp"]),
+            "policy": {name: [w, a] for name, (w, a) in zip(network.names, pick.policy, strict=True)},
+        }
     return best
 
 
@@ -428,12 +482,16 @@ def run_search(
     except OSError as err:
         raise CimdseError(f"{out}: cannot create output folder ({err.strerror})") from None
     float_model, pretrain_s = _float_model(config, splits, out, from_ckpt, progress)
-    fq = QATAccuracy(float_model, splits, config.finetune_epochs, config.seed)
+
+    def evaluator(hardware: ArchSpec | None) -> QATAccuracy:
+        return QATAccuracy(
+            float_model, splits, config.finetune_epochs, config.seed, hardware, config.finetune_within_pp
+        )
+
+    fq = evaluator(None)
 
     def make_accuracy(spec: ArchSpec) -> AccuracyEvaluator:
-        if config.accuracy == "hardware":
-            return QATAccuracy(float_model, splits, config.finetune_epochs, config.seed, hardware=spec)
-        return fq
+        return evaluator(spec) if config.accuracy == "hardware" else fq
 
     result = search_archs(
         network,
