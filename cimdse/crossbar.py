@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -155,6 +156,16 @@ class ProgrammedCrossbar:
     @property
     def n(self) -> int:
         return self.cells.shape[3]
+
+    @cached_property
+    def stored_weights(self) -> np.ndarray:
+        """The signed integer weights the cells hold [K, N], computed once per
+        programming (the lossless path multiplies by it directly)."""
+        return _stored_weights(self)
+
+    @cached_property
+    def stored_max(self) -> int:
+        return int(np.abs(self.stored_weights).max(initial=0))
 
     def physical_matrix(self) -> np.ndarray:
         """Cell values [physical rows, physical cols]; column (n * P + pol) * n_w + j
@@ -321,9 +332,8 @@ def mvm(
 
 def _lossless_mvm(x: np.ndarray, xb: ProgrammedCrossbar, a_bits: int) -> np.ndarray:
     """Lossless ADC: the shift-and-add of exact partial sums is the integer product."""
-    stored = _stored_weights(xb)
-    dtype = _float_type(x.shape[1] * (2**a_bits - 1) * float(np.abs(stored).max(initial=0)))
-    return (x.astype(dtype) @ stored.astype(dtype)).astype(np.int64)  # exact: integral floats
+    dtype = _float_type(x.shape[1] * (2**a_bits - 1) * float(xb.stored_max))
+    return (x.astype(dtype) @ xb.stored_weights.astype(dtype, copy=False)).astype(np.int64)  # exact: integral
 
 
 def _sliced_mvm(x: np.ndarray, xb: ProgrammedCrossbar, a_bits: int, read_seed: int | None) -> np.ndarray:
