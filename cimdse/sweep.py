@@ -647,6 +647,30 @@ def _row(p: Point, res: Mapping[str, Any], grid_keys: list[str]) -> dict[str, An
     return row
 
 
+def _log_unit(
+    unit: Any,
+    result: dict[str, Any],
+    grid_keys: Any,
+    log: ResultLog,
+    summary: SweepSummary,
+    on_row: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    """Append one finished unit's rows to the log and count them."""
+    for p in unit.points:
+        res = result.get(p.id)
+        if res is None:
+            summary.failed.append(f"{p.id}: the evaluator returned no result")
+            continue
+        row = _row(p, res, grid_keys)
+        log.append(row)
+        if row.get("status") == "ok":
+            summary.ok += 1
+        else:
+            summary.invalid += 1
+        if on_row is not None:
+            on_row(row)
+
+
 def run_sweep(
     sweep_plan: Plan,
     out_dir: str | Path,
@@ -654,7 +678,7 @@ def run_sweep(
     jobs: int = 1,
     scheduler: str | None = None,
     evaluator: Evaluator = evaluate_unit,
-    progress: bool | None = None,
+    progress: Callable[[int, int], None] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
     config: SweepConfig | None = None,
     config_path: str | Path | None = None,
@@ -662,11 +686,10 @@ def run_sweep(
     """Evaluate every point of the plan not yet in ``out_dir/sweep.csv`` and append it.
 
     ``jobs`` 1 runs in this process; more uses a local process pool; ``scheduler`` (a
-    Dask address) sends units to that cluster instead. ``progress`` None shows a bar on
-    a terminal only. ``config``, when given, is saved as ``out_dir/sweep.yaml``.
+    Dask address) sends units to that cluster instead. ``progress(done, total)`` is
+    called as points finish (the CLI draws a bar with it). ``config``, when given, is
+    saved as ``out_dir/sweep.yaml``.
     """
-    from tqdm import tqdm
-
     if jobs < 1:
         raise CimdseError(f"--jobs {jobs}: must be at least 1")
     out = Path(out_dir)
@@ -700,32 +723,15 @@ def run_sweep(
             stream = _pool(todo, evaluator, min(jobs, len(todo)))
         else:
             stream = _serial(todo, evaluator)
-        bar = tqdm(
-            total=sum(len(u.points) for u in todo),
-            desc="sweep",
-            unit="pt",
-            disable=None if progress is None else not progress,
-        )
-        with bar:
-            for unit, result in stream:
-                if isinstance(result, BaseException):
-                    summary.failed += [f"{p.id}: {type(result).__name__}: {one_line(result)}" for p in unit.points]
-                    bar.update(len(unit.points))
-                    continue
-                for p in unit.points:
-                    res = result.get(p.id)
-                    if res is None:
-                        summary.failed.append(f"{p.id}: the evaluator returned no result")
-                        continue
-                    row = _row(p, res, sweep_plan.grid_keys)
-                    log.append(row)
-                    if row.get("status") == "ok":
-                        summary.ok += 1
-                    else:
-                        summary.invalid += 1
-                    if on_row is not None:
-                        on_row(row)
-                bar.update(len(unit.points))
+        total, finished = sum(len(u.points) for u in todo), 0
+        for unit, result in stream:
+            finished += len(unit.points)
+            if isinstance(result, BaseException):
+                summary.failed += [f"{p.id}: {type(result).__name__}: {one_line(result)}" for p in unit.points]
+            else:
+                _log_unit(unit, result, sweep_plan.grid_keys, log, summary, on_row)
+            if progress:
+                progress(finished, total)
     finally:
         log.close()
     return summary

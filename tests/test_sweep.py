@@ -116,9 +116,11 @@ def test_plan_checks_models_archs_and_files_up_front(tmp_path):
 def test_serial_sweep_writes_every_point_once_and_reports_invalid_ones(tmp_path):
     plan = make_plan(tmp_path)
     out = tmp_path / "out"
-    summary = sweep.run_sweep(plan, out, evaluator=fake_evaluator, progress=False)
+    calls: list[tuple[int, int]] = []
+    summary = sweep.run_sweep(plan, out, evaluator=fake_evaluator, progress=lambda d, t: calls.append((d, t)))
     rows = read_rows(out)
     assert len(rows) == N_POINTS == summary.written
+    assert calls[-1] == (N_POINTS, N_POINTS) and [d for d, _ in calls] == sorted(d for d, _ in calls)
     assert {r["point_id"] for r in rows} == {p.id for p in plan.points}
     bad = [r for r in rows if r["crossbar.adcs"] == "128"]
     assert len(bad) == summary.invalid == N_POINTS // 2

@@ -46,9 +46,23 @@ def _sweep(args: argparse.Namespace) -> int:
     config_path = Path(args.config)
     cfg = sweep.load_config(config_path)
     plan = sweep.plan(cfg, base=config_path.parent, where=str(config_path))
-    summary = sweep.run_sweep(
-        plan, args.out, jobs=args.jobs, scheduler=args.scheduler, config=cfg, config_path=config_path
-    )
+    from tqdm import tqdm
+
+    with tqdm(desc="sweep", unit="pt", file=sys.stderr, disable=None) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        summary = sweep.run_sweep(
+            plan,
+            args.out,
+            jobs=args.jobs,
+            scheduler=args.scheduler,
+            config=cfg,
+            config_path=config_path,
+            progress=progress,
+        )
     print(
         f"{summary.total} points: {summary.already_done} already done, {summary.ok} ok, "
         f"{summary.invalid} invalid (see the status column) -> {summary.csv_path}"
