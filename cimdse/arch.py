@@ -156,13 +156,15 @@ class ArchSpec(_Strict):
 
 
 # ---------------------------------------------------------------- loading
-def _format_validation(err: ValidationError, origin: str) -> str:
+def format_validation(err: ValidationError, origin: str, known: list[str] | None = None) -> str:
+    """One line per broken rule: ``origin: field.path: rule``. An unknown key is
+    called out as such (with the ``known`` keys, when given): typos must not pass."""
     lines = []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (a typo?)"
+            msg = f"unknown key (known: {', '.join(known)})" if known else "unknown key (a typo?)"
         lines.append(f"{origin}: {field}: {msg}")
     return "\n".join(lines)
 
@@ -174,7 +176,7 @@ def from_dict(data: Any, origin: str = "<spec>") -> ArchSpec:
     try:
         return ArchSpec.model_validate(data)
     except ValidationError as err:
-        raise CimdseError(_format_validation(err, origin)) from None
+        raise CimdseError(format_validation(err, origin)) from None
 
 
 def _read_yaml(path: Path) -> Any:

@@ -171,17 +171,6 @@ def check_grid_key(key: str) -> None:
             raise ValueError(f"grid key {key!r}: {'.'.join(parts[: i + 1])} is a value, not a section")
 
 
-def _format_validation(err: ValidationError, origin: str) -> str:
-    lines = []
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = f"unknown key (known: {', '.join(SweepConfig.model_fields)})"
-        lines.append(f"{origin}: {where}: {msg}")
-    return "\n".join(lines)
-
-
 def load_config(path: str | Path) -> SweepConfig:
     path = Path(path)
     try:
@@ -199,7 +188,7 @@ def load_config(path: str | Path) -> SweepConfig:
     try:
         return SweepConfig.model_validate(data)
     except ValidationError as err:
-        raise CimdseError(_format_validation(err, str(path))) from None
+        raise CimdseError(arch_mod.format_validation(err, str(path), list(SweepConfig.model_fields))) from None
 
 
 def save_config(cfg: SweepConfig, out_dir: str | Path, source: str | Path | None = None) -> Path:
