@@ -104,12 +104,6 @@ def pareto_mask(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _label(row: pd.Series, grid_keys: list[str]) -> str:
-    parts = [str(row["arch"])] + [f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in grid_keys]
-    parts.append(f"bits {row['bits']}" if isinstance(row.get("bits"), str) and row["bits"] else str(row["policy"]))
-    return ", ".join(parts)
-
-
 def sweep_section(folder: Path, out: Path) -> tuple[str, list[Path]]:
     df = _read_csv(folder / "sweep.csv", ["point_id", "model", "arch", "latency_s", "area_mm2", "status"])
     fixed = {"point_id", "model", "input", "arch", "bits", "policy", "latency_s", "energy_j", "area_mm2",

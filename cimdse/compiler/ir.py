@@ -11,8 +11,6 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-CROSSBAR_KINDS = ("conv1d", "conv2d", "linear")
-
 
 @dataclass(frozen=True)
 class Layer:
