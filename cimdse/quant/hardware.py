@@ -13,6 +13,10 @@ predictions, sample for sample.
 
 Non-idealities are seeded per layer: the i-th quantized layer in module order uses
 ``nonideal.seed + i``, so the layers' variations are independent and reproducible.
+
+The crossbar model runs on the torch backend by default (``backend="torch"``: int8
+GEMMs, on ``device``, CPU or CUDA); ``backend="numpy"`` runs the numpy reference.
+Both give the same integers, hence the same predictions.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from torch.utils.data import TensorDataset
 
 from cimdse import crossbar
 from cimdse.arch import ArchSpec, CrossbarSpec
+from cimdse.crossbar import Backend
 from cimdse.errors import CimdseError
 from cimdse.quant.apply import quant_layers
 from cimdse.quant.export import IntLayer, export_model
@@ -39,29 +44,35 @@ __all__ = ["CrossbarBackend", "HardwareResult", "evaluate_hardware", "integer_mo
 class CrossbarBackend:
     """The integer product of one layer on programmed crossbars."""
 
-    def __init__(self, layer: IntLayer, spec: CrossbarSpec, index: int = 0) -> None:
+    def __init__(
+        self,
+        layer: IntLayer,
+        spec: CrossbarSpec,
+        index: int = 0,
+        backend: Backend = "torch",
+        device: str | torch.device = "cpu",
+    ) -> None:
         ni = spec.nonideal
         self.spec = spec.model_copy(update={"nonideal": ni.model_copy(update={"seed": ni.seed + index})})
         self.index = index
+        self.backend = backend
         self.calls = 0
-        w = layer.w_int.numpy()
+        w = layer.w_int.cpu().numpy()
         ng = layer.n // layer.groups
         self.programmed = [
-            crossbar.program(w[:, g * ng : (g + 1) * ng], self.spec, layer.w_bits) for g in range(layer.groups)
+            crossbar.program(w[:, g * ng : (g + 1) * ng], self.spec, layer.w_bits, backend=backend, device=device)
+            for g in range(layer.groups)
         ]
 
     def _mvm(self, layer: IntLayer, cols: torch.Tensor, group: int) -> torch.Tensor:
         """``cols`` [M, K] integer-valued float64 -> [M, N/groups] float64."""
         self.calls += 1
         seed = None if not self.spec.nonideal.read_noise_sigma else self.spec.nonideal.seed * 7919 + self.calls
+        x = cols.long() if self.backend == "torch" else cols.long().cpu().numpy()
         y = crossbar.mvm(
-            cols.long().numpy(),
-            self.programmed[group],
-            a_bits=layer.a_bits,
-            signed_inputs=layer.signed,
-            read_seed=seed,
+            x, self.programmed[group], a_bits=layer.a_bits, signed_inputs=layer.signed, read_seed=seed
         )
-        return torch.from_numpy(y).double()
+        return (y if self.backend == "torch" else torch.from_numpy(y)).to(cols.device, torch.float64)
 
     def __call__(self, layer: IntLayer, x_int: torch.Tensor) -> torch.Tensor:
         if layer.kind == "linear":
@@ -88,35 +99,42 @@ class CrossbarBackend:
 
 
 class _DoubleInput(nn.Module):
-    """Feeds the wrapped model float64 inputs (its digital ops run in float64)."""
+    """Feeds the wrapped model float64 inputs on its device (its digital ops run in
+    float64)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
         super().__init__()
         self.model = model
+        self.device = device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.double())
+        return self.model(x.to(self.device, torch.float64))
 
 
 def integer_model(
     qmodel: nn.Module,
     layers: dict[str, IntLayer] | None = None,
     arch: ArchSpec | CrossbarSpec | None = None,
+    *,
+    backend: Backend = "torch",
+    device: str | torch.device = "cpu",
 ) -> nn.Module:
     """A copy of ``qmodel`` that runs its crossbar layers exactly from the integer
     export ``layers`` (default: exported from ``qmodel``): on the crossbar model of
-    ``arch`` when given, else with exact integer arithmetic (the fake-quant reference)."""
+    ``arch`` when given (its ``backend``), else with exact integer arithmetic (the
+    fake-quant reference); everything on ``device``."""
     layers = layers if layers is not None else export_model(qmodel)
-    model = copy.deepcopy(qmodel).cpu().double().eval()
+    dev = torch.device(device)
+    model = copy.deepcopy(qmodel).to(dev).double().eval()
     spec = arch.crossbar if isinstance(arch, ArchSpec) else arch
     qls = quant_layers(model)
     missing = sorted(set(qls) - set(layers))
     if missing:
         raise CimdseError(f"integer export lacks layer(s) {missing}")
     for index, (name, q) in enumerate(qls.items()):
-        q.frozen, q.exact = layers[name], True
-        q.backend = CrossbarBackend(layers[name], spec, index) if spec is not None else None
-    return _DoubleInput(model)
+        q.frozen, q.exact = layers[name].to(dev), True
+        q.backend = CrossbarBackend(layers[name], spec, index, backend, dev) if spec is not None else None
+    return _DoubleInput(model, dev)
 
 
 @torch.no_grad()
@@ -128,7 +146,7 @@ def predict(
     x_all = dataset.tensors[0]
     preds = []
     for i in range(0, len(x_all), batch_size):
-        preds.append(model(x_all[i : i + batch_size]).argmax(dim=1).numpy())
+        preds.append(model(x_all[i : i + batch_size]).argmax(dim=1).cpu().numpy())
         if callback is not None:
             callback(min(i + batch_size, len(x_all)))
     return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
@@ -155,15 +173,19 @@ def evaluate_hardware(
     *,
     batch_size: int = 256,
     callback: Callable[[str, int], None] | None = None,
+    backend: Backend = "torch",
+    device: str | torch.device = "cpu",
 ) -> HardwareResult:
     """Run ``dataset`` through the exact fake-quant model and, when ``arch`` is given,
-    through the crossbar model. ``callback(mode, samples done)`` reports progress."""
+    through the crossbar model (``backend``, on ``device``). ``callback(mode, samples
+    done)`` reports progress."""
     labels = dataset.tensors[1].numpy()
     n = len(labels)
 
     def run(arch_: ArchSpec | CrossbarSpec | None, mode: str) -> np.ndarray:
         cb = (lambda done: callback(mode, done)) if callback is not None else None
-        return predict(integer_model(qmodel, layers, arch_), dataset, batch_size=batch_size, callback=cb)
+        model = integer_model(qmodel, layers, arch_, backend=backend, device=device)
+        return predict(model, dataset, batch_size=batch_size, callback=cb)
 
     def acc(pred: np.ndarray) -> float:
         return float((pred == labels).mean()) if n else float("nan")
