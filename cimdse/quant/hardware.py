@@ -14,6 +14,13 @@ predictions, sample for sample.
 Non-idealities are seeded per layer: the i-th quantized layer in module order uses
 ``nonideal.seed + i``, so the layers' variations are independent and reproducible.
 
+Hardware-aware training (:func:`hardware_aware`) uses the same layer product in the
+forward pass of QAT: each quantized layer's current integers are programmed into the
+crossbar model at every step and its output replaces the fake-quant one, with the
+fake-quant gradient (straight-through), so training sees the ADC's rounding and
+saturation (and, optionally, conductance variation and read noise, re-drawn every
+training step from ``nonideal.seed``; evaluation uses the seeded chip itself).
+
 The crossbar model runs on the torch backend by default (``backend="torch"``: int8
 GEMMs, on ``device``, CPU or CUDA); ``backend="numpy"`` runs the numpy reference.
 Both give the same integers, hence the same predictions.
@@ -36,9 +43,17 @@ from cimdse.arch import ArchSpec, CrossbarSpec
 from cimdse.crossbar import Backend
 from cimdse.errors import CimdseError
 from cimdse.quant.apply import quant_layers
-from cimdse.quant.export import IntLayer, export_model
+from cimdse.quant.export import IntLayer, act_integers, export_model
 
-__all__ = ["CrossbarBackend", "HardwareResult", "evaluate_hardware", "integer_model", "predict"]
+__all__ = [
+    "CrossbarBackend",
+    "HardwareAwareForward",
+    "HardwareResult",
+    "evaluate_hardware",
+    "hardware_aware",
+    "integer_model",
+    "predict",
+]
 
 
 class CrossbarBackend:
@@ -69,9 +84,7 @@ class CrossbarBackend:
         self.calls += 1
         seed = None if not self.spec.nonideal.read_noise_sigma else self.spec.nonideal.seed * 7919 + self.calls
         x = cols.long() if self.backend == "torch" else cols.long().cpu().numpy()
-        y = crossbar.mvm(
-            x, self.programmed[group], a_bits=layer.a_bits, signed_inputs=layer.signed, read_seed=seed
-        )
+        y = crossbar.mvm(x, self.programmed[group], a_bits=layer.a_bits, signed_inputs=layer.signed, read_seed=seed)
         return (y if self.backend == "torch" else torch.from_numpy(y)).to(cols.device, torch.float64)
 
     def __call__(self, layer: IntLayer, x_int: torch.Tensor) -> torch.Tensor:
@@ -96,6 +109,39 @@ class CrossbarBackend:
         parts = [self._mvm(layer, cols[:, g * kg : (g + 1) * kg], g) for g in range(layer.groups)]
         acc = torch.cat(parts, dim=1).reshape(b, out_hw[0] * out_hw[1], layer.n).transpose(1, 2)
         return acc.reshape(b, layer.n, *out_hw) if layer.kind == "conv2d" else acc.reshape(b, layer.n, out_hw[1])
+
+
+class HardwareAwareForward:
+    """The crossbar model's output of one quantized layer at its current weights and
+    scales, for the forward pass of hardware-aware QAT (no gradient of its own)."""
+
+    def __init__(self, spec: CrossbarSpec, index: int, nonideal: bool = True) -> None:
+        self.spec = spec if nonideal else spec.model_copy(update={"nonideal": type(spec.nonideal)()})
+        self.index = index
+        self.steps = 0
+
+    @torch.no_grad()
+    def __call__(self, q: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        layer = q.export()
+        spec = self.spec
+        if q.training and spec.nonideal.any:  # a fresh device sample per training step
+            self.steps += 1
+            ni = spec.nonideal
+            spec = spec.model_copy(update={"nonideal": ni.model_copy(update={"seed": ni.seed + 7919 * self.steps})})
+        backend = CrossbarBackend(layer, spec, self.index, "torch", x.device)
+        acc = backend(layer, act_integers(layer, x))
+        shape = (1, -1) + (1,) * (acc.dim() - 2) if layer.kind != "linear" else (-1,)
+        return (acc * layer.out_scale().view(shape) + layer.bias.view(shape)).to(x.dtype)
+
+
+def hardware_aware(qmodel: nn.Module, arch: ArchSpec | CrossbarSpec | None, *, nonideal: bool = True) -> nn.Module:
+    """Put the crossbar model of ``arch`` into the forward pass of every quantized
+    layer of ``qmodel`` (in place; ``arch=None`` takes it out again). ``nonideal``:
+    include the arch's conductance variation, stuck-at cells and read noise."""
+    spec = arch.crossbar if isinstance(arch, ArchSpec) else arch
+    for index, q in enumerate(quant_layers(qmodel).values()):
+        q.hardware_forward = HardwareAwareForward(spec, index, nonideal) if spec is not None else None
+    return qmodel
 
 
 class _DoubleInput(nn.Module):
