@@ -36,3 +36,17 @@ def test_policy_module_needs_no_torch():
 
     code = "import sys, cimdse.policy; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_yaml_reader_names_line_and_column(tmp_path):
+    """Architectures, sweep configs and policies share one YAML reader."""
+    import pytest
+
+    from cimdse import arch, policy, sweep
+    from cimdse.errors import CimdseError
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("a: [1, 2\nb: 3\n")
+    for read in (arch.load, sweep.load_config, policy.read_policy):
+        with pytest.raises(CimdseError, match=rf"^{path}: line 2, column 2: malformed YAML: "):
+            read(path)
