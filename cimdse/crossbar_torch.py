@@ -52,6 +52,7 @@ __all__ = ["MAPPINGS", "TorchCrossbar", "mvm"]
 
 MAPPINGS = frozenset({"differential-column", "differential-row", "offset"})
 
+CHUNK_ELEMENTS = 2**19  # partial sums per group and chunk: the ADC passes stay in cache
 _I32 = 2**31
 _F32 = 2**24
 _F64 = 2**53
@@ -110,7 +111,16 @@ class TorchCrossbar:
             self.kernel = "float32" if pmax < _F32 else "float64"
         wg, idx = cb._grouped_weights(programmed, np.float64 if not ideal else np.int64)
         self.weights = torch.from_numpy(np.ascontiguousarray(wg)).to(self.device, self._dtype(self.kernel))
-        self.index = None if idx is None else torch.from_numpy(idx).to(self.device)
+        # Row groups as column ranges of the input slices: in order, possibly after zero
+        # padding at the end (a short last group), else gathered by index.
+        kp = programmed.cells.shape[2]
+        flat = None if idx is None else idx.ravel()
+        self.pad = 0
+        self.index = None
+        if flat is not None and np.array_equal(flat[:kp], np.arange(kp)) and np.all(flat[kp:] == kp):
+            self.pad = flat.size - kp
+        elif flat is not None:
+            self.index = torch.from_numpy(idx).to(self.device)
         self.coef = [int(v) for v in cb.column_coefficients(programmed)]
         self._lossless: tuple | None = None
 
@@ -258,8 +268,9 @@ def _sliced(x: torch.Tensor, xt: TorchCrossbar, a_bits: int, read_seed: int | No
     spec = xt.spec
     nx = cb.input_slices(spec, a_bits)
     g, _, cols = xt.weights.shape
-    chunk = cb.batch_chunk(g, cols, nx)
     rng = cb.read_noise_rng(spec, read_seed) if spec.nonideal.read_noise_sigma else None
+    # numpy's chunks when read noise is drawn (per chunk), else cache-sized ones
+    chunk = cb.batch_chunk(g, cols, nx) if rng is not None else max(1, CHUNK_ELEMENTS // (cols * nx))
     parts = [_sliced_chunk(x[i : i + chunk], xt, a_bits, nx, rng) for i in range(0, x.shape[0], chunk)]
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
@@ -282,7 +293,9 @@ def _sliced_chunk(
     s = cb.adc_shift(spec)
     ideal = xb.conductance is None
     xs = _input_slices(x, xt, a_bits, nx, xt.weights.dtype)
-    if xt.index is not None:
+    if xt.pad:
+        xs = torch.nn.functional.pad(xs, (0, xt.pad))
+    elif xt.index is not None:
         xs = torch.cat([xs, xs.new_zeros((xs.shape[0], 1))], dim=1)
     noise = None
     if rng is not None:  # one draw per chunk, shaped as numpy's [G, nx*B, cols]
