@@ -29,9 +29,11 @@ holds (checked per crossbar, not assumed):
   (BLAS summation order), which seeded tests do not meet.
 
 A lossless ADC (and ideal cells) takes the fast path, as in numpy: one int8 GEMM of
-the centred operands, ``x @ W = (x - c_x) @ (W - c_w) + c_w * sum_k x + c_x * sum_k W
-- K c_x c_w``, exact while ``K * 128 * 128 < 2^31``; else float32/float64 by the same
-bound as numpy's.
+the centred operands (on CPU, 8-bit inputs enter it as uint8, uncentred),
+
+    x @ W = (x - c_x) @ (W - c_w) + c_w * sum_k x + c_x * sum_k W - K c_x c_w,
+
+exact while ``K * 128 * 128 < 2^31``; else float32/float64 by numpy's bound.
 
 Mappings: every mapping that :mod:`cimdse.crossbar` expresses through the shared
 pieces above runs here; :data:`MAPPINGS` lists those verified bit for bit (the
@@ -85,6 +87,11 @@ def int_mm(a: torch.Tensor, b: torch.Tensor, pad: bool | None = None) -> torch.T
     bp = torch.zeros((kp, np_), dtype=torch.int8, device=b.device)
     bp[:k, :n] = b
     return torch._int_mm(ap, bp)[:m, :n]
+
+
+def uint8_inputs(device: torch.device) -> bool:
+    """Whether ``torch._int_mm`` takes uint8 left operands on ``device`` (CPU: yes)."""
+    return device.type == "cpu"
 
 
 class TorchCrossbar:
@@ -169,7 +176,8 @@ class TorchCrossbar:
         smax = self.programmed.stored_max
         bound = k * (2**a_bits - 1) * float(smax)
         cb._float_type(bound)  # the numpy reference's range check, same message
-        cx = 0 if a_bits <= 7 else 128
+        # CPU: unsigned 8-bit inputs go to _int_mm as uint8 as they are; CUDA takes int8 only.
+        cx = 0 if a_bits <= 7 or (a_bits == 8 and uint8_inputs(self.device)) else 128
         lo, hi = (int(stored.min()), int(stored.max())) if stored.size else (0, 0)
         cw = 0 if lo >= -_INT8_MAX and hi <= _INT8_MAX else 128 if lo >= 0 and hi <= 255 else None
         if a_bits <= 8 and cw is not None and k * 128 * 128 < _I32:
@@ -242,7 +250,8 @@ def _lossless(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
     if kernel != "int8":
         dt = TorchCrossbar._dtype(kernel)
         return (x.to(dt) @ w).to(torch.int64)  # exact: integral sums below the type's bound
-    y = int_mm((x - cx).to(torch.int8), w).to(torch.int64)
+    a = x.to(torch.uint8) if cx == 0 and a_bits == 8 else (x - cx).to(torch.int8)
+    y = int_mm(a, w).to(torch.int64)
     if cx:
         y += cx * colsum[None, :]
     if cw:

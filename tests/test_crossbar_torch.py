@@ -147,6 +147,16 @@ def test_lossless_path_centres_operands_exactly():
     np.testing.assert_array_equal(mvm(x16, w, spec, a_bits=16, backend="torch"), x16 @ w)
 
 
+def test_lossless_path_centres_inputs_where_int_mm_takes_int8_only(monkeypatch):
+    # CUDA's _int_mm takes int8 only: 8-bit inputs run as x - 128, and 128 * sum_k w is added back.
+    monkeypatch.setattr(crossbar_torch, "uint8_inputs", lambda device: False)
+    x, w = _rand(np.random.default_rng(5), 6, 90, 4, 8, 8)
+    for mapping in MAPPINGS:
+        xt = program(w, CrossbarSpec(rows=64, cols=64, mapping=mapping), 8, backend="torch")
+        assert xt.lossless_operands(8)[2] == 128
+        np.testing.assert_array_equal(mvm(x, xt, a_bits=8), x @ w)
+
+
 def test_padded_int_mm_matches_unpadded():
     # The CUDA shape rules (rows > 16, K and N multiples of 8) are met by zero padding.
     gen = torch.Generator().manual_seed(0)
