@@ -42,6 +42,7 @@ property tests run each), and any other raises instead of silently differing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -130,6 +131,22 @@ class TorchCrossbar:
             self.index = torch.from_numpy(idx).to(self.device)
         self.coef = [int(v) for v in cb.column_coefficients(programmed)]
         self._lossless: tuple | None = None
+        # The ADC's rounding offset h = 2^(s-1) folded into the int8 GEMM: each row group
+        # gets one more input fixed at 1 and one more cell row holding h, so the GEMM
+        # returns p + h and the ADC is one shift. (Groups in order only; h <= 127.)
+        s = cb.adc_shift(spec)
+        self.round_row = self.kernel == "int8" and self.index is None and s is not None and 0 < s <= 7
+        if self.round_row:
+            g, _, cols = self.weights.shape
+            h = torch.full((g, 1, cols), 2 ** (s - 1), dtype=torch.int8, device=self.device)
+            self.weights = torch.cat([self.weights, h], dim=1)
+        # Saturation is skipped where no partial sum can reach it (a full-range ADC).
+        self.saturates = True
+        if s is not None:
+            lo, hi = cb.adc_code_range(spec)
+            h = 2 ** (s - 1) if s else 0
+            low = 0 if not cb.signed_sums(spec) else (-pmax + h) >> s
+            self.saturates = ideal is False or (pmax + h) >> s > hi or low < lo
 
     # ------------------------------------------------------------ description
     @property
@@ -259,18 +276,28 @@ def _lossless(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
     return y
 
 
-def _input_slices(x: torch.Tensor, xt: TorchCrossbar, a_bits: int, nx: int, dtype: torch.dtype) -> torch.Tensor:
-    """[nx * B, physical rows] input slices, LSB first (each duplicated onto the row
-    pair for differential-row), in the GEMM's operand type."""
-    d = xt.spec.dac_bits
-    small = x.to(torch.uint8) if a_bits <= 8 else x.to(torch.int32)  # x is range-checked to a_bits
-    mask = 2**d - 1
-    xs = torch.stack([(small >> (i * d)) & mask for i in range(nx)])
+def _input_slices(x: torch.Tensor, xt: TorchCrossbar, a_bits: int, shifts: torch.Tensor) -> torch.Tensor:
+    """Input slices, LSB first, on physical rows (each duplicated onto the row pair for
+    differential-row), in the GEMM's operand type: [nx * B, G, A (+1)] for row groups
+    in order (a short last group zero-padded; with the rounding row, a column of ones
+    after each group), else [nx * B, physical rows + 1] (a zero column to gather)."""
+    dtype, nx = xt.weights.dtype, shifts.shape[0]
+    small = x.to(shifts.dtype)  # x is range-checked to a_bits: uint8 up to 8 bits, else int32
+    xs = (small.unsqueeze(0) >> shifts) & (2**xt.spec.dac_bits - 1)
     # int8 kernel: slices are at most 127, so the uint8 bytes are the int8 values.
     xs = xs.view(torch.int8) if dtype == torch.int8 and xs.dtype == torch.uint8 else xs.to(dtype)
     if cb.signed_sums(xt.spec):
         xs = xs.repeat_interleave(2, dim=2)
-    return xs.reshape(nx * x.shape[0], -1)
+    rows = nx * x.shape[0]
+    if xt.index is not None:
+        return torch.nn.functional.pad(xs.reshape(rows, -1), (0, 1))
+    if xt.pad:
+        xs = torch.nn.functional.pad(xs, (0, xt.pad))
+    g = xt.weights.shape[0]
+    xs = xs.reshape(rows, g, -1)
+    if xt.round_row:
+        xs = torch.nn.functional.pad(xs, (0, 1), value=1)
+    return xs
 
 
 def _sliced(x: torch.Tensor, xt: TorchCrossbar, a_bits: int, read_seed: int | None) -> torch.Tensor:
@@ -280,8 +307,37 @@ def _sliced(x: torch.Tensor, xt: TorchCrossbar, a_bits: int, read_seed: int | No
     rng = cb.read_noise_rng(spec, read_seed) if spec.nonideal.read_noise_sigma else None
     # numpy's chunks when read noise is drawn (per chunk), else cache-sized ones
     chunk = cb.batch_chunk(g, cols, nx) if rng is not None else max(1, CHUNK_ELEMENTS // (cols * nx))
-    parts = [_sliced_chunk(x[i : i + chunk], xt, a_bits, nx, rng) for i in range(0, x.shape[0], chunk)]
+    s = cb.adc_shift(spec)
+    scale = [2 ** (i * spec.dac_bits + (s or 0)) for i in range(nx)]
+    # Integer shift-and-add when every code is an integer; int32 while that is exact.
+    integer = xt.programmed.conductance is None or s is not None
+    bound = g * _code_bound(xt, s) * sum(abs(c) for c in xt.coef) * sum(scale)
+    plan = _Plan(
+        nx=nx,
+        s=s,
+        code_range=cb.adc_code_range(spec) if s is not None else (0, 0),
+        scale=scale,
+        integer=integer,
+        acc_dtype=(torch.int32 if bound < _I32 else torch.int64) if integer else torch.float64,
+        shifts=(torch.arange(nx, device=xt.device) * spec.dac_bits)
+        .to(torch.uint8 if a_bits <= 8 else torch.int32)
+        .view(-1, 1, 1),
+    )
+    parts = [_sliced_chunk(x[i : i + chunk], xt, a_bits, plan, rng) for i in range(0, x.shape[0], chunk)]
     return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one call's chunks share."""
+
+    nx: int
+    s: int | None
+    code_range: tuple[int, int]
+    scale: list[int]
+    integer: bool
+    acc_dtype: torch.dtype
+    shifts: torch.Tensor
 
 
 def _code_bound(xt: TorchCrossbar, s: int | None) -> int:
@@ -292,34 +348,20 @@ def _code_bound(xt: TorchCrossbar, s: int | None) -> int:
 
 
 def _sliced_chunk(
-    x: torch.Tensor, xt: TorchCrossbar, a_bits: int, nx: int, rng: np.random.Generator | None
+    x: torch.Tensor, xt: TorchCrossbar, a_bits: int, plan: _Plan, rng: np.random.Generator | None
 ) -> torch.Tensor:
-    spec, xb = xt.spec, xt.programmed
-    d = spec.dac_bits
-    g, a, cols = xt.weights.shape
-    b, n = x.shape[0], xt.n
-    q = len(xt.coef)
-    s = cb.adc_shift(spec)
-    ideal = xb.conductance is None
-    xs = _input_slices(x, xt, a_bits, nx, xt.weights.dtype)
-    if xt.pad:
-        xs = torch.nn.functional.pad(xs, (0, xt.pad))
-    elif xt.index is not None:
-        xs = torch.cat([xs, xs.new_zeros((xs.shape[0], 1))], dim=1)
+    spec = xt.spec
+    g, _, cols = xt.weights.shape
+    b, n, nx, q, s, scale = x.shape[0], xt.n, plan.nx, len(xt.coef), plan.s, plan.scale
+    ideal, integer = xt.programmed.conductance is None, plan.integer
+    xs = _input_slices(x, xt, a_bits, plan.shifts)
     noise = None
     if rng is not None:  # one draw per chunk, shaped as numpy's [G, nx*B, cols]
         noise = torch.from_numpy(rng.standard_normal((g, nx * b, cols))).to(xt.device)
-    scale = [2 ** (i * d + (s or 0)) for i in range(nx)]
-    # Integer shift-and-add when every code is an integer; int32 while that is exact.
-    integer = ideal or s is not None
-    bound = g * _code_bound(xt, s) * sum(abs(c) for c in xt.coef) * sum(scale)
-    acc_dtype = torch.int32 if bound < _I32 else torch.int64
-    if integer:
-        y = torch.zeros((b, n), dtype=acc_dtype, device=xt.device)
-    else:
-        y = torch.zeros((b, n), dtype=torch.float64, device=xt.device)
+    acc_dtype = plan.acc_dtype
+    y = torch.zeros((b, n), dtype=acc_dtype, device=xt.device)
     for gi in range(g):
-        xg = xs[:, gi * a : (gi + 1) * a] if xt.index is None else xs.index_select(1, xt.index[gi])
+        xg = xs[:, gi, :] if xt.index is None else xs.index_select(1, xt.index[gi])
         wg = xt.weights[gi]
         p = int_mm(xg, wg) if xt.kernel == "int8" else xg @ wg
         if not ideal:
@@ -329,28 +371,46 @@ def _sliced_chunk(
             if s is not None and not cb.signed_sums(spec):
                 p.clamp_(min=0.0)  # a column current cannot be negative
         if s is not None:
-            _adc_codes_(p, s, cb.adc_code_range(spec), exact_integers=ideal)
+            _adc_codes_(p, s, plan.code_range, ideal, xt.round_row, xt.saturates)
         if integer and p.dtype != acc_dtype:
             p = p.to(acc_dtype)  # integer-valued codes; exact
-        codes = p.view(nx, b, q, n)
-        t = codes[:, :, 0, :] * xt.coef[0]
-        for qi in range(1, q):
-            t.add_(codes[:, :, qi, :], alpha=xt.coef[qi])
-        for i in range(nx):
-            y.add_(t[i], alpha=scale[i])
+        if integer:  # exact in any order: input slices first (contiguous), then columns
+            codes = p.view(nx, b, q * n)
+            t = codes[0] * scale[0]
+            for i in range(1, nx):
+                t.add_(codes[i], alpha=scale[i])
+            t = t.view(b, q, n)
+            for qi in range(q):
+                y.add_(t[:, qi, :], alpha=xt.coef[qi])
+        else:  # real sums: numpy's order, columns first
+            codes = p.view(nx, b, q, n)
+            t = codes[:, :, 0, :] * xt.coef[0]
+            for qi in range(1, q):
+                t.add_(codes[:, :, qi, :], alpha=xt.coef[qi])
+            for i in range(nx):
+                y.add_(t[i], alpha=scale[i])
     return y.to(torch.int64) if integer else torch.round(y).to(torch.int64)
 
 
-def _adc_codes_(p: torch.Tensor, s: int, code_range: tuple[int, int], exact_integers: bool) -> None:
+def _adc_codes_(
+    p: torch.Tensor, s: int, code_range: tuple[int, int], exact_integers: bool, rounded: bool, saturates: bool
+) -> None:
     """In place, as :func:`cimdse.crossbar._adc_codes_inplace`: ``(p + 2^(s-1)) >> s``
-    for integer sums, ``floor(p / 2^s + 1/2)`` for real ones, then saturate."""
+    for integer sums (``rounded``: the GEMM added 2^(s-1) already), ``floor(p / 2^s +
+    1/2)`` for real ones, then saturate (where it can happen)."""
     lo, hi = code_range
     if p.is_floating_point():
         if s > 0 or not exact_integers:
             p.mul_(1.0 / 2**s).add_(0.5).floor_()
-    elif s > 0:
-        p.add_(2 ** (s - 1)).bitwise_right_shift_(s)
-    if lo == 0 and not p.is_floating_point():
+        p.clamp_(lo, hi)
+        return
+    if s > 0:
+        if not rounded:
+            p.add_(2 ** (s - 1))
+        p.bitwise_right_shift_(s)
+    if not saturates:
+        return
+    if lo == 0:
         p.clamp_max_(hi)  # integer sums of unsigned mappings are never negative
     else:
         p.clamp_(lo, hi)
