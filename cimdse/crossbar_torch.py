@@ -55,7 +55,7 @@ __all__ = ["MAPPINGS", "TorchCrossbar", "mvm"]
 
 MAPPINGS = frozenset({"differential-column", "differential-row", "offset"})
 
-CHUNK_ELEMENTS = 2**19  # partial sums per group and chunk: the ADC passes stay in cache
+CHUNK_ELEMENTS = 2**21  # partial sums per chunk (all groups): the ADC passes stay in cache
 _I32 = 2**31
 _F32 = 2**24
 _F64 = 2**53
@@ -72,14 +72,15 @@ def _device(device: Any) -> torch.device:
     return dev
 
 
-def int_mm(a: torch.Tensor, b: torch.Tensor, pad: bool | None = None) -> torch.Tensor:
-    """``a @ b`` of int8 matrices with int32 accumulation. ``pad`` (default: on
-    CUDA) zero-pads to cuBLASLt's shape rules (rows > 16, inner and column counts
-    multiples of 8); zeros add nothing to any sum, so the result is the same."""
+def int_mm(a: torch.Tensor, b: torch.Tensor, pad: bool | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``a @ b`` of int8 matrices with int32 accumulation (into ``out`` when given).
+    ``pad`` (default: on CUDA) zero-pads to cuBLASLt's shape rules (rows > 16, inner
+    and column counts multiples of 8); zeros add nothing to any sum, so the result is
+    the same."""
     if pad is None:
         pad = a.is_cuda
     if not pad:
-        return torch._int_mm(a, b)
+        return torch._int_mm(a, b) if out is None else torch._int_mm(a, b, out=out)
     m, k = a.shape
     n = b.shape[1]
     mp, kp, np_ = max(24, -(-m // 8) * 8), -(-k // 8) * 8, -(-n // 8) * 8
@@ -87,7 +88,8 @@ def int_mm(a: torch.Tensor, b: torch.Tensor, pad: bool | None = None) -> torch.T
     ap[:m, :k] = a
     bp = torch.zeros((kp, np_), dtype=torch.int8, device=b.device)
     bp[:k, :n] = b
-    return torch._int_mm(ap, bp)[:m, :n]
+    res = torch._int_mm(ap, bp)[:m, :n]
+    return res if out is None else out.copy_(res)
 
 
 def uint8_inputs(device: torch.device) -> bool:
@@ -276,55 +278,27 @@ def _lossless(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
     return y
 
 
-def _input_slices(x: torch.Tensor, xt: TorchCrossbar, a_bits: int, shifts: torch.Tensor) -> torch.Tensor:
-    """Input slices, LSB first, on physical rows (each duplicated onto the row pair for
-    differential-row), in the GEMM's operand type: [nx * B, G, A (+1)] for row groups
-    in order (a short last group zero-padded; with the rounding row, a column of ones
-    after each group), else [nx * B, physical rows + 1] (a zero column to gather)."""
-    dtype, nx = xt.weights.dtype, shifts.shape[0]
+def _input_slices(x: torch.Tensor, xt: TorchCrossbar, shifts: torch.Tensor) -> torch.Tensor:
+    """Input slices, LSB first, on physical rows (each input on both rows of its pair
+    for differential-row), in the GEMM's operand type, batch-major: [B, nx, G, A (+1)]
+    for row groups in order (a short last group zero-padded; with the rounding row, a
+    last input whose every slice is 1), else [B, nx, physical rows + 1] (a zero row
+    for the gather). The layout is made on the inputs, then sliced in one pass."""
+    d, nx = xt.spec.dac_bits, shifts.shape[0]
     small = x.to(shifts.dtype)  # x is range-checked to a_bits: uint8 up to 8 bits, else int32
-    xs = (small.unsqueeze(0) >> shifts) & (2**xt.spec.dac_bits - 1)
-    # int8 kernel: slices are at most 127, so the uint8 bytes are the int8 values.
-    xs = xs.view(torch.int8) if dtype == torch.int8 and xs.dtype == torch.uint8 else xs.to(dtype)
     if cb.signed_sums(xt.spec):
-        xs = xs.repeat_interleave(2, dim=2)
-    rows = nx * x.shape[0]
+        small = small.repeat_interleave(2, dim=1)
+    pad = torch.nn.functional.pad
     if xt.index is not None:
-        return torch.nn.functional.pad(xs.reshape(rows, -1), (0, 1))
-    if xt.pad:
-        xs = torch.nn.functional.pad(xs, (0, xt.pad))
-    g = xt.weights.shape[0]
-    xs = xs.reshape(rows, g, -1)
-    if xt.round_row:
-        xs = torch.nn.functional.pad(xs, (0, 1), value=1)
-    return xs
-
-
-def _sliced(x: torch.Tensor, xt: TorchCrossbar, a_bits: int, read_seed: int | None) -> torch.Tensor:
-    spec = xt.spec
-    nx = cb.input_slices(spec, a_bits)
-    g, _, cols = xt.weights.shape
-    rng = cb.read_noise_rng(spec, read_seed) if spec.nonideal.read_noise_sigma else None
-    # numpy's chunks when read noise is drawn (per chunk), else cache-sized ones
-    chunk = cb.batch_chunk(g, cols, nx) if rng is not None else max(1, CHUNK_ELEMENTS // (cols * nx))
-    s = cb.adc_shift(spec)
-    scale = [2 ** (i * spec.dac_bits + (s or 0)) for i in range(nx)]
-    # Integer shift-and-add when every code is an integer; int32 while that is exact.
-    integer = xt.programmed.conductance is None or s is not None
-    bound = g * _code_bound(xt, s) * sum(abs(c) for c in xt.coef) * sum(scale)
-    plan = _Plan(
-        nx=nx,
-        s=s,
-        code_range=cb.adc_code_range(spec) if s is not None else (0, 0),
-        scale=scale,
-        integer=integer,
-        acc_dtype=(torch.int32 if bound < _I32 else torch.int64) if integer else torch.float64,
-        shifts=(torch.arange(nx, device=xt.device) * spec.dac_bits)
-        .to(torch.uint8 if a_bits <= 8 else torch.int32)
-        .view(-1, 1, 1),
-    )
-    parts = [_sliced_chunk(x[i : i + chunk], xt, a_bits, plan, rng) for i in range(0, x.shape[0], chunk)]
-    return torch.cat(parts) if len(parts) > 1 else parts[0]
+        small = pad(small, (0, 1))
+    else:
+        small = pad(small, (0, xt.pad)).view(x.shape[0], xt.weights.shape[0], -1)
+        if xt.round_row:  # sum_i 2^(i d) < 2^a: every d-bit slice of it is 1
+            small = pad(small, (0, 1), value=sum(2 ** (i * d) for i in range(nx)))
+    xs = small.unsqueeze(1) >> shifts.view(1, nx, *([1] * (small.dim() - 1)))
+    xs &= 2**d - 1
+    # int8 kernel: slices are at most 127, so the uint8 bytes are the int8 values.
+    return xs.view(torch.int8) if xt.kernel == "int8" and xs.dtype == torch.uint8 else xs.to(xt.weights.dtype)
 
 
 @dataclass(frozen=True)
@@ -334,51 +308,101 @@ class _Plan:
     nx: int
     s: int | None
     code_range: tuple[int, int]
-    scale: list[int]
-    integer: bool
-    acc_dtype: torch.dtype
-    shifts: torch.Tensor
+    scale: list[int]  # 2^(i d + s) per input slice
+    acc_dtype: torch.dtype  # of the integer shift-and-add (int32 while exact)
 
 
-def _code_bound(xt: TorchCrossbar, s: int | None) -> int:
-    if s is None:
-        return cb.partial_sum_max(xt.spec)
-    lo, hi = cb.adc_code_range(xt.spec)
-    return max(-lo, hi)
+def _sliced(x: torch.Tensor, xt: TorchCrossbar, a_bits: int, read_seed: int | None) -> torch.Tensor:
+    spec = xt.spec
+    nx = cb.input_slices(spec, a_bits)
+    g, _, cols = xt.weights.shape
+    s = cb.adc_shift(spec)
+    scale = [2 ** (i * spec.dac_bits + (s or 0)) for i in range(nx)]
+    code_bound = cb.partial_sum_max(spec) if s is None else max(abs(v) for v in cb.adc_code_range(spec))
+    bound = g * code_bound * sum(abs(c) for c in xt.coef) * sum(scale)
+    plan = _Plan(
+        nx=nx,
+        s=s,
+        code_range=cb.adc_code_range(spec) if s is not None else (0, 0),
+        scale=scale,
+        acc_dtype=torch.int32 if bound < _I32 else torch.int64,
+    )
+    shifts = (torch.arange(nx, device=xt.device) * spec.dac_bits).to(torch.uint8 if a_bits <= 8 else torch.int32)
+    if xt.programmed.conductance is None:
+        xs = _input_slices(x, xt, shifts)  # once: chunks are views of it
+        chunk = max(1, CHUNK_ELEMENTS // (g * cols * nx))
+        parts = [_ideal_chunk(xs[i : i + chunk], xt, plan) for i in range(0, x.shape[0], chunk)]
+    else:
+        rng = cb.read_noise_rng(spec, read_seed) if spec.nonideal.read_noise_sigma else None
+        chunk = cb.batch_chunk(g, cols, nx)  # numpy's chunks: read noise is drawn per chunk
+        parts = [_real_chunk(x[i : i + chunk], xt, plan, shifts, rng) for i in range(0, x.shape[0], chunk)]
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
-def _sliced_chunk(
-    x: torch.Tensor, xt: TorchCrossbar, a_bits: int, plan: _Plan, rng: np.random.Generator | None
+def _gemm(xg: torch.Tensor, w: torch.Tensor, kernel: str, out: torch.Tensor | None = None) -> torch.Tensor:
+    if kernel == "int8":
+        return int_mm(xg, w, out=out)
+    return torch.matmul(xg, w) if out is None else torch.matmul(xg, w, out=out)
+
+
+def _ideal_chunk(xs: torch.Tensor, xt: TorchCrossbar, plan: _Plan) -> torch.Tensor:
+    """Ideal cells: integer partial sums of every group in one tensor [G, B*nx, cols]
+    (rows batch-major), one ADC pass, then the shift-and-add over groups, input slices
+    (contiguous) and columns; all exact integers, so the order is free."""
+    g, _, cols = xt.weights.shape
+    b, nx, n, q = xs.shape[0], plan.nx, xt.n, len(xt.coef)
+    rows = xs.reshape(b * nx, *xs.shape[2:])  # a view: xs is a batch slice of a contiguous tensor
+    dtype = torch.int32 if xt.kernel == "int8" else xt.weights.dtype
+    p = torch.empty((g, b * nx, cols), dtype=dtype, device=xt.device)
+    for gi in range(g):
+        xg = rows[:, gi, :] if xt.index is None else rows.index_select(1, xt.index[gi])
+        _gemm(xg, xt.weights[gi], xt.kernel, out=p[gi])
+    if plan.s is not None:
+        _adc_codes_(p, plan.s, plan.code_range, True, xt.round_row, xt.saturates)
+    if p.dtype != plan.acc_dtype:
+        p = p.to(plan.acc_dtype)  # integer-valued; exact
+    codes = (p[0] if g == 1 else p.sum(0, dtype=plan.acc_dtype)).view(b, nx, q * n)
+    t = codes[:, 0, :] * plan.scale[0]
+    for i in range(1, nx):
+        t.add_(codes[:, i, :], alpha=plan.scale[i])
+    t = t.view(b, q, n)
+    y = t[:, 0, :] * xt.coef[0]
+    for qi in range(1, q):
+        y.add_(t[:, qi, :], alpha=xt.coef[qi])
+    return y.to(torch.int64)
+
+
+def _real_chunk(
+    x: torch.Tensor, xt: TorchCrossbar, plan: _Plan, shifts: torch.Tensor, rng: np.random.Generator | None
 ) -> torch.Tensor:
+    """Non-ideal cells, as numpy's ``_sliced_chunk`` does it: float64 partial sums per
+    group with rows (input slice, vector), read noise from the same draws, the ADC on
+    real sums, and (without an ADC) numpy's order of the real shift-and-add."""
     spec = xt.spec
     g, _, cols = xt.weights.shape
-    b, n, nx, q, s, scale = x.shape[0], xt.n, plan.nx, len(xt.coef), plan.s, plan.scale
-    ideal, integer = xt.programmed.conductance is None, plan.integer
-    xs = _input_slices(x, xt, a_bits, plan.shifts)
+    b, nx, n, q, s = x.shape[0], plan.nx, xt.n, len(xt.coef), plan.s
+    xs = _input_slices(x, xt, shifts).transpose(0, 1)
+    xs = xs.reshape(nx * b, *xs.shape[2:])
     noise = None
     if rng is not None:  # one draw per chunk, shaped as numpy's [G, nx*B, cols]
         noise = torch.from_numpy(rng.standard_normal((g, nx * b, cols))).to(xt.device)
-    acc_dtype = plan.acc_dtype
-    y = torch.zeros((b, n), dtype=acc_dtype, device=xt.device)
+    integer = s is not None
+    y = torch.zeros((b, n), dtype=plan.acc_dtype if integer else torch.float64, device=xt.device)
     for gi in range(g):
         xg = xs[:, gi, :] if xt.index is None else xs.index_select(1, xt.index[gi])
         wg = xt.weights[gi]
-        p = int_mm(xg, wg) if xt.kernel == "int8" else xg @ wg
-        if not ideal:
-            if noise is not None:
-                var = (xg * xg) @ (wg * wg)
-                p += spec.nonideal.read_noise_sigma * torch.sqrt(var) * noise[gi]
-            if s is not None and not cb.signed_sums(spec):
-                p.clamp_(min=0.0)  # a column current cannot be negative
-        if s is not None:
-            _adc_codes_(p, s, plan.code_range, ideal, xt.round_row, xt.saturates)
-        if integer and p.dtype != acc_dtype:
-            p = p.to(acc_dtype)  # integer-valued codes; exact
-        if integer:  # exact in any order: input slices first (contiguous), then columns
-            codes = p.view(nx, b, q * n)
-            t = codes[0] * scale[0]
+        p = xg @ wg
+        if noise is not None:
+            var = (xg * xg) @ (wg * wg)
+            p += spec.nonideal.read_noise_sigma * torch.sqrt(var) * noise[gi]
+        if s is not None and not cb.signed_sums(spec):
+            p.clamp_(min=0.0)  # a column current cannot be negative
+        if integer:  # ADC codes: integers, exact in any order
+            _adc_codes_(p, s, plan.code_range, False, False, True)
+            codes = p.to(plan.acc_dtype).view(nx, b, q * n)
+            t = codes[0] * plan.scale[0]
             for i in range(1, nx):
-                t.add_(codes[i], alpha=scale[i])
+                t.add_(codes[i], alpha=plan.scale[i])
             t = t.view(b, q, n)
             for qi in range(q):
                 y.add_(t[:, qi, :], alpha=xt.coef[qi])
@@ -388,7 +412,7 @@ def _sliced_chunk(
             for qi in range(1, q):
                 t.add_(codes[:, :, qi, :], alpha=xt.coef[qi])
             for i in range(nx):
-                y.add_(t[i], alpha=scale[i])
+                y.add_(t[i], alpha=plan.scale[i])
     return y.to(torch.int64) if integer else torch.round(y).to(torch.int64)
 
 
