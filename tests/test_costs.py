@@ -11,10 +11,11 @@ import pytest
 from torch import nn
 
 from cimdse import arch, costs
-from cimdse.compiler import compile_network, trace, uniform_policy
+from cimdse.compiler import compile_network, trace
 from cimdse.compiler.frontend import trace_spec
 from cimdse.crossbar import adc_is_lossless, adc_shift, mvm, partial_sum_max, restore_flipped
 from cimdse.errors import CimdseError
+from cimdse.policy import uniform_policy
 from cimdse.rtl.generate import tile_params
 
 # Reference numbers used below, written out: ISAAC's ADC is 2 mW at 1.28 GS/s, so one
