@@ -294,3 +294,18 @@ def test_isaac_w4a4_speeds_up_the_zoo_cnns(resnet18):
 @pytest.fixture(scope="module")
 def resnet18():
     return trace_spec("resnet18")
+
+
+def test_torch_backend_follows_the_flip_encoding():
+    from cimdse import crossbar as cb
+    from cimdse import crossbar_torch as ct
+
+    rng = np.random.default_rng(2)
+    for sets in ([], ["crossbar.adc_bits=6", "crossbar.active_rows=50"], ["crossbar.nonideal.read_noise_sigma=0.01"]):
+        spec = arch.load("isaac", sets).crossbar
+        w = rng.integers(-127, 128, (300, 12))
+        w[:, 0] = 127
+        x = rng.integers(0, 256, (7, 300))
+        xb = cb.program(w, spec, 8)
+        expected = cb.mvm(x, xb, a_bits=8, fast_path=False)
+        np.testing.assert_array_equal(ct.mvm(x, ct.TorchCrossbar(xb), a_bits=8, fast_path=False), expected)
