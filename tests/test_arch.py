@@ -88,7 +88,7 @@ def test_cost_overrides_change_costs():
         (["crossbar.adc_bits=null", "crossbar.adc_mode=clip"], "adc_mode 'ideal' goes with adc_bits null"),
         (["crossbar.adc_mode=clip", "crossbar.adc_bits=null"], "adc_mode 'ideal' goes with adc_bits null"),
         (["crossbar.costs.adc_rate_gsps=0"], r"crossbar\.costs: adc_rate_gsps = 0\.0: must be a finite number > 0"),
-        (["crossbar.costs.adc_power_mw=-5"], r"adc_power_mw = -5\.0: must be a finite number > 0 \(mW per 8-bit ADC\)"),
+        (["crossbar.costs.adc_power_mw=-5"], r"adc_power_mw = -5\.0: must be a finite number > 0 \(mW per "),
         (["crossbar.costs.read_ns=.nan"], r"read_ns = nan: must be a finite number > 0"),
         (["crossbar.costs.write_us=.inf"], r"write_us = inf: must be a finite number > 0"),
         (["crossbar.costs.adc_power_mw=lots"], r"crossbar\.costs\.adc_power_mw: Input should be a valid number"),
