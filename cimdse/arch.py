@@ -8,6 +8,7 @@ the file, the field and the rule broken.
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -17,10 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cimdse.costs import CONSTANTS
 from cimdse.errors import CimdseError
-from cimdse.files import read_yaml
+from cimdse.files import read_yaml, write_text
 
 Mapping = Literal["differential-column", "differential-row", "offset"]
 AdcMode = Literal["ideal", "full_range", "clip"]
+AdcModel = Literal["sar", "linear"]
+Encoding = Literal["plain", "flip"]
 
 PRESET_NAMES = ("demo", "cim-aq", "isaac", "puma")
 
@@ -39,6 +42,9 @@ class Timing(_Strict):
     write_us: float = Field(CONSTANTS["write_us"].value, ge=0)
     op_ns: float | None = Field(None, gt=0)
     cycle_ns: float | None = Field(None, gt=0)
+    adc_overlap: bool = Field(
+        False, description="sample-and-hold lets the next read overlap the conversions (ISAAC's pipeline)"
+    )
 
     @model_validator(mode="after")
     def _one_override(self) -> Timing:
@@ -69,7 +75,9 @@ class Nonideal(_Strict):
 
 class CrossbarSpec(_Strict):
     """One crossbar tile. ``adc_bits=None`` is an ideal ADC; ``adc_mode`` picks the
-    shift applied before the ADC: 0 (``clip``), the full-range shift, or an explicit one."""
+    shift applied before the ADC: 0 (``clip``), the full-range shift, or an explicit one.
+    ``adc_model`` picks the ADC's time/energy/area law (``cimdse.costs``); ``encoding:
+    flip`` is ISAAC's flipped-column encoding (one extra column per crossbar)."""
 
     rows: int = Field(gt=0, le=4096)
     cols: int = Field(gt=0, le=4096)
@@ -79,7 +87,9 @@ class CrossbarSpec(_Strict):
     adc_mode: AdcMode | int = Field("ideal", description="defaults to full_range when adc_bits is set")
     adcs: int = Field(1, ge=1)
     active_rows: int | None = Field(None, ge=1, description="rows driven at once; null = all rows")
+    adc_model: AdcModel = Field("sar", description="sar: (bits+1) cycles; linear: time per bit (PUMA)")
     mapping: Mapping = "differential-column"
+    encoding: Encoding = Field("plain", description="flip: ISAAC's flipped columns plus a unit column")
     count_sign_bit: bool = Field(False, description="cells per weight counted as ceil(b / c), as CIM-AQ's tables do")
     timing: Timing = Timing()
     nonideal: Nonideal = Nonideal()
@@ -99,12 +109,29 @@ class CrossbarSpec(_Strict):
             raise ValueError("an explicit ADC shift must be between 0 and 32")
         return v
 
+    @field_validator("costs", mode="before")
+    @classmethod
+    def _cost_numbers(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            for key, value in v.items():
+                if isinstance(value, bool):
+                    raise ValueError(f"{key}: {value!r} is not a number")
+        return v
+
     @field_validator("costs")
     @classmethod
     def _known_costs(cls, v: dict[str, float]) -> dict[str, float]:
+        """Every key names a constant of ``cimdse.costs.CONSTANTS``; every value is a
+        finite number > 0 (a zero rate is a division by zero, a negative power a negative
+        energy), or >= 0 for the constants whose 0 means "not counted" (``zero_ok``)."""
         unknown = sorted(set(v) - set(CONSTANTS))
         if unknown:
             raise ValueError(f"unknown cost constant(s) {unknown}; known: {sorted(CONSTANTS)}")
+        for key, value in v.items():
+            const = CONSTANTS[key]
+            if not (math.isfinite(value) and (value > 0 or (value == 0 and const.zero_ok))):
+                rule = ">= 0" if const.zero_ok else "> 0"
+                raise ValueError(f"{key} = {value}: must be a finite number {rule} ({const.unit})")
         return v
 
     @model_validator(mode="after")
@@ -119,6 +146,8 @@ class CrossbarSpec(_Strict):
             raise ValueError("differential-row mapping needs at least 2 rows")
         if self.mapping == "differential-row" and self.active_rows == 1:
             raise ValueError("differential-row mapping needs active_rows >= 2 (a row pair)")
+        if self.encoding == "flip" and self.mapping == "differential-row":
+            raise ValueError("encoding 'flip' needs unsigned column sums (offset or differential-column mapping)")
         return self
 
     @property
@@ -137,16 +166,28 @@ class Component(_Strict):
 
 
 class ChipSpec(_Strict):
+    """The chip: tiles of crossbars. ``parallel_writes`` is how many crossbars are
+    programmed at once (null: one per tile), for resident and re-programmed weights
+    alike; ``digital_lanes`` the element ops per cycle of one tile's digital unit;
+    ``native_bits`` the weight/input precision its peak figures assume."""
+
     tiles: int = Field(1, ge=1)
     crossbars_per_tile: int = Field(1, ge=1)
     clock_ghz: float = Field(1.0, gt=0)
     schedule: Literal["sequential", "pipelined"] = "sequential"
+    parallel_writes: int | None = Field(None, ge=1, description="crossbars programmed at once; null = one per tile")
+    digital_lanes: int = Field(1, ge=1, description="element ops per cycle of one tile's digital unit")
+    native_bits: int = Field(8, ge=1, le=16, description="weight and input bits of the peak figures")
     tile_components: list[Component] = Field(default_factory=list)
     chip_components: list[Component] = Field(default_factory=list)
 
     @property
     def crossbars(self) -> int:
         return self.tiles * self.crossbars_per_tile
+
+    @property
+    def writes_at_once(self) -> int:
+        return self.parallel_writes if self.parallel_writes is not None else self.tiles
 
 
 class ArchSpec(_Strict):
@@ -195,9 +236,31 @@ def load(name_or_path: str | Path, overrides: list[str] | None = None) -> ArchSp
             raise CimdseError(f"{text}: no such architecture file or preset (presets: {', '.join(PRESET_NAMES)})")
     data = read_yaml(path, "architecture")
     if isinstance(data, dict):
-        data = apply_overrides(data, overrides or [])
+        data = _one_adc_setting(apply_overrides(data, overrides or []), overrides or [])
     origin = str(path) if text not in PRESET_NAMES else f"preset {text}"
     return from_dict(data, origin + (" (with --set)" if overrides else ""))
+
+
+def _one_adc_setting(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """An ideal ADC is one setting: overriding ``adc_bits`` alone or ``adc_mode`` alone
+    brings the other along (a file that gives both must make them agree).
+
+    ``adc_bits=null`` makes the mode ``ideal``; a number of bits on an ideal ADC makes
+    the mode the default for a real one (``full_range``), and keeps a clip, full-range
+    or explicit shift otherwise; ``adc_mode=ideal`` makes ``adc_bits`` null."""
+    keys = {item.partition("=")[0].strip() for item in overrides}
+    xbar = data.get("crossbar")
+    if not isinstance(xbar, dict):
+        return data
+    bits, mode = "crossbar.adc_bits" in keys, "crossbar.adc_mode" in keys
+    if bits and not mode:
+        if xbar.get("adc_bits") is None:
+            xbar["adc_mode"] = "ideal"
+        elif xbar.get("adc_mode") == "ideal":
+            xbar.pop("adc_mode")
+    elif mode and not bits and xbar.get("adc_mode") == "ideal":
+        xbar["adc_bits"] = None
+    return data
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -238,4 +301,4 @@ def to_yaml(arch: ArchSpec) -> str:
 
 
 def save(arch: ArchSpec, path: str | Path) -> None:
-    Path(path).write_text(to_yaml(arch))
+    write_text(to_yaml(arch), path)

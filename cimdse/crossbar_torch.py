@@ -35,6 +35,10 @@ the centred operands (on CPU, 8-bit inputs enter it as uint8, uncentred),
 
 exact while ``K * 128 * 128 < 2^31``; else float32/float64 by numpy's bound.
 
+ISAAC's flip encoding rides on the same shared pieces: the unit column is one more
+column of the GEMM, and the flipped columns are restored after the ADC with
+:func:`cimdse.crossbar.restore_flipped`, the numpy model's own function.
+
 Mappings: every mapping that :mod:`cimdse.crossbar` expresses through the shared
 pieces above runs here; :data:`MAPPINGS` lists those verified bit for bit (the
 property tests run each), and any other raises instead of silently differing.
@@ -132,6 +136,14 @@ class TorchCrossbar:
         elif flat is not None:
             self.index = torch.from_numpy(idx).to(self.device)
         self.coef = [int(v) for v in cb.column_coefficients(programmed)]
+        # the flip encoding's columns per row group [G, 1, data columns]; the unit column is the last
+        self.flip = (
+            None
+            if programmed.flip is None
+            else torch.from_numpy(programmed.flip.reshape(programmed.flip.shape[0], 1, -1).astype(np.int32)).to(
+                self.device
+            )
+        )
         self._lossless: tuple | None = None
         # The ADC's rounding offset h = 2^(s-1) folded into the int8 GEMM: each row group
         # gets one more input fixed at 1 and one more cell row holding h, so the GEMM
@@ -319,6 +331,8 @@ def _sliced(x: torch.Tensor, xt: TorchCrossbar, a_bits: int, read_seed: int | No
     s = cb.adc_shift(spec)
     scale = [2 ** (i * spec.dac_bits + (s or 0)) for i in range(nx)]
     code_bound = cb.partial_sum_max(spec) if s is None else max(abs(v) for v in cb.adc_code_range(spec))
+    if xt.flip is not None:
+        code_bound *= 2**spec.cell_bits - 1  # a restored flipped column: (2^c - 1) * unit - code
     bound = g * code_bound * sum(abs(c) for c in xt.coef) * sum(scale)
     plan = _Plan(
         nx=nx,
@@ -361,6 +375,8 @@ def _ideal_chunk(xs: torch.Tensor, xt: TorchCrossbar, plan: _Plan) -> torch.Tens
         _adc_codes_(p, plan.s, plan.code_range, True, xt.round_row, xt.saturates)
     if p.dtype != plan.acc_dtype:
         p = p.to(plan.acc_dtype)  # integer-valued; exact
+    if xt.flip is not None:
+        p = cb.restore_flipped(p[..., :-1], p[..., -1:], xt.flip.to(p.dtype), xt.spec.cell_bits)
     codes = (p[0] if g == 1 else p.sum(0, dtype=plan.acc_dtype)).view(b, nx, q * n)
     t = codes[:, 0, :] * plan.scale[0]
     for i in range(1, nx):
@@ -397,8 +413,11 @@ def _real_chunk(
             p += spec.nonideal.read_noise_sigma * torch.sqrt(var) * noise[gi]
         if s is not None and not cb.signed_sums(spec):
             p.clamp_(min=0.0)  # a column current cannot be negative
-        if integer:  # ADC codes: integers, exact in any order
+        if integer:
             _adc_codes_(p, s, plan.code_range, False, False, True)
+        if xt.flip is not None:
+            p = cb.restore_flipped(p[:, :-1], p[:, -1:], xt.flip[gi].to(p.dtype), spec.cell_bits)
+        if integer:  # ADC codes: integers, exact in any order
             codes = p.to(plan.acc_dtype).view(nx, b, q * n)
             t = codes[0] * plan.scale[0]
             for i in range(1, nx):
