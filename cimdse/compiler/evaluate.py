@@ -14,10 +14,15 @@ slices, V_l MVMs and t_op the time of one crossbar operation (``costs.op_ns``):
   and every inference writes every cell once.
 - schedule: ``sequential`` sums the layers; ``pipelined`` (resident only, else
   sequential) reports the slowest stage, the digital unit being one more stage.
-- digital ops (pooling, add, concat, activations, unfolded norms) cost
-  ``digital_ns_per_op`` and ``digital_pj_per_op`` per element op, on one digital lane
-  per tile (ISAAC puts a max-pool and sigmoid unit in every tile); they are part of
-  the totals and reported apart.
+- digital ops (pooling, add, concat, activations, unfolded norms, attention's
+  activation x activation matmuls, recurrent gates) cost ``digital_ns_per_op`` and
+  ``digital_pj_per_op`` per op (a MAC for a matmul), on one digital lane per tile
+  (ISAAC puts a max-pool and sigmoid unit in every tile); they are part of the totals
+  and reported apart. With ``matmul="crossbar"`` the activation x activation matmuls
+  run instead on crossbars written at run time (``runtime``), at fixed ``matmul_bits``,
+  added like the digital unit (one more stage when pipelined).
+- a layer gets at most ``Layer.copies_limit`` copies: V, or 1 for recurrent weights,
+  whose time steps depend on each other.
 - energy: one ``costs.op_energy_pj`` per crossbar operation (every crossbar of a copy,
   each input slice, each MVM), ``costs.write_energy_pj`` per programmed cell, digital ops.
 """
@@ -36,6 +41,8 @@ from cimdse.compiler.ir import Network
 from cimdse.compiler.mapping import MappingTables, build_tables
 from cimdse.compiler.policy import check_policy, uniform_policy
 from cimdse.compiler.replication import allocate_max, allocate_sum
+from cimdse.compiler.runtime import MATMUL_UNITS, RuntimeMatmul, runtime_matmul
+from cimdse.errors import CimdseError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -62,6 +69,8 @@ class Evaluation:
     area_mm2: float
     digital_latency_s: float
     digital_energy_j: float
+    matmul_latency_s: float = 0.0  # activation x activation matmuls on run-time written crossbars
+    matmul_energy_j: float = 0.0
 
 
 @dataclass
@@ -74,7 +83,17 @@ class CompiledNetwork:
     area_mm2: float
     digital_latency_s: float
     digital_energy_j: float
+    matmul_unit: str = "digital"
+    runtime_matmuls: list[RuntimeMatmul] = field(default_factory=list)
     _w8a8: float | None = field(default=None, repr=False)
+
+    @property
+    def matmul_latency_s(self) -> float:
+        return sum(m.latency_s for m in self.runtime_matmuls)
+
+    @property
+    def matmul_energy_j(self) -> float:
+        return sum(m.energy_j for m in self.runtime_matmuls)
 
     @property
     def n_layers(self) -> int:
@@ -108,14 +127,14 @@ class CompiledNetwork:
             idx = np.flatnonzero(fits)
             spare = x - needed[idx]
             alloc = allocate_max if self.arch.chip.schedule == "pipelined" else allocate_sum
-            copies[idx] = alloc(base_ns[idx], t[idx], tb.V, spare)
+            copies[idx] = alloc(base_ns[idx], t[idx], tb.max_copies, spare)
         rounds = -(-t // x)
         layer_ns = np.where(fits[:, None], base_ns / copies, rounds * (t_write_ns + base_ns))
         write_pj = np.where(fits[:, None], 0.0, cells * write_pj_per_cell)
         layer_pj = read_pj + write_pj
 
         seq_ns = layer_ns.sum(axis=1)
-        digital_ns = self.digital_latency_s * 1e9
+        digital_ns = (self.digital_latency_s + self.matmul_latency_s) * 1e9
         if self.arch.chip.schedule == "pipelined":
             xbar_ns = np.where(fits, layer_ns.max(axis=1), seq_ns)
             total_ns = np.where(fits, np.maximum(xbar_ns, digital_ns), seq_ns + digital_ns)
@@ -127,7 +146,7 @@ class CompiledNetwork:
         programmed = np.where(fits, (cells * copies).sum(axis=1) * write_pj_per_cell, 0.0)
         return Evaluation(
             latency_s=total_ns * 1e-9,
-            energy_j=layer_pj.sum(axis=1) * 1e-12 + self.digital_energy_j,
+            energy_j=layer_pj.sum(axis=1) * 1e-12 + self.digital_energy_j + self.matmul_energy_j,
             crossbars=occupied,
             crossbars_needed=needed,
             layer_latency_s=layer_ns * 1e-9,
@@ -143,6 +162,8 @@ class CompiledNetwork:
             area_mm2=self.area_mm2,
             digital_latency_s=self.digital_latency_s,
             digital_energy_j=self.digital_energy_j,
+            matmul_latency_s=self.matmul_latency_s,
+            matmul_energy_j=self.matmul_energy_j,
         )
 
     def w8a8_latency_s(self) -> float:
@@ -161,10 +182,21 @@ class CompiledNetwork:
         return report(self, policy)
 
 
-def compile_network(network: Network, arch: ArchSpec) -> CompiledNetwork:
-    """Map every layer of ``network`` onto ``arch`` at every weight width."""
+def compile_network(
+    network: Network, arch: ArchSpec, *, matmul: str = "digital", matmul_bits: tuple[int, int] = (8, 8)
+) -> CompiledNetwork:
+    """Map every layer of ``network`` onto ``arch`` at every weight width; activation x
+    activation matmuls on the digital unit (``matmul="digital"``) or on crossbars written
+    at run time (``"crossbar"``, at ``matmul_bits`` (w, a): the written operand's bits
+    and the streamed one's)."""
+    if matmul not in MATMUL_UNITS:
+        raise CimdseError(f"matmul unit {matmul!r}: expected one of {', '.join(MATMUL_UNITS)}")
     spec = arch.crossbar
-    elements = sum(op.elements for op in network.digital_ops)
+    on_crossbar = matmul == "crossbar"
+    if on_crossbar:
+        check_policy([list(matmul_bits)], 1, "matmul bits")
+    runtime = [runtime_matmul(op, spec, *matmul_bits) for op in network.digital_ops if op.matmul and on_crossbar]
+    elements = sum(op.elements for op in network.digital_ops if not (op.matmul and on_crossbar))
     return CompiledNetwork(
         network=network,
         arch=arch,
@@ -172,4 +204,6 @@ def compile_network(network: Network, arch: ArchSpec) -> CompiledNetwork:
         area_mm2=costs.area_power(arch).chip_area_mm2,
         digital_latency_s=elements * costs.constant(spec, "digital_ns_per_op") / arch.chip.tiles * 1e-9,
         digital_energy_j=elements * costs.constant(spec, "digital_pj_per_op") * 1e-12,
+        matmul_unit=matmul,
+        runtime_matmuls=runtime,
     )

@@ -101,6 +101,7 @@ class MappingTables:
     cells: np.ndarray
     input_slices: np.ndarray
     V: np.ndarray
+    max_copies: np.ndarray  # [L] copies that can work in parallel (V, or 1 for recurrent weights)
 
 
 def build_tables(layers: Sequence[Layer], spec: CrossbarSpec) -> MappingTables:
@@ -120,4 +121,5 @@ def build_tables(layers: Sequence[Layer], spec: CrossbarSpec) -> MappingTables:
         cells=table("cells", np.int64),
         input_slices=np.array([input_slices(spec, a) for a in range(1, MAX_BITS + 1)], dtype=np.int64),
         V=np.array([layer.V for layer in layers], dtype=np.int64),
+        max_copies=np.array([layer.copies_limit for layer in layers], dtype=np.int64),
     )

@@ -1,4 +1,8 @@
-"""Tables of one compiled policy: per layer, per digital op, and a one-row summary."""
+"""Tables of one compiled policy: per layer, per digital op, and a one-row summary.
+
+``latency_share`` (layers and ops) is each one's latency over the sum of all of them
+(crossbar layers, digital ops, run-time written matmuls): where the time goes.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from cimdse.compiler.policy import check_policy
+from cimdse.compiler.policy import check_policy, uniform_policy
 
 if TYPE_CHECKING:  # pragma: no cover
     from cimdse.compiler.evaluate import CompiledNetwork
@@ -15,13 +19,17 @@ if TYPE_CHECKING:  # pragma: no cover
 LAYER_COLUMNS = [
     "name", "kind", "K", "N", "V", "groups", "w_bits", "a_bits", "cells_per_weight", "input_slices",
     "crossbars_per_copy", "replicas", "crossbars", "rows_used", "cols_used", "op_ns", "latency_s", "energy_j",
-    "read_energy_j", "write_energy_j", "macs",
+    "read_energy_j", "write_energy_j", "macs", "latency_share",
 ]  # fmt: skip
 SUMMARY_COLUMNS = [
     "model", "arch", "input", "schedule", "mode", "latency_s", "energy_j", "area_mm2", "crossbars",
     "speedup_vs_w8a8", "w8a8_latency_s", "crossbar_latency_s", "digital_latency_s", "read_energy_j",
     "write_energy_j", "digital_energy_j", "programming_energy_j", "programming_s", "crossbars_needed",
-    "chip_crossbars", "layers", "macs",
+    "chip_crossbars", "layers", "macs", "matmul_macs", "matmul_unit", "matmul_latency_s", "matmul_energy_j",
+]  # fmt: skip
+DIGITAL_COLUMNS = [
+    "name", "kind", "category", "unit", "elements", "macs", "out_shape", "module", "after", "crossbars",
+    "latency_s", "energy_j", "latency_share",
 ]  # fmt: skip
 
 
@@ -49,6 +57,9 @@ def report(cn: CompiledNetwork, policy: np.ndarray) -> tuple[pd.DataFrame, pd.Da
                 "write_energy_j": float(ev.layer_energy_j[0, i]) - read_j, "macs": layer.macs,
             }
         )  # fmt: skip
+    everything_s = float(ev.layer_latency_s[0].sum()) + ev.digital_latency_s + ev.matmul_latency_s
+    for r in rows:
+        r["latency_share"] = r["latency_s"] / everything_s if everything_s > 0 else 0.0
     fits = bool(ev.fits[0])
     summary = {
         "model": cn.network.name,
@@ -72,16 +83,36 @@ def report(cn: CompiledNetwork, policy: np.ndarray) -> tuple[pd.DataFrame, pd.Da
         "crossbars_needed": int(ev.crossbars_needed[0]),
         "chip_crossbars": cn.arch.chip.crossbars,
         "layers": cn.n_layers,
-        "macs": sum(layer.macs for layer in cn.network.layers),
+        "macs": cn.network.crossbar_macs,
+        "matmul_macs": cn.network.matmul_macs,
+        "matmul_unit": cn.matmul_unit,
+        "matmul_latency_s": ev.matmul_latency_s,
+        "matmul_energy_j": ev.matmul_energy_j,
     }
     return pd.DataFrame(rows, columns=LAYER_COLUMNS), pd.DataFrame([summary], columns=SUMMARY_COLUMNS)
 
 
-def digital_frame(cn: CompiledNetwork) -> pd.DataFrame:
-    """The digital ops with their latency and energy on the digital unit."""
-    df = cn.network.digital_frame()
-    per_op_s = cn.digital_latency_s / max(1, int(df["elements"].sum())) if len(df) else 0.0
-    per_op_j = cn.digital_energy_j / max(1, int(df["elements"].sum())) if len(df) else 0.0
-    df["latency_s"] = df["elements"] * per_op_s
-    df["energy_j"] = df["elements"] * per_op_j
-    return df
+def digital_frame(cn: CompiledNetwork, policy: np.ndarray | None = None) -> pd.DataFrame:
+    """The digital ops with the unit they run on, their latency and energy (the digital
+    unit's totals shared by op count; run-time written matmuls costed apart) and their
+    share of the latency of ``policy`` (default uniform W8A8) as in :func:`report`."""
+    net = cn.network
+    runtime = {m.name: m for m in cn.runtime_matmuls}
+    digital_ops = sum(op.elements for op in net.digital_ops if op.name not in runtime)
+    per_op_s = cn.digital_latency_s / digital_ops if digital_ops else 0.0
+    per_op_j = cn.digital_energy_j / digital_ops if digital_ops else 0.0
+    pol = policy if policy is not None else uniform_policy(8, 8, cn.n_layers)
+    ev = cn.evaluate(pol)
+    everything_s = float(ev.layer_latency_s[0].sum()) + ev.digital_latency_s + ev.matmul_latency_s
+    rows = []
+    for op in net.digital_ops:
+        m = runtime.get(op.name)
+        latency = m.latency_s if m else op.elements * per_op_s
+        rows.append(
+            {"name": op.name, "kind": op.kind, "category": op.category, "unit": "crossbar" if m else "digital",
+             "elements": op.elements, "macs": op.macs, "out_shape": "x".join(str(v) for v in op.out_shape),
+             "module": op.module, "after": op.after, "crossbars": m.crossbars if m else 0, "latency_s": latency,
+             "energy_j": m.energy_j if m else op.elements * per_op_j,
+             "latency_share": latency / everything_s if everything_s > 0 else 0.0}
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=DIGITAL_COLUMNS)
