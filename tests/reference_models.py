@@ -54,8 +54,18 @@ class Permute(nn.Module):
 
 
 class Conv2dNormActivation(nn.Sequential):
-    def __init__(self, cin: int, cout: int, kernel_size: int = 3, stride: int = 1, padding: int | None = None,
-                 groups: int = 1, norm_layer=nn.BatchNorm2d, activation_layer=nn.ReLU, bias: bool | None = None):  # noqa: ANN001
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int | None = None,
+        groups: int = 1,
+        norm_layer=nn.BatchNorm2d,
+        activation_layer=nn.ReLU,
+        bias: bool | None = None,
+    ):  # noqa: ANN001
         padding = (kernel_size - 1) // 2 if padding is None else padding
         bias = norm_layer is None if bias is None else bias
         layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel_size, stride, padding, groups=groups, bias=bias)]
@@ -99,7 +109,9 @@ class MBConv(nn.Module):
         expanded = cin * expand
         if expanded != cin:
             layers.append(Conv2dNormActivation(cin, expanded, 1, activation_layer=nn.SiLU))
-        layers.append(Conv2dNormActivation(expanded, expanded, kernel, stride, groups=expanded, activation_layer=nn.SiLU))
+        layers.append(
+            Conv2dNormActivation(expanded, expanded, kernel, stride, groups=expanded, activation_layer=nn.SiLU)
+        )
         layers.append(SqueezeExcitation(expanded, max(1, cin // 4), activation=partial(nn.SiLU, inplace=True)))
         layers.append(Conv2dNormActivation(expanded, cout, 1, activation_layer=None))
         self.block = nn.Sequential(*layers)
@@ -127,7 +139,9 @@ def efficientnet_b0(num_classes: int = 1000) -> nn.Module:
             block_id += 1
         layers.append(nn.Sequential(*stage))
     layers.append(Conv2dNormActivation(320, 1280, 1, activation_layer=nn.SiLU))
-    return _Classifier(nn.Sequential(*layers), nn.Sequential(nn.Dropout(0.2, inplace=True), nn.Linear(1280, num_classes)))
+    return _Classifier(
+        nn.Sequential(*layers), nn.Sequential(nn.Dropout(0.2, inplace=True), nn.Linear(1280, num_classes))
+    )
 
 
 class _Classifier(nn.Module):
@@ -157,8 +171,9 @@ class CNBlock(nn.Module):
     def __init__(self, dim: int, layer_scale: float, sd_prob: float) -> None:
         super().__init__()
         self.block = nn.Sequential(
-            nn.Conv2d(dim, dim, 7, padding=3, groups=dim, bias=True), Permute([0, 2, 3, 1]), nn.LayerNorm(dim, eps=1e-6),
-            nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim), Permute([0, 3, 1, 2]),
+            nn.Conv2d(dim, dim, 7, padding=3, groups=dim, bias=True), Permute([0, 2, 3, 1]),
+            nn.LayerNorm(dim, eps=1e-6), nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim),
+            Permute([0, 3, 1, 2]),
         )  # fmt: skip
         self.layer_scale = nn.Parameter(torch.ones(dim, 1, 1) * layer_scale)
         self.stochastic_depth = StochasticDepth(sd_prob, "row")
@@ -224,7 +239,8 @@ class Encoder(nn.Module):
 
 class VisionTransformer(nn.Module):
     def __init__(self, image_size: int = 224, patch_size: int = 16, layers: int = 12, heads: int = 12,
-                 hidden: int = 768, mlp_dim: int = 3072, num_classes: int = 1000, in_channels: int = 3) -> None:  # fmt: skip
+                 hidden: int = 768, mlp_dim: int = 3072, num_classes: int = 1000,
+                 in_channels: int = 3) -> None:  # fmt: skip
         super().__init__()
         self.image_size, self.patch_size, self.hidden_dim = image_size, patch_size, hidden
         self.conv_proj = nn.Conv2d(in_channels, hidden, patch_size, patch_size)
@@ -331,7 +347,7 @@ def shifted_window_attention(
         attn_mask = attn_mask.view(pad_H // window_size[0], window_size[0], pad_W // window_size[1], window_size[1])
         attn_mask = attn_mask.permute(0, 2, 1, 3).reshape(num_windows, window_size[0] * window_size[1])
         attn_mask = attn_mask.unsqueeze(1) - attn_mask.unsqueeze(2)
-        attn_mask = attn_mask.masked_fill(attn_mask != 0, float(-100.0)).masked_fill(attn_mask == 0, float(0.0))
+        attn_mask = attn_mask.masked_fill(attn_mask != 0, -100.0).masked_fill(attn_mask == 0, 0.0)
         attn = attn.view(x.size(0) // num_windows, num_windows, num_heads, x.size(1), x.size(1))
         attn = attn + attn_mask.unsqueeze(1).unsqueeze(0)
         attn = attn.view(-1, num_heads, x.size(1), x.size(1))
@@ -393,8 +409,9 @@ class SwinTransformerBlock(nn.Module):
 
 
 class SwinTransformer(nn.Module):
-    def __init__(self, embed_dim: int = 96, depths: tuple[int, ...] = (2, 2, 6, 2), heads: tuple[int, ...] = (3, 6, 12, 24),
-                 window: int = 7, num_classes: int = 1000) -> None:  # fmt: skip
+    def __init__(self, embed_dim: int = 96, depths: tuple[int, ...] = (2, 2, 6, 2),
+                 heads: tuple[int, ...] = (3, 6, 12, 24), window: int = 7,
+                 num_classes: int = 1000) -> None:  # fmt: skip
         super().__init__()
         layers: list[nn.Module] = [
             nn.Sequential(nn.Conv2d(3, embed_dim, 4, 4), Permute([0, 2, 3, 1]), nn.LayerNorm(embed_dim, eps=1e-5))
