@@ -50,9 +50,10 @@ SUPPORTED = (
     "LSTMCell/GRUCell/RNNCell; folded: BatchNorm1d/2d after a layer; digital: activations (ReLU, ReLU6, "
     "LeakyReLU, PReLU, RReLU, ELU, SELU, CELU, GELU, SiLU, Mish, Sigmoid, LogSigmoid, Tanh, Hardtanh, "
     "Hardswish, Hardsigmoid, Softplus, Softsign, GLU, Threshold, clamp, softmax/log_softmax/softmin, exp, "
-    "log, sqrt, rsqrt, pow, abs, erf), max/avg/adaptive pooling, mean/sum/amax, add/sub/mul/div, cat/stack, "
-    "norms (BatchNorm not after a layer, LayerNorm, GroupNorm, InstanceNorm, RMSNorm, LocalResponseNorm, "
-    "F.batch_norm/layer_norm/group_norm/instance_norm/rms_norm/normalize), activation x activation "
+    "log, sqrt, rsqrt, pow, abs, erf, where, masked_fill), max/avg/adaptive pooling, mean/sum/amax, "
+    "add/sub/mul/div, comparisons and logical ops, cat/stack, norms (BatchNorm not after a layer, LayerNorm, "
+    "GroupNorm, InstanceNorm, RMSNorm, LocalResponseNorm, F.batch_norm, F.layer_norm, F.group_norm, "
+    "F.instance_norm, F.rms_norm, F.normalize), activation x activation "
     "@/matmul/bmm/einsum, F.scaled_dot_product_attention, torchvision's shifted_window_attention, "
     "nn.Embedding and indexing of a parameter (relative position bias tables), interpolate/upsample; free: "
     "flatten/reshape/view/permute/transpose/squeeze/unsqueeze/expand/repeat/roll/flip/pad/chunk/split/"
@@ -103,6 +104,12 @@ _POOL_FUNCTIONS = {
     F.adaptive_max_pool1d, F.adaptive_max_pool2d, torch.mean, torch.amax, torch.sum, torch.amin,
 }  # fmt: skip
 _POOL_METHODS = {"mean", "amax", "sum", "amin"}
+_COMPARE_TARGETS = {
+    operator.gt, operator.lt, operator.ge, operator.le, operator.eq, operator.ne, operator.and_, operator.or_,
+    operator.invert, torch.gt, torch.lt, torch.ge, torch.le, torch.eq, torch.ne, torch.logical_and,
+    torch.logical_or, torch.logical_not, "gt", "lt", "ge", "le", "eq", "ne", "logical_and", "logical_or",
+    "logical_not",
+}  # fmt: skip
 _ADD_TARGETS = {
     operator.add, operator.iadd, operator.sub, operator.isub, operator.neg, torch.add, torch.sub, "add", "add_",
     "sub", "sub_", "rsub",
@@ -140,8 +147,9 @@ _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 
 def trace_spec(model: str, input_shape: Sequence[int] | None = None) -> Network:
-    """Trace a zoo name or ``path/to/file.py:factory``; zoo models default to their
-    usual input and are built on the meta device (no weights are needed to map them)."""
+    """Trace a zoo name or ``path/to/file.py:factory``; zoo models default to their usual
+    input. Mapping needs shapes, not weights, so models are built on the meta device (a
+    user model that cannot be built or traced there is built on the CPU instead)."""
     from cimdse import models
 
     if model in models.ZOO:
@@ -149,12 +157,19 @@ def trace_spec(model: str, input_shape: Sequence[int] | None = None) -> Network:
             module = models.build(model)
         name = model
     else:
-        module = models.load_model(model)  # an unknown name is reported here, first
+        models.check_model_spec(model)  # an unknown name or missing file is reported here, first
         name = model.rpartition(":")[0].rsplit("/", 1)[-1].removesuffix(".py")
     shape = input_shape or models.default_input_shape(model)
     if shape is None:
         raise CimdseError(f"{model}: --input is required for a user model (e.g. --input 3x32x32)")
-    return trace(module, shape, name)
+    if model in models.ZOO:
+        return trace(module, shape, name)
+    try:
+        with torch.device("meta"):
+            module = models.load_model(model)
+        return trace(module, shape, name)
+    except Exception:  # noqa: BLE001 - retried with real weights; that attempt's error is the one reported
+        return trace(models.load_model(model), shape, name)
 
 
 def trace(model: nn.Module, input_shape: Sequence[int], name: str = "model") -> Network:
@@ -295,6 +310,7 @@ def _category(gm: fx.GraphModule, n: fx.Node) -> str | None:
         (_POOL_METHODS, "pool"),
         (_ADD_TARGETS, "add"),
         (_MUL_TARGETS, "elementwise"),
+        (_COMPARE_TARGETS, "elementwise"),
         (_CONCAT_TARGETS, "concat"),
         (_NORM_FUNCTIONS, "norm"),
     ):
@@ -542,12 +558,13 @@ class _Lowering:
 
     # -- attention
     def _attention_ops(self, n: fx.Node, prefix: str, b: int, L: int, S: int, E: int, Ev: int,
-                       extra_adds: int = 0) -> None:  # fmt: skip
-        """Q K^T, softmax (plus bias/mask adds) and A V of ``b`` heads (x windows), L queries, S keys."""
+                       adds: tuple[str, ...] = ()) -> None:  # fmt: skip
+        """Q K^T, softmax (after the score ``adds``: bias, mask) and A V of ``b`` heads (x windows),
+        L queries, S keys."""
         module = _module_path(n)
         self._add_digital(f"{prefix}.qk", "matmul", "matmul", b * L * E * S, (b, L, S), module, (b, L, E, S))
-        for i in range(extra_adds):
-            self._add_digital(f"{prefix}.{('bias', 'mask')[i]}", "add", "add", b * L * S, (b, L, S), module)
+        for add in adds:
+            self._add_digital(f"{prefix}.{add}", "add", "add", b * L * S, (b, L, S), module)
         self._add_digital(f"{prefix}.softmax", "softmax", "activation", b * L * S, (b, L, S), module)
         self._add_digital(f"{prefix}.av", "matmul", "matmul", b * L * S * Ev, (b, L, Ev), module, (b, L, S, Ev))
 
@@ -556,7 +573,7 @@ class _Lowering:
         sq, sk, sv = self._shape(q), self._shape(k), self._shape(v)
         b = math.prod(sq[:-2])
         mask = _arg(n, 3, "attn_mask") is not None or bool(_arg(n, 5, "is_causal", False))
-        self._attention_ops(n, n.name, b, sq[-2], sk[-2], sq[-1], sv[-1], extra_adds=1 if mask else 0)
+        self._attention_ops(n, n.name, b, sq[-2], sk[-2], sq[-1], sv[-1], ("mask",) if mask else ())
 
     def _mha(self, n: fx.Node) -> None:
         path = str(n.target)
@@ -577,7 +594,7 @@ class _Lowering:
             self._add_layer(Layer(f"{path}.v_proj", "linear", mod.vdim, E, S, bias=bias, origin=origin))
         S += int(mod.bias_k is not None) + int(mod.add_zero_attn)
         mask = _arg(n, 3, "key_padding_mask") is not None or _arg(n, 5, "attn_mask") is not None
-        self._attention_ops(n, path, h, L, S, E // h, E // h, extra_adds=1 if mask else 0)
+        self._attention_ops(n, path, h, L, S, E // h, E // h, ("mask",) if mask else ())
         self._add_layer(
             Layer(f"{path}.out_proj", "linear", E, E, L, bias=mod.out_proj.bias is not None, origin=origin), n
         )
@@ -610,7 +627,7 @@ class _Lowering:
                               _module_path(n))  # fmt: skip
         b = tokens // per_window * heads
         self._attention_ops(n, n.name, b, per_window, per_window, C // heads, C // heads,
-                            extra_adds=2 if any(shift) else 1)  # fmt: skip
+                            ("bias", "mask") if any(shift) else ("bias",))  # fmt: skip
         self._add_layer(Layer(self._weight_name(proj), "linear", C, C, tokens, bias=proj_bias is not None,
                               out_shape=(H, W, C), origin=origin), n)  # fmt: skip
 
