@@ -6,12 +6,13 @@ import argparse
 import sys
 
 from cimdse.cli.common import add_arch_options, load_arch, output_dir, write_csv
-from cimdse.compiler import compile_network, load_policy, parse_bits, uniform_policy
+from cimdse.compiler import compile_network
 from cimdse.compiler.frontend import trace_spec
 from cimdse.compiler.ir import Network
-from cimdse.compiler.report import digital_frame
 from cimdse.compiler.runtime import MATMUL_UNITS
+from cimdse.compiler.tables import digital_frame
 from cimdse.models import parse_input_shape
+from cimdse.policy import load_policy, parse_bits, uniform_policy
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
@@ -66,10 +67,11 @@ def _layers(args: argparse.Namespace) -> int:
 
 def _compile(args: argparse.Namespace) -> int:
     # Everything is validated and computed before the first file is written.
+    matmul_bits = parse_bits(args.matmul_bits)
     net = _network(args)
     arch = load_arch(args.arch, args.overrides)
     policy = uniform_policy(*parse_bits(args.bits), len(net)) if args.bits else load_policy(args.policy, net)
-    cn = compile_network(net, arch, matmul=args.matmul, matmul_bits=parse_bits(args.matmul_bits))
+    cn = compile_network(net, arch, matmul=args.matmul, matmul_bits=matmul_bits)
     layers_df, summary_df = cn.report(policy)
     digital_df = digital_frame(cn, policy)
     out = output_dir(args.out)
