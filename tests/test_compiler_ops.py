@@ -16,10 +16,11 @@ from torch import nn
 
 from cimdse import arch, costs, models
 from cimdse.cli import main
-from cimdse.compiler import compile_network, trace, uniform_policy
+from cimdse.compiler import compile_network, trace
 from cimdse.compiler.frontend import trace_spec
 from cimdse.compiler.mapping import place
 from cimdse.errors import CimdseError
+from cimdse.policy import uniform_policy
 
 
 def _ops(net):
