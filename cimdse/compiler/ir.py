@@ -72,7 +72,7 @@ class DigitalOp:
     elements: int
     out_shape: tuple[int, ...] = ()
     module: str = ""  # module path the op sits in ('' = top level)
-    after: str = ""  # the crossbar layer that runs last before it ('' = before the first)
+    layer: str = ""  # the crossbar layer run last before it: the op runs on that layer's tiles
     matmul: tuple[int, ...] = ()  # activation x activation matmul: (batch, M, K, N), the K x N operand on the right
 
     @property
@@ -95,6 +95,17 @@ class Network:
 
     def __len__(self) -> int:
         return len(self.layers)
+
+    def digital_elements(self, skip_matmuls: bool = False) -> list[int]:
+        """Element ops of the digital ops run after each crossbar layer (ops before the first
+        layer count with it), in layer order; without the activation x activation matmuls
+        when they run elsewhere."""
+        index = {name: i for i, name in enumerate(self.names)}
+        out = [0] * len(self.layers)
+        for op in self.digital_ops:
+            if not (skip_matmuls and op.matmul):
+                out[index.get(op.layer, 0)] += op.elements
+        return out
 
     def layers_frame(self) -> pd.DataFrame:
         """The IR as a table (``cimdse layers``), shapes written as ``AxBxC``."""
@@ -134,7 +145,7 @@ class Network:
         return sum(op.macs for op in self.digital_ops)
 
     def digital_frame(self) -> pd.DataFrame:
-        cols = ["name", "kind", "category", "elements", "out_shape", "module", "after"]
+        cols = ["name", "kind", "category", "elements", "out_shape", "module", "layer"]
         rows = [{**asdict(op), "out_shape": "x".join(str(v) for v in op.out_shape)} for op in self.digital_ops]
         return pd.DataFrame([{c: r[c] for c in cols} for r in rows], columns=cols)
 
@@ -144,7 +155,7 @@ class Network:
         cols = ["name", "kind", "unit", "K", "N", "V", "groups", "params", "macs", "ops", "category", "module"]
         after: dict[str, list[DigitalOp]] = {}
         for op in self.digital_ops:
-            after.setdefault(op.after, []).append(op)
+            after.setdefault(op.layer, []).append(op)
 
         def digital_rows(key: str) -> list[dict[str, object]]:
             return [
