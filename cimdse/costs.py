@@ -296,7 +296,7 @@ def op_ns(spec: CrossbarSpec, rows_used: int, cols_used: int) -> float:
     if spec.timing.op_ns is not None:
         return spec.timing.op_ns
     if spec.timing.cycle_ns is not None:
-        return tile_slice_cycles(spec, rows_used, cols_used) * spec.timing.cycle_ns
+        return tile_slice_cycles(spec, rows_used, conversions(spec, cols_used)) * spec.timing.cycle_ns
     conv = math.ceil(conversions(spec, cols_used) / spec.adcs) * adc_conversion_ns(spec)
     read = spec.timing.read_ns
     return row_groups(spec, rows_used) * (max(read, conv) if spec.timing.adc_overlap else read + conv)
