@@ -22,6 +22,13 @@ holds (checked per crossbar, not assumed):
   on CUDA the operands are zero-padded to its shape rules (M > 16, K and N multiples
   of 8), which does not change a sum.
 - ``float32`` GEMM when ``P_max < 2^24``, else ``float64``.
+- ideal cells: the inputs are sliced once per call (batch-major, so chunks of the
+  batch are views); each chunk's partial sums of all row groups go into one tensor;
+  with the int8 kernel the ADC's rounding offset ``h`` is part of the GEMM (one more
+  input fixed at 1 and one more cell row holding ``h`` per group), so the ADC is one
+  in-place shift, and saturation is skipped where no sum can reach it (a full-range
+  ADC); the shift-and-add then runs over groups, input slices and columns in int32
+  (int64 where int32 could overflow). Exact integers throughout, so any order is.
 - non-idealities: float64 GEMMs as in numpy; read noise is drawn from the same numpy
   generator per chunk (:func:`cimdse.crossbar.read_noise_rng`, same chunking), the
   same float operations follow in the same order. The analog sums are real there;
