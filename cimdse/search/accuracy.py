@@ -15,14 +15,18 @@ Deterministic for a given seed, so a cached accuracy is the accuracy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from torch import nn
 
 from cimdse.arch import ArchSpec
 from cimdse.data import Splits
+from cimdse.quant.hardware import integer_model
 from cimdse.quant.train import QAT_EPOCHS, PolicyEvaluator, accuracy, finetune
+from cimdse.search.finals import FinalScores
 
-__all__ = ["QATAccuracy", "final_finetune"]
+__all__ = ["QATAccuracy", "final_scores"]
 
 
 class QATAccuracy:
@@ -73,12 +77,27 @@ class QATAccuracy:
         return self.policy_evaluator(policy, self.finetune_epochs, self.seed, self.hardware)
 
 
-def final_finetune(
-    evaluator: QATAccuracy, policy: np.ndarray, epochs: int = QAT_EPOCHS, seed: int = 0
-) -> tuple[float, float]:
-    """(val, test) accuracy of ``policy`` after a full QAT fine-tune from the float
-    model (fake quantization: what the training command reports)."""
+def final_scores(
+    evaluator: QATAccuracy,
+    policy: np.ndarray,
+    targets: Sequence[ArchSpec | None],
+    epochs: int = QAT_EPOCHS,
+    seed: int = 0,
+) -> list[FinalScores]:
+    """Fine-tune ``policy`` once (a full QAT from the float model), then score the
+    model per target: on an arch's crossbar model (val and test, the model's own
+    integer export programmed into the arch's crossbars), or with fake quantization
+    (None). The fake-quant accuracies are in every entry."""
     qmodel = evaluator.policy_evaluator.prepared.quantize(np.asarray(policy))
     if epochs > 0:
         finetune(qmodel, evaluator.splits, epochs, seed)
-    return accuracy(qmodel, evaluator.splits.val), accuracy(qmodel, evaluator.splits.test)
+    splits = evaluator.splits
+    fq_val, fq_test = accuracy(qmodel, splits.val), accuracy(qmodel, splits.test)
+    out = []
+    for target in targets:
+        if target is None:
+            out.append(FinalScores(fq_val, fq_test, fq_val, fq_test))
+        else:
+            hw = integer_model(qmodel, arch=target)
+            out.append(FinalScores(accuracy(hw, splits.val), accuracy(hw, splits.test), fq_val, fq_test))
+    return out
