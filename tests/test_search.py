@@ -25,10 +25,10 @@ from cimdse.search import (
     SearchSpace,
 )
 from cimdse.search.baselines import greedy_search, random_search, uniform_method
-from cimdse.search.config import HISTORY_COLUMNS, PARETO_COLUMNS, SUMMARY_COLUMNS, SearchConfig
+from cimdse.search.config import HISTORY_COLUMNS, SUMMARY_COLUMNS, SearchConfig
 from cimdse.search.core import search_archs
 from cimdse.search.finals import FinalScores
-from cimdse.search.fronts import pareto_front
+from cimdse.search.fronts import PARETO_COLUMNS, pareto_front
 
 
 def _finals(val: float, test: float):
@@ -437,3 +437,44 @@ def test_compare_runs_mean_and_spread(tmp_path):
     assert t.loc["tpe", "hypervolume_vs_best"] == 0.5 and t.loc["ppo", "within_bound_share"] == 0.5
     assert t.loc["ppo", "runs"] == 2 and t.loc["ppo", "speedup_mean"] == 4.0
     assert main(["compare", str(tmp_path / "s0"), str(tmp_path / "nothere")]) == 2
+
+
+# ---------------------------------------------------------------- hardware in the loop
+def test_lossy_adc_changes_the_chosen_policy():
+    """A constructed case, all real: an MLP on digits, uniform k/k only, on the demo chip
+    with 4-bit clip-mode ADCs. Fake quantization picks a 3-bit policy; on the crossbar
+    model that policy falls outside the bound (its partial sums saturate the ADC), so
+    the hardware-in-the-loop search keeps a wider one, and reports both accuracies."""
+    import torch
+
+    from cimdse.data import load_dataset
+    from cimdse.quant.train import pretrain
+    from cimdse.search.accuracy import QATAccuracy, final_scores
+
+    torch.set_num_threads(1)
+    splits = load_dataset("digits")
+    model = pretrain(models.build("mlp"), splits, 10, 0)
+    mlp = trace(model, (1, 8, 8))
+    lossy = arch.load("demo", ["crossbar.adc_bits=4"])
+    runs = {}
+    for mode in ("fake-quant", "hardware"):
+        cfg = SearchConfig(methods=(), final_epochs=1, final_top_k=1, max_acc_drop=1.0, accuracy=mode)
+        hw = mode == "hardware"
+        fq = QATAccuracy(model, splits)
+        runs[mode] = search_archs(
+            mlp,
+            [lossy],
+            cfg,
+            lambda spec, hw=hw: QATAccuracy(model, splits, hardware=spec if hw else None),
+            lambda policy, targets, fq=fq: final_scores(fq, policy, targets, 1, 0),
+            arch_dependent=hw,
+        )
+    fq_best, hw_best = runs["fake-quant"].best["demo"], runs["hardware"].best["demo"]
+    assert fq_best["policy"] != hw_best["policy"]
+    assert fq_best["speedup_vs_w8a8"] > hw_best["speedup_vs_w8a8"] and hw_best["within_bound"]
+    s = runs["hardware"].summary.set_index("method")
+    chosen_by_fq = s.loc[fq_best["method"]]
+    assert not chosen_by_fq["within_bound"]  # measured on the crossbars, the fake-quant choice fails
+    assert chosen_by_fq["fq_final_val_acc"] > chosen_by_fq["final_val_acc"] + 0.02  # the ADC's cost, shown beside
+    fq_sum = runs["fake-quant"].summary
+    assert (fq_sum["final_val_acc"] == fq_sum["fq_final_val_acc"]).all()

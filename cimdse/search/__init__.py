@@ -19,15 +19,25 @@ against accuracy.
     compare.py    mean and spread over seeds of several runs' summaries
 """
 
-from cimdse.search.agent import PPOAgent, PPOConfig
-from cimdse.search.config import SEARCH_METHODS, SearchConfig, SearchEvent
-from cimdse.search.core import SearchResult, search_archs
-from cimdse.search.env import BitWidthEnv
-from cimdse.search.evaluator import AccuracyEvaluator, CachedEvaluator, MethodRecorder, Outcome, PolicyScorer
-from cimdse.search.fronts import hypervolume, pareto_front
-from cimdse.search.reward import CimAqReward, RewardFn
-from cimdse.search.run import run_search, sweep_point
-from cimdse.search.space import SearchSpace
+from importlib import import_module
+
+#: public name -> its module; imported on first use, so light users (``cimdse report``
+#: reading fronts) do not pay for torch and stable-baselines3
+_API = {
+    "SEARCH_METHODS": "config", "SearchConfig": "config", "SearchEvent": "config",
+    "PPOAgent": "agent", "PPOConfig": "agent", "BitWidthEnv": "env",
+    "AccuracyEvaluator": "evaluator", "CachedEvaluator": "evaluator", "MethodRecorder": "evaluator",
+    "Outcome": "evaluator", "PolicyScorer": "evaluator", "SearchResult": "core", "search_archs": "core",
+    "hypervolume": "fronts", "pareto_front": "fronts", "CimAqReward": "reward", "RewardFn": "reward",
+    "run_search": "run", "sweep_point": "run", "SearchSpace": "space",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    if name in _API:
+        return getattr(import_module(f"cimdse.search.{_API[name]}"), name)
+    raise AttributeError(f"module 'cimdse.search' has no attribute {name!r}")
+
 
 __all__ = [
     "SEARCH_METHODS",

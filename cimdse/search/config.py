@@ -19,7 +19,6 @@ __all__ = [
     "DATASET_DEFAULTS",
     "DEFAULT_METHODS",
     "HISTORY_COLUMNS",
-    "PARETO_COLUMNS",
     "SEARCH_METHODS",
     "SUMMARY_COLUMNS",
     "UNIFORM_BITS",
@@ -33,7 +32,6 @@ SEARCH_METHODS = ("ppo", "tpe", "ilp", "random", "greedy")
 DEFAULT_METHODS = SEARCH_METHODS
 
 HISTORY_COLUMNS = ["episode", "method", "arch", "policy", "latency_s", "speedup_vs_w8a8", "val_acc", "reward"]
-PARETO_COLUMNS = ["arch", "method", "policy", "latency_s", "speedup_vs_w8a8", "val_acc", "reward"]
 SUMMARY_COLUMNS = [
     "arch",
     "method",

@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cimdse.search.config import PARETO_COLUMNS
+__all__ = ["PARETO_COLUMNS", "hypervolume", "non_dominated", "pareto_front"]
 
-__all__ = ["hypervolume", "non_dominated", "pareto_front"]
+PARETO_COLUMNS = ["arch", "method", "policy", "latency_s", "speedup_vs_w8a8", "val_acc", "reward"]
 
 
 def non_dominated(speedup: np.ndarray, acc: np.ndarray) -> np.ndarray:
