@@ -478,3 +478,19 @@ def test_lossy_adc_changes_the_chosen_policy():
     assert chosen_by_fq["fq_final_val_acc"] > chosen_by_fq["final_val_acc"] + 0.02  # the ADC's cost, shown beside
     fq_sum = runs["fake-quant"].summary
     assert (fq_sum["final_val_acc"] == fq_sum["fq_final_val_acc"]).all()
+
+
+def test_ppo_wide_prior_starts_near_w8a8(demo):
+    import torch
+
+    space = SearchSpace(demo.n_layers, 2)
+    env = BitWidthEnv(demo, space, _recorder(demo))
+    agent = PPOAgent(env, PPOConfig(wide_prior=3.0), seed=0)
+    obs, _ = env.reset(seed=0)
+    dist = agent.model.policy.get_distribution(torch.as_tensor(obs[None]))
+    probs = torch.softmax(dist.distribution[0].logits.detach(), -1)[0]  # weight widths 2..8
+    assert float(probs[-1] / probs[0]) == pytest.approx(np.exp(3.0), rel=0.05)  # logits 0 .. 3, plus ~0 from weights
+    plain = PPOAgent(BitWidthEnv(demo, space, _recorder(demo)), PPOConfig(), seed=0)
+    flat = plain.model.policy.get_distribution(torch.as_tensor(obs[None])).distribution[0].logits.detach()
+    flat = torch.softmax(flat, -1)
+    assert float(flat.max() / flat.min()) < 1.1
