@@ -494,3 +494,28 @@ def test_ppo_wide_prior_starts_near_w8a8(demo):
     flat = plain.model.policy.get_distribution(torch.as_tensor(obs[None])).distribution[0].logits.detach()
     flat = torch.softmax(flat, -1)
     assert float(flat.max() / flat.min()) < 1.1
+
+
+def test_cli_search_mnist1d_default_model_all_methods(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CIMDSE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "m1d"
+    args = ["search", "--dataset", "mnist1d:train=200,val=100,test=100", "--methods", "ppo,tpe,ilp,random,greedy"]
+    assert main([*args, *TINY, "--final-top-k", "1", "--out", str(out), "--quiet"]) == 0
+    s = pd.read_csv(out / "summary.csv")
+    assert list(s.method) == [f"uniform{k}" for k in range(8, 1, -1)] + ["greedy", "ilp", "random", "tpe", "ppo"]
+    assert (s.evaluations[~s.method.str.startswith("uniform")] == 4).all() and (s.hypervolume >= 0).all()
+    config = yaml.safe_load((out / "search_config.yaml").read_text())
+    assert config["model"] == "cnn1d" and len(yaml.safe_load((out / "best_policy_demo.yaml").read_text())) == 9
+    assert main(["compare", str(out), str(out)]) == 0
+    assert "hypervolume_mean" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cli_search_hardware_accuracy_reports_both(tmp_path):
+    out = tmp_path / "hw"
+    args = ["search", "--accuracy", "hardware", "--arch", "demo", "--set", "crossbar.adc_bits=4", "--methods", "random"]
+    assert main([*args, *TINY, "--final-top-k", "1", "--out", str(out), "--quiet"]) == 0
+    s = pd.read_csv(out / "summary.csv")
+    assert s.fq_final_val_acc.between(0, 1).all() and (s.fq_final_val_acc != s.final_val_acc).any()
+    best = yaml.safe_load((out / "best_policy.yaml").read_text())["archs"]["demo"]
+    assert {"fq_final_val_acc", "fq_test_acc"} <= set(best)
