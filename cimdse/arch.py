@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cimdse.costs import CONSTANTS
 from cimdse.errors import CimdseError
+from cimdse.files import read_yaml
 
 Mapping = Literal["differential-column", "differential-row", "offset"]
 AdcMode = Literal["ideal", "full_range", "clip"]
@@ -179,20 +180,6 @@ def from_dict(data: Any, origin: str = "<spec>") -> ArchSpec:
         raise CimdseError(format_validation(err, origin)) from None
 
 
-def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise CimdseError(f"{path}: cannot read ({err.strerror})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise CimdseError(f"{path}:{where}: malformed YAML: {problem}") from None
-
-
 def preset_path(name: str) -> Path:
     return Path(str(resources.files("cimdse.presets").joinpath(f"{name}.yaml")))
 
@@ -206,7 +193,7 @@ def load(name_or_path: str | Path, overrides: list[str] | None = None) -> ArchSp
         path = Path(text)
         if not path.exists():
             raise CimdseError(f"{text}: no such architecture file or preset (presets: {', '.join(PRESET_NAMES)})")
-    data = _read_yaml(path)
+    data = read_yaml(path, "architecture")
     if isinstance(data, dict):
         data = apply_overrides(data, overrides or [])
     origin = str(path) if text not in PRESET_NAMES else f"preset {text}"

@@ -81,9 +81,9 @@ def test_layer_order_and_policy_resolution():
     for bad, msg in [
         ([[8, 8]] * 3, "has 3 layers, the network has 4"),
         ({n: [8, 8] for n in names} | {"fc": [8, 8]}, "unknown layer"),
-        ({n: [8, 8] for n in names[:3]}, "lacks layer"),
+        ({n: [8, 8] for n in names[:3]}, r"no bit widths for 1 layer\(s\)"),
         ([[8, 9]] * 4, "a_bits = 9 outside 1..8"),
-        ([[1, 8]] * 4, "w_bits must be"),
+        ([[1, 8]] * 4, "w_bits = 1 outside 2..8"),
         ([[8, 4.5]] * 4, "whole numbers"),
         ([[8, 8], [8], [8, 8], [8, 8]], "expected \\[w_bits, a_bits\\]"),
     ]:

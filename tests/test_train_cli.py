@@ -90,7 +90,7 @@ def test_train_evaluate_and_continue(run_cli, tmp_path):
         (["train", "--model", "lenet", "--policy", "{tmp}/missing.yaml"], "no such policy file"),
         (["train", "--model", "lenet", "--policy", "{tmp}/bad.yaml"], "no bit widths for 3 layer(s)"),
         (["train", "--model", "lenet", "--bits", "4,x"], "expected W,A"),
-        (["train", "--model", "lenet", "--bits", "1,4"], "w_bits must be"),
+        (["train", "--model", "lenet", "--bits", "1,4"], "w_bits = 1 outside 2..8"),
         (["train", "--model", "resnet20"], "does not run on digits inputs"),
         (["train", "--model", "lenet", "--device", "cuda:7"], "no CUDA device"),
         (["evaluate", "--checkpoint", "{tmp}/none.pt"], "no such checkpoint"),

@@ -6,11 +6,12 @@ import argparse
 import sys
 
 from cimdse.cli.common import add_arch_options, load_arch, output_dir, write_csv
-from cimdse.compiler import compile_network, load_policy, parse_bits, uniform_policy
+from cimdse.compiler import compile_network
 from cimdse.compiler.frontend import trace_spec
 from cimdse.compiler.ir import Network
-from cimdse.compiler.report import digital_frame
+from cimdse.compiler.tables import digital_frame
 from cimdse.models import parse_input_shape
+from cimdse.policy import load_policy, parse_bits, uniform_policy
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:

@@ -16,9 +16,9 @@ from tqdm import tqdm
 from cimdse import models
 from cimdse.arch import apply_overrides, from_dict
 from cimdse.cli.common import add_arch_options, load_arch, output_dir, write_csv
-from cimdse.compiler import load_policy, parse_bits, uniform_policy
 from cimdse.data import DATASETS, load_dataset
 from cimdse.errors import CimdseError
+from cimdse.policy import QUANT, load_policy, parse_bits, uniform_policy
 from cimdse.quant.apply import crossbar_layers, resolve_policy
 from cimdse.quant.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from cimdse.quant.export import export_model, layers_to_dicts
@@ -98,10 +98,10 @@ def _train(args: argparse.Namespace) -> int:
     names = base.layers if base else crossbar_layers(model, splits.input_shape)
     if args.bits:
         policy: dict[str, tuple[int, int]] | None = resolve_policy(
-            uniform_policy(*parse_bits(args.bits), len(names)), names
+            uniform_policy(*parse_bits(args.bits, QUANT), len(names), QUANT), names
         )
     elif args.policy:
-        policy = resolve_policy(load_policy(args.policy, names), names)
+        policy = resolve_policy(load_policy(args.policy, names, QUANT), names)
     else:
         policy = base.policy if base else None
     if base and base.quantized and policy != base.policy:

@@ -34,8 +34,8 @@ from cimdse import costs
 from cimdse.arch import ArchSpec
 from cimdse.compiler.ir import Network
 from cimdse.compiler.mapping import MappingTables, build_tables
-from cimdse.compiler.policy import check_policy, uniform_policy
 from cimdse.compiler.replication import allocate_max, allocate_sum
+from cimdse.policy import check_policy, uniform_policy
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -156,9 +156,9 @@ class CompiledNetwork:
 
     def report(self, policy: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Per-layer and summary tables of one policy [L, 2]."""
-        from cimdse.compiler.report import report
+        from cimdse.compiler.tables import policy_tables
 
-        return report(self, policy)
+        return policy_tables(self, policy)
 
 
 def compile_network(network: Network, arch: ArchSpec) -> CompiledNetwork:

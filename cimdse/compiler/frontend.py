@@ -15,6 +15,7 @@ import dataclasses
 import math
 import operator
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,6 +25,8 @@ from torch import nn
 
 from cimdse.compiler.ir import DigitalOp, Layer, Network
 from cimdse.errors import CimdseError
+
+MAX_INPUT_ELEMENTS = 2**31 - 1  # one sample; beyond it a shape is a typo, not a network
 
 SUPPORTED = (
     "Conv1d/Conv2d (any stride, padding, dilation, groups), Linear, BatchNorm (folded), elementwise activations, "
@@ -79,7 +82,8 @@ def trace_spec(model: str, input_shape: Sequence[int] | None = None) -> Network:
         name = model
     else:
         module = models.load_model(model)  # an unknown name is reported here, first
-        name = model.rpartition(":")[0].rsplit("/", 1)[-1].removesuffix(".py")
+        path_text, _, factory = model.rpartition(":")
+        name = f"{Path(path_text).name}:{factory}"  # the factory, not just the file
     shape = input_shape or models.default_input_shape(model)
     if shape is None:
         raise CimdseError(f"{model}: --input is required for a user model (e.g. --input 3x32x32)")
@@ -91,6 +95,11 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str = "model") -> 
     shape = tuple(int(d) for d in input_shape)
     if not shape or any(d <= 0 for d in shape):
         raise CimdseError(f"{name}: input shape {shape} must be positive dimensions, e.g. 3x224x224")
+    if math.prod(shape) > MAX_INPUT_ELEMENTS:
+        raise CimdseError(
+            f"{name}: input shape {'x'.join(map(str, shape))} has {math.prod(shape)} elements per sample; "
+            f"at most {MAX_INPUT_ELEMENTS} (2^31 - 1) are supported"
+        )
     try:
         gm = fx.symbolic_trace(model)
     except Exception as err:  # noqa: BLE001 - any tracing failure is the model's, reported in one line

@@ -26,8 +26,8 @@ import numpy as np
 from cimdse import costs
 from cimdse.arch import CrossbarSpec
 from cimdse.compiler.ir import Layer
-from cimdse.compiler.policy import MAX_BITS
 from cimdse.crossbar import cells_per_weight, input_slices, physical_cols, physical_rows
+from cimdse.policy import MAX_BITS
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from cimdse.errors import CimdseError
+from cimdse.policy import check_search_range
 from cimdse.search.agent import PPOConfig
 from cimdse.search.baselines import UNIFORM_BITS
 from cimdse.search.reward import REWARDS
@@ -128,8 +129,7 @@ class SearchConfig:
             raise CimdseError(f"--finetune-within {self.finetune_within_pp}: must be a number of pp >= 0")
         if self.final_top_k < 1:
             raise CimdseError(f"--final-top-k {self.final_top_k}: must be at least 1")
-        if not 1 <= self.min_bits <= self.max_bits <= 8:
-            raise CimdseError(f"bit range {self.min_bits}..{self.max_bits}: need 1 <= min <= max <= 8")
+        check_search_range(self.min_bits, self.max_bits)
         unknown = [m for m in self.methods if m not in SEARCH_METHODS]
         if unknown:
             raise CimdseError(f"--methods: unknown {unknown}; choose from {', '.join(SEARCH_METHODS)}")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from cimdse.compiler.policy import check_policy
+from cimdse.policy import check_policy
 
 if TYPE_CHECKING:  # pragma: no cover
     from cimdse.compiler.evaluate import CompiledNetwork
@@ -25,7 +25,7 @@ SUMMARY_COLUMNS = [
 ]  # fmt: skip
 
 
-def report(cn: CompiledNetwork, policy: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+def policy_tables(cn: CompiledNetwork, policy: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(layers_df, summary_df)`` for one policy [L, 2]."""
     pol = check_policy(policy, cn.n_layers, "policy", cn.network.names)
     if pol.ndim != 2:
