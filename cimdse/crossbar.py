@@ -10,6 +10,14 @@ shift-and-add. With an ideal (or provably lossless) ADC the result is exactly
 
 Everything is vectorized over the batch, slices and groups: one batched GEMM per
 call, in float32/float64 only where that is exact.
+
+Two backends share one semantics: this module is the numpy reference, and
+``backend="torch"`` (:mod:`cimdse.crossbar_torch`) runs the same pipeline with torch
+kernels on CPU or CUDA, bit for bit. What a mapping means is stated once, here, and
+both backends read it: :func:`program` (weights -> cells, row signs, conductances),
+:func:`_grouped_weights` (the signed cell matrix of each row group),
+:func:`column_coefficients` (how a logical output's physical columns combine) and
+:func:`digital_corrections` (what is subtracted digitally afterwards).
 """
 
 from __future__ import annotations
@@ -17,18 +25,27 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from cimdse.arch import CrossbarSpec, Nonideal
 from cimdse.errors import CimdseError
 
+if TYPE_CHECKING:
+    from cimdse.crossbar_torch import TorchCrossbar
+
+Backend = Literal["numpy", "torch"]
+
 __all__ = [
+    "Backend",
     "CrossbarSpec",
     "Nonideal",
     "ProgrammedCrossbar",
     "adc_shift",
     "cells_per_weight",
+    "column_coefficients",
+    "digital_corrections",
     "input_slices",
     "mvm",
     "partial_sum_max",
@@ -189,10 +206,22 @@ class ProgrammedCrossbar:
         return out
 
 
-def program(w: np.ndarray, spec: CrossbarSpec, w_bits: int) -> ProgrammedCrossbar:
+def program(
+    w: Any, spec: CrossbarSpec, w_bits: int, *, backend: Backend = "numpy", device: Any = None
+) -> ProgrammedCrossbar | TorchCrossbar:
     """Slice signed integer weights ``w`` [K, N] into cells per the spec's mapping,
-    applying the spec's seeded conductance variation and stuck-at faults."""
-    w = np.asarray(w)
+    applying the spec's seeded conductance variation and stuck-at faults.
+
+    ``backend="torch"`` returns the same programming held on ``device`` (default
+    CPU) as a :class:`cimdse.crossbar_torch.TorchCrossbar`, which :func:`mvm` runs
+    with torch kernels."""
+    if backend == "torch":
+        from cimdse.crossbar_torch import TorchCrossbar
+
+        return TorchCrossbar(program(_numpy(w), spec, w_bits), device)
+    if backend != "numpy":
+        raise CimdseError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+    w = _numpy(w)
     if w.ndim != 2:
         raise CimdseError(f"weights must be a 2-D [K, N] array, got shape {w.shape}")
     if not 1 <= w_bits <= 16:
@@ -221,6 +250,41 @@ def program(w: np.ndarray, spec: CrossbarSpec, w_bits: int) -> ProgrammedCrossba
         row_sign = np.ones(k, dtype=np.int64)
     conductance = _perturb(cells, spec.nonideal, mask) if spec.nonideal.any else None
     return ProgrammedCrossbar(spec, w_bits, cells, row_sign, conductance, offset, w.sum(axis=0))
+
+
+def _numpy(a: Any) -> np.ndarray:
+    """A numpy view of an array or (CPU or CUDA) tensor."""
+    if hasattr(a, "detach") and hasattr(a, "cpu"):
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def column_coefficients(xb: ProgrammedCrossbar) -> np.ndarray:
+    """Signed shift-and-add weight of each physical column of one output, int64
+    [P * n_w] in column order (polarity, weight slice): +-2^(j * c)."""
+    p, nw = xb.cells.shape[:2]
+    return ((2 ** (np.arange(nw, dtype=np.int64) * xb.spec.cell_bits))[None, :] * np.array([1, -1])[:p, None]).ravel()
+
+
+def digital_corrections(xb: ProgrammedCrossbar, a_bits: int, signed_inputs: bool) -> tuple[int, np.ndarray | None]:
+    """What is subtracted digitally from the shift-added result, per mapping and input
+    encoding: ``y -= per_input_sum * sum_k(x_enc[., k]) + per_column[n]``, with
+    ``x_enc`` the (offset-encoded) inputs the crossbar saw. The weight offset of the
+    offset mapping multiplies the input sums; offset-encoded signed inputs add
+    ``2^(a-1) * sum_k w[k, n]`` per column."""
+    per_column = (2 ** (a_bits - 1)) * xb.col_sums if signed_inputs else None
+    return xb.weight_offset, per_column
+
+
+def batch_chunk(groups: int, cols: int, slices: int) -> int:
+    """Input vectors per chunk of the sliced pipeline (bounds its partial-sum memory;
+    read noise is drawn per chunk, so both backends chunk alike)."""
+    return max(1, _MAX_ELEMENTS // (groups * cols * slices))
+
+
+def read_noise_rng(spec: CrossbarSpec, read_seed: int | None) -> np.random.Generator:
+    """The generator of one call's read noise (both backends draw from it)."""
+    return np.random.default_rng(spec.nonideal.seed + 1 if read_seed is None else read_seed)
 
 
 def _perturb(cells: np.ndarray, ni: Nonideal, mask: int) -> np.ndarray:
@@ -282,8 +346,8 @@ def _grouped_weights(xb: ProgrammedCrossbar, dtype: type[np.floating]) -> tuple[
 
 
 def mvm(
-    x: np.ndarray,
-    w: np.ndarray | ProgrammedCrossbar,
+    x: Any,
+    w: Any,
     spec: CrossbarSpec | None = None,
     *,
     w_bits: int = 8,
@@ -291,7 +355,9 @@ def mvm(
     signed_inputs: bool = False,
     read_seed: int | None = None,
     fast_path: bool = True,
-) -> np.ndarray:
+    backend: Backend | None = None,
+    device: Any = None,
+) -> Any:
     """Matrix-vector products ``x @ w`` as the crossbar computes them.
 
     ``x`` is int [B, K] (unsigned ``a_bits``, or signed with ``signed_inputs``);
@@ -299,14 +365,32 @@ def mvm(
     :func:`program` (then ``spec`` and ``w_bits`` come from it). Returns int64
     [B, N]. ``fast_path=False`` runs the sliced pipeline even when the ADC is
     lossless (for verification); the result is the same.
+
+    ``backend``: ``"numpy"`` (the reference) or ``"torch"`` (same result, torch
+    kernels on ``device``; returns a tensor for a tensor ``x``, else a numpy array).
+    Default: torch for a crossbar programmed with ``backend="torch"``, else numpy.
     """
-    if isinstance(w, ProgrammedCrossbar):
+    from_torch = type(w).__name__ == "TorchCrossbar"
+    if backend is None:
+        backend = "torch" if from_torch else "numpy"
+    if backend not in ("numpy", "torch"):
+        raise CimdseError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+    if isinstance(w, ProgrammedCrossbar) or from_torch:
         xb = w
     elif spec is None:
         raise CimdseError("mvm needs a spec to program raw weights")
     else:
         xb = program(w, spec, w_bits)
-    x = np.asarray(x)
+    if backend == "torch":
+        from cimdse import crossbar_torch
+
+        xt = xb if from_torch and (device is None or xb.on(device)) else crossbar_torch.TorchCrossbar(xb, device)
+        return crossbar_torch.mvm(
+            x, xt, a_bits=a_bits, signed_inputs=signed_inputs, read_seed=read_seed, fast_path=fast_path
+        )
+    if from_torch:
+        xb = xb.programmed
+    x = _numpy(x)
     squeeze = x.ndim == 1
     x = np.atleast_2d(x)
     if x.ndim != 2 or x.shape[1] != xb.k:
@@ -323,10 +407,11 @@ def mvm(
         y = _lossless_mvm(x, xb, a_bits)
     else:
         y = _sliced_mvm(x, xb, a_bits, read_seed)
-    if xb.weight_offset:
-        y -= xb.weight_offset * x.sum(axis=1, keepdims=True, dtype=np.int64)
-    if signed_inputs:
-        y -= (2 ** (a_bits - 1)) * xb.col_sums[None, :]
+    per_input_sum, per_column = digital_corrections(xb, a_bits, signed_inputs)
+    if per_input_sum:
+        y -= per_input_sum * x.sum(axis=1, keepdims=True, dtype=np.int64)
+    if per_column is not None:
+        y -= per_column[None, :]
     return y[0] if squeeze else y
 
 
@@ -346,8 +431,8 @@ def _sliced_mvm(x: np.ndarray, xb: ProgrammedCrossbar, a_bits: int, read_seed: i
     dtype = np.float32 if ideal and partial_sum_max(spec) < _F32_EXACT else np.float64
     wg, idx = _grouped_weights(xb, dtype)
     g = wg.shape[0]
-    chunk = max(1, _MAX_ELEMENTS // (g * wg.shape[2] * nx))
-    rng = np.random.default_rng(spec.nonideal.seed + 1 if read_seed is None else read_seed)
+    chunk = batch_chunk(g, wg.shape[2], nx)
+    rng = read_noise_rng(spec, read_seed)
     parts = [_sliced_chunk(x[i : i + chunk], xb, wg, idx, nx, dtype, rng) for i in range(0, len(x), chunk)]
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
@@ -392,7 +477,7 @@ def _sliced_chunk(
         codes = codes.astype(np.float64)
     # Shift-and-add over weight slices and polarities (exact in ``dtype``), then over
     # groups and input slices in float64.
-    coef = (2.0 ** (np.arange(nw) * c))[None, :] * np.array([1.0, -1.0])[:p, None]
+    coef = column_coefficients(xb).astype(np.float64)
     acc = codes[:, :, :, 0, :] * coef.flat[0]
     for q in range(1, p * nw):
         acc += codes[:, :, :, q, :] * coef.flat[q]

@@ -98,6 +98,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=_DEFAULTS.accuracy,
         help="evaluate on exact fake quantization or on the arch's crossbar model (slow)",
     )
+    p.add_argument(
+        "--hardware-aware",
+        action="store_true",
+        help="with --accuracy hardware: the final fine-tune is ADC-aware QAT on each arch's crossbar model",
+    )
     p.add_argument("--min-bits", type=int, default=_DEFAULTS.min_bits)
     p.add_argument("--max-bits", type=int, default=_DEFAULTS.max_bits)
     p.add_argument("--first-last-8bit", action="store_true", help="pin the first and last crossbar layer at 8/8")
@@ -209,6 +214,7 @@ def _search(args: argparse.Namespace) -> int:
         first_last_8bit=args.first_last_8bit,
         weight_cell_multiple=args.cell_multiple,
         accuracy=args.accuracy,
+        hardware_aware=args.hardware_aware,
         methods=methods,
         reward=args.reward,
         ppo=_ppo_config(args.ppo),

@@ -83,18 +83,32 @@ def final_scores(
     targets: Sequence[ArchSpec | None],
     epochs: int = QAT_EPOCHS,
     seed: int = 0,
+    hardware_aware: bool = False,
 ) -> list[FinalScores]:
-    """Fine-tune ``policy`` once (a full QAT from the float model), then score the
-    model per target: on an arch's crossbar model (val and test, the model's own
-    integer export programmed into the arch's crossbars), or with fake quantization
-    (None). The fake-quant accuracies are in every entry."""
-    qmodel = evaluator.policy_evaluator.prepared.quantize(np.asarray(policy))
-    if epochs > 0:
-        finetune(qmodel, evaluator.splits, epochs, seed)
+    """Fine-tune ``policy`` (a full QAT from the float model), then score the model per
+    target: on an arch's crossbar model (val and test, the model's own integer export
+    programmed into the arch's crossbars), or with fake quantization (None). The
+    fake-quant accuracies of the same model are in every entry.
+
+    One fake-quant fine-tune serves every target; with ``hardware_aware`` each arch
+    target gets its own ADC-aware fine-tune instead (its crossbar model in the forward
+    pass, :func:`cimdse.quant.finetune` with ``hardware``)."""
     splits = evaluator.splits
-    fq_val, fq_test = accuracy(qmodel, splits.val), accuracy(qmodel, splits.test)
+
+    def tuned(hardware: ArchSpec | None):
+        qmodel = evaluator.policy_evaluator.prepared.quantize(np.asarray(policy))
+        if epochs > 0:
+            finetune(qmodel, splits, epochs, seed, hardware=hardware)
+        return qmodel, accuracy(qmodel, splits.val), accuracy(qmodel, splits.test)
+
+    shared = None
     out = []
     for target in targets:
+        if hardware_aware and target is not None:
+            qmodel, fq_val, fq_test = tuned(target)
+        else:
+            shared = shared or tuned(None)
+            qmodel, fq_val, fq_test = shared
         if target is None:
             out.append(FinalScores(fq_val, fq_test, fq_val, fq_test))
         else:

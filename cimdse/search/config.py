@@ -79,6 +79,9 @@ class SearchConfig:
     :param pretrain_epochs: float pre-training epochs (when no float model is given)
     :param accuracy: ``fake-quant`` or ``hardware`` (the arch's crossbar model, in the
         search and in the final fine-tune's reported accuracies)
+    :param hardware_aware: with ``accuracy="hardware"``, the final fine-tune is ADC-aware
+        QAT on each arch's crossbar model (one fine-tune per arch and policy) instead of
+        one fake-quant fine-tune measured on every arch
     :param methods: which searching methods run (:data:`SEARCH_METHODS`); uniform k/k always do
     :param reward: ``cim-aq`` (CIM-AQ's later reward) or ``haq`` (its earlier one), see
         :mod:`cimdse.search.reward`
@@ -100,6 +103,7 @@ class SearchConfig:
     first_last_8bit: bool = False
     weight_cell_multiple: bool = False
     accuracy: Literal["fake-quant", "hardware"] = "fake-quant"
+    hardware_aware: bool = False
     methods: tuple[str, ...] = DEFAULT_METHODS
     reward: str = "cim-aq"
     ppo: PPOConfig = field(default_factory=PPOConfig)
@@ -137,6 +141,8 @@ class SearchConfig:
             raise CimdseError(f"--methods {','.join(self.methods)}: a method is named twice")
         if self.accuracy not in ("fake-quant", "hardware"):
             raise CimdseError(f"--accuracy {self.accuracy!r}: fake-quant or hardware")
+        if self.hardware_aware and self.accuracy != "hardware":
+            raise CimdseError("--hardware-aware needs --accuracy hardware")
         if self.reward not in REWARDS:
             raise CimdseError(f"--reward {self.reward!r}: choose from {', '.join(REWARDS)}")
 

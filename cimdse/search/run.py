@@ -152,7 +152,9 @@ def run_search(
         archs,
         config,
         make_accuracy,
-        lambda policy, targets: final_scores(fq, policy, targets, config.final_epochs, config.seed),
+        lambda policy, targets: final_scores(
+            fq, policy, targets, config.final_epochs, config.seed, config.hardware_aware
+        ),
         arch_dependent=config.accuracy == "hardware",
         user_policy=user,
         agent_from=agent_path,
