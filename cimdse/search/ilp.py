@@ -27,7 +27,9 @@ sweeps the budget to trade accuracy for speed. Here:
    ``sum (d[l, 0, w] + d[l, 1, a]) x[l, c]``. The budget ``T`` sweeps from the
    widest policy's latency down to the fastest one's, geometrically, in van der
    Corput order (coarse first, then ever finer), and each new solution is
-   evaluated until the method's budget is spent. HAWQ-V3 also ties the widths of
+   evaluated until the method's budget is spent or the sweep stops finding new
+   ones (a family of allocations ordered by budget has fewer members than the
+   budget on small networks, so the method may spend less). HAWQ-V3 also ties the widths of
    residual branches that meet in an add; the networks' layers are left free here.
 """
 
@@ -134,9 +136,13 @@ def _van_der_corput(k: int) -> float:
     return q
 
 
-def ilp_search(recorder: MethodRecorder, space: SearchSpace, *, probe_share: float = 0.5, max_solves: int = 0) -> int:
+def ilp_search(
+    recorder: MethodRecorder, space: SearchSpace, *, probe_share: float = 0.5, max_stale: int = 48
+) -> int:
     """Measure sensitivities, then evaluate the ILP's allocations over a sweep of
-    latency budgets until the budget is spent; returns the number of ILP solves."""
+    latency budgets until the budget is spent, or ``max_stale`` budgets in a row gave
+    no new policy (the sweep has found the family's members; a fine budget grid only
+    repeats them); returns the number of ILP solves."""
     budget = min(recorder.budget, space.size())
     sens = measure_sensitivity(recorder, space, max(1, int(probe_share * budget)))
     pairs = sorted({(w, a) for i in range(space.n_layers) for w in space.choices(i)[0] for a in space.choices(i)[1]})
@@ -151,15 +157,16 @@ def ilp_search(recorder: MethodRecorder, space: SearchSpace, *, probe_share: flo
         latency.append(np.array([lat_all[pairs.index(p), i] for p in legal]) / scale)
     hi = sum(float(lat.max()) for lat in latency)
     lo = sum(float(lat.min()) for lat in latency)
-    max_solves = max_solves or 4 * recorder.budget + 64
-    solves, k = 0, 0
-    while recorder.count < budget and solves < max_solves:
-        u = 1.0 if k == 0 else _van_der_corput(k)
-        k += 1
+    solves, stale = 0, 0
+    while recorder.count < budget and stale < max_stale:
+        u = 1.0 if solves == 0 else _van_der_corput(solves)
         target = hi * (lo / hi) ** u if lo > 0 else hi * (1.0 - u)
         picks = solve_allocation(cost, latency, target * (1 + 1e-9))
         solves += 1
-        if picks is None:
+        policy = None if picks is None else np.array([choices[i][p] for i, p in enumerate(picks)], dtype=np.int64)
+        if policy is None or recorder.seen(policy):
+            stale += 1
             continue
-        recorder(np.array([choices[i][p] for i, p in enumerate(picks)], dtype=np.int64))
+        stale = 0
+        recorder(policy)
     return solves

@@ -29,7 +29,7 @@ def tpe_search(
     seed: int = 0,
     *,
     n_startup_trials: int = 10,
-    max_trials_factor: int = 10,
+    max_trials_factor: int = 3,
 ) -> int:
     """Spend ``recorder``'s budget on TPE proposals; returns the number of trials."""
     import optuna
