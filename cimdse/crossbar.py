@@ -8,6 +8,14 @@ which pass through the ADC (shift, round half up, saturate) and are combined by
 shift-and-add. With an ideal (or provably lossless) ADC the result is exactly
 ``x @ w``; that identity is what the tests check first.
 
+ISAAC's flipped-column encoding (``encoding: flip``): in every row group, a column
+whose cells sum to more than half their maximum ``n_g * (2^c - 1)`` is stored flipped,
+``(2^c - 1) - cell``, so no column sum exceeds ``floor(A (2^c - 1) / 2)`` and the ADC
+needs one bit less. A unit column (cells 1 on every used row) gives the group's sum of
+inputs ``X``, and the flipped column's value is restored after the ADC as
+``(2^c - 1) * ADC(X) - ADC(p')`` (:func:`restore_flipped`). The stored weights, and so
+the lossless result, are unchanged.
+
 Everything is vectorized over the batch, slices and groups: one batched GEMM per
 call, in float32/float64 only where that is exact.
 
@@ -50,6 +58,7 @@ __all__ = [
     "mvm",
     "partial_sum_max",
     "program",
+    "restore_flipped",
 ]
 
 _F32_EXACT = 2**24
@@ -85,7 +94,17 @@ def physical_cols(spec: CrossbarSpec, n: int, w_bits: int) -> int:
 
 
 def partial_sum_max(spec: CrossbarSpec) -> int:
-    """Largest magnitude one row group can produce: A * (2^d - 1) * (2^c - 1)."""
+    """Largest magnitude one row group can produce at the ADC: A * (2^d - 1) * (2^c - 1);
+    with the flip encoding (2^d - 1) * max(floor(A (2^c - 1) / 2), A), the unit column's A
+    included."""
+    a, xmax, m = spec.active_rows_or_all, 2**spec.dac_bits - 1, 2**spec.cell_bits - 1
+    if spec.encoding == "flip":
+        return xmax * max(a * m // 2, a)
+    return a * xmax * m
+
+
+def _restored_max(spec: CrossbarSpec) -> int:
+    """Largest magnitude of a column value after the flip is undone: A * (2^d - 1) * (2^c - 1)."""
     return spec.active_rows_or_all * (2**spec.dac_bits - 1) * (2**spec.cell_bits - 1)
 
 
@@ -153,9 +172,11 @@ def _check_range(name: str, arr: np.ndarray, lo: int, hi: int, bits: int) -> Non
 class ProgrammedCrossbar:
     """A weight matrix programmed into cells: what the RTL is loaded with.
 
-    ``cells`` holds integer cell values [polarities, n_w, physical rows, N];
-    ``conductance`` the (possibly perturbed) real values the analog sum uses, or
-    None when ideal. ``row_sign`` is +1/-1 per physical row (differential-row).
+    ``cells`` holds integer cell values [polarities, n_w, physical rows, N] (what the
+    weights mean); ``flip`` [row groups, polarities, n_w, N] marks the columns the flip
+    encoding stores flipped (None without it); ``conductance`` the (possibly perturbed)
+    real values of the stored cells the analog sum uses, or None when ideal.
+    ``row_sign`` is +1/-1 per physical row (differential-row).
     """
 
     spec: CrossbarSpec
@@ -165,6 +186,7 @@ class ProgrammedCrossbar:
     conductance: np.ndarray | None
     weight_offset: int
     col_sums: np.ndarray  # sum over K of w, for the signed-input correction
+    flip: np.ndarray | None = None
 
     @property
     def k(self) -> int:
@@ -183,6 +205,12 @@ class ProgrammedCrossbar:
     @cached_property
     def stored_max(self) -> int:
         return int(np.abs(self.stored_weights).max(initial=0))
+
+    def stored_cells(self) -> np.ndarray:
+        """Cell values as stored [polarities, n_w, physical rows, N]: flipped columns flipped."""
+        if self.flip is None:
+            return self.cells
+        return _apply_flip(self.cells, self.flip, self.spec)
 
     def physical_matrix(self) -> np.ndarray:
         """Cell values [physical rows, physical cols]; column (n * P + pol) * n_w + j
@@ -248,8 +276,46 @@ def program(
         offset = 2 ** (w_bits - 1)
         cells = (((w + offset)[None] >> shifts) & mask)[None]
         row_sign = np.ones(k, dtype=np.int64)
-    conductance = _perturb(cells, spec.nonideal, mask) if spec.nonideal.any else None
-    return ProgrammedCrossbar(spec, w_bits, cells, row_sign, conductance, offset, w.sum(axis=0))
+    flip = _flip_mask(cells, spec) if spec.encoding == "flip" else None
+    stored = cells if flip is None else _apply_flip(cells, flip, spec)
+    conductance = _perturb(stored, spec.nonideal, mask) if spec.nonideal.any else None
+    return ProgrammedCrossbar(spec, w_bits, cells, row_sign, conductance, offset, w.sum(axis=0), flip)
+
+
+def _row_groups(spec: CrossbarSpec, kp: int) -> np.ndarray:
+    """The row group [kp] of every physical row."""
+    out = np.empty(kp, dtype=np.int64)
+    for gi, rows in enumerate(_group_index(spec, kp)):
+        out[rows[rows < kp]] = gi
+    return out
+
+
+def _flip_mask(cells: np.ndarray, spec: CrossbarSpec) -> np.ndarray:
+    """[G, P, n_w, N]: a column of a row group is flipped when its cells sum to more than half
+    their maximum, so that the stored sum is at most floor(n_g (2^c - 1) / 2)."""
+    m = 2**spec.cell_bits - 1
+    group = _row_groups(spec, cells.shape[2])
+    n_groups = int(group.max()) + 1 if group.size else 0
+    sums = np.zeros((n_groups, *cells.shape[:2], cells.shape[3]), dtype=np.int64)
+    np.add.at(sums, group, cells.transpose(2, 0, 1, 3))
+    rows = np.bincount(group, minlength=n_groups)[:, None, None, None]
+    return 2 * sums > rows * m
+
+
+def _apply_flip(cells: np.ndarray, flip: np.ndarray, spec: CrossbarSpec) -> np.ndarray:
+    """Cells with the flipped columns of each row group stored as (2^c - 1) - cell."""
+    m = 2**spec.cell_bits - 1
+    per_row = flip[_row_groups(spec, cells.shape[2])].transpose(1, 2, 0, 3)  # [P, n_w, Kp, N]
+    return np.where(per_row, m - cells, cells)
+
+
+def restore_flipped(codes: np.ndarray, unit: np.ndarray, flip: np.ndarray, cell_bits: int) -> np.ndarray:
+    """Undo the flip encoding after the ADC: a flipped column's value is ``(2^c - 1) * unit - code``.
+
+    ``codes`` [G, ..., columns], ``unit`` [G, ..., 1] (the unit column's codes) and ``flip``
+    [G, 1, ..., columns] as 0/1 broadcast together; only ``+``, ``-`` and ``*`` are used, so
+    numpy and torch arrays both work."""
+    return codes + flip * ((2**cell_bits - 1) * unit - 2 * codes)
 
 
 def _numpy(a: Any) -> np.ndarray:
@@ -333,12 +399,16 @@ def _stored_weights(xb: ProgrammedCrossbar) -> np.ndarray:
 
 
 def _grouped_weights(xb: ProgrammedCrossbar, dtype: type[np.floating]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Signed cell matrix per row group [G, A, P*nw*N], and the gather index of the
-    groups (None when the groups simply tile the rows in order)."""
+    """Signed cell matrix per row group [G, A, P*nw*N] (plus the unit column last with the
+    flip encoding), and the gather index of the groups (None when the groups simply tile
+    the rows in order)."""
     p, nw, kp, n = xb.cells.shape
     idx = _group_index(xb.spec, kp)
-    mat = xb.cells if xb.conductance is None else xb.conductance
-    mat = (mat.transpose(2, 0, 1, 3).reshape(kp, p * nw * n) * xb.row_sign[:, None]).astype(dtype)
+    mat = xb.stored_cells() if xb.conductance is None else xb.conductance
+    mat = mat.transpose(2, 0, 1, 3).reshape(kp, p * nw * n) * xb.row_sign[:, None]
+    if xb.flip is not None:
+        mat = np.concatenate([mat, np.ones((kp, 1), dtype=mat.dtype)], axis=1)
+    mat = mat.astype(dtype)
     if idx.size == kp and np.array_equal(idx.ravel(), np.arange(kp)):
         return mat.reshape(idx.shape[0], idx.shape[1], -1), None
     mat = np.concatenate([mat, np.zeros((1, mat.shape[1]), dtype=dtype)], axis=0)
@@ -471,8 +541,12 @@ def _sliced_chunk(
     s = adc_shift(spec)
     if s is not None:  # ADC codes in place; the 2^s goes into the shift-and-add coefficients
         _adc_codes_inplace(psum, s, adc_code_range(spec), exact_integers=xb.conductance is None)
-    codes = psum.reshape(g, nx, b, p * nw, n)
     lo, hi = adc_code_range(spec) if s is not None else (-partial_sum_max(spec), partial_sum_max(spec))
+    if xb.flip is not None:
+        flip = xb.flip.reshape(g, 1, p * nw * n).astype(psum.dtype)
+        psum = restore_flipped(psum[..., :-1], psum[..., -1:], flip, spec.cell_bits)
+        hi = max(hi, _restored_max(spec))
+    codes = psum.reshape(g, nx, b, p * nw, n)
     if max(-lo, hi) * 2.0 ** (nw * c + 1) >= _F32_EXACT:
         codes = codes.astype(np.float64)
     # Shift-and-add over weight slices and polarities (exact in ``dtype``), then over

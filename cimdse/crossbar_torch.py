@@ -112,6 +112,14 @@ class TorchCrossbar:
         self.weights = torch.from_numpy(np.ascontiguousarray(wg)).to(self.device, self._dtype(self.kernel))
         self.index = None if idx is None else torch.from_numpy(idx).to(self.device)
         self.coef = [int(v) for v in cb.column_coefficients(programmed)]
+        # the flip encoding's columns per row group [G, 1, data columns]; the unit column is the last
+        self.flip = (
+            None
+            if programmed.flip is None
+            else torch.from_numpy(programmed.flip.reshape(programmed.flip.shape[0], 1, -1).astype(np.int64)).to(
+                self.device
+            )
+        )
         self._lossless: tuple | None = None
 
     # ------------------------------------------------------------ description
@@ -266,9 +274,11 @@ def _sliced(x: torch.Tensor, xt: TorchCrossbar, a_bits: int, read_seed: int | No
 
 def _code_bound(xt: TorchCrossbar, s: int | None) -> int:
     if s is None:
-        return cb.partial_sum_max(xt.spec)
-    lo, hi = cb.adc_code_range(xt.spec)
-    return max(-lo, hi)
+        bound = cb.partial_sum_max(xt.spec)
+    else:
+        lo, hi = cb.adc_code_range(xt.spec)
+        bound = max(-lo, hi)
+    return bound * (2**xt.spec.cell_bits - 1) if xt.flip is not None else bound  # (2^c - 1) * unit - code
 
 
 def _sliced_chunk(
@@ -310,6 +320,8 @@ def _sliced_chunk(
             _adc_codes_(p, s, cb.adc_code_range(spec), exact_integers=ideal)
         if integer and p.dtype != acc_dtype:
             p = p.to(acc_dtype)  # integer-valued codes; exact
+        if xt.flip is not None:
+            p = cb.restore_flipped(p[:, :-1], p[:, -1:], xt.flip[gi].to(p.dtype), spec.cell_bits)
         codes = p.view(nx, b, q, n)
         t = codes[:, :, 0, :] * xt.coef[0]
         for qi in range(1, q):

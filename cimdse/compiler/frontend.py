@@ -253,6 +253,7 @@ class _Lowering:
         self.layer_of_node: dict[fx.Node, str] = {}
         self.digital: list[DigitalOp] = []
         self.seen: dict[str, int] = {}
+        self.last_layer = ""
 
     def run(self) -> Network:
         for n in self.gm.graph.nodes:
@@ -297,6 +298,7 @@ class _Lowering:
             layer = dataclasses.replace(old, V=old.V + layer.V)
         self.layers[target] = layer
         self.layer_of_node[n] = target
+        self.last_layer = target
 
     def _batchnorm(self, n: fx.Node) -> None:
         src = n.args[0] if n.args else None
@@ -322,4 +324,6 @@ class _Lowering:
         self.seen[name] = self.seen.get(name, 0) + 1
         if self.seen[name] > 1:  # a module called again (one ReLU used twice): keep names unique
             name = f"{name}#{self.seen[name]}"
-        self.digital.append(DigitalOp(name, kind, category, int(elements), tuple(outs[1:]), _module_path(n)))
+        self.digital.append(
+            DigitalOp(name, kind, category, int(elements), tuple(outs[1:]), _module_path(n), self.last_layer)
+        )
