@@ -45,6 +45,16 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], *, durable: 
     return path
 
 
+def output_dir(path: str | Path) -> Path:
+    """Create an output folder (and its parents) or say in one line why it cannot be."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CimdseError(f"{out}: cannot create output folder ({err.strerror or err})") from None
+    return out
+
+
 def write_text(text: str, path: str | Path, *, durable: bool = False) -> Path:
     return atomic_write(path, lambda p: p.write_text(text), durable=durable)
 

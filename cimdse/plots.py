@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from cimdse.errors import CimdseError
-from cimdse.files import atomic_write
+from cimdse.files import atomic_write, output_dir
 from cimdse.policy import parse_policy_text, read_policy
 
 SWEEP_FILES = ("sweep.csv",)
@@ -386,11 +386,7 @@ def make_report(folder: str | Path, out: str | Path | None = None) -> list[Path]
         )
     out_dir = Path(out) if out else folder
     created = not out_dir.exists()
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".report.", dir=out_dir))
-    except OSError as err:
-        raise CimdseError(f"{out_dir}: cannot create output folder ({err.strerror})") from None
+    staging = Path(tempfile.mkdtemp(prefix=".report.", dir=output_dir(out_dir)))
     # every file is made in a staging folder and moved in only once all sections worked
     try:
         parts = [f"# Report: {folder.resolve().name}", ""]
