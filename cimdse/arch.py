@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cimdse.costs import CONSTANTS
 from cimdse.errors import CimdseError
-from cimdse.files import read_yaml
+from cimdse.files import read_yaml, write_text
 
 Mapping = Literal["differential-column", "differential-row", "offset"]
 AdcMode = Literal["ideal", "full_range", "clip"]
@@ -301,4 +301,4 @@ def to_yaml(arch: ArchSpec) -> str:
 
 
 def save(arch: ArchSpec, path: str | Path) -> None:
-    Path(path).write_text(to_yaml(arch))
+    write_text(to_yaml(arch), path)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from cimdse.errors import CimdseError
+from cimdse.errors import CimdseError, first_line
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -70,7 +70,7 @@ def read_yaml(path: str | Path, what: str = "file") -> Any:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        reason = getattr(err, "strerror", None) or first_line(err)
         raise CimdseError(f"{path}: cannot read {what} ({reason})") from None
     return parse_yaml(text, str(path))
 
@@ -82,5 +82,5 @@ def parse_yaml(text: str, origin: str) -> Any:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        problem = getattr(err, "problem", None) or first_line(err)
         raise CimdseError(f"{origin}:{where} malformed YAML: {problem}") from None

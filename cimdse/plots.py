@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cimdse.errors import CimdseError
+from cimdse.errors import CimdseError, first_line
 from cimdse.files import atomic_write, output_dir
 from cimdse.policy import parse_policy_text, read_policy
 
@@ -56,7 +56,7 @@ def _read_csv(path: Path, required: Sequence[str], numeric: Sequence[str] = ()) 
     try:
         df = pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise CimdseError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+        raise CimdseError(f"{path}: not a readable CSV ({first_line(err)})") from None
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise CimdseError(f"{path}: missing column(s) {', '.join(missing)}")
