@@ -17,9 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cimdse.costs import CONSTANTS
 from cimdse.errors import CimdseError
+from cimdse.files import read_yaml
 
 Mapping = Literal["differential-column", "differential-row", "offset"]
 AdcMode = Literal["ideal", "full_range", "clip"]
+AdcModel = Literal["sar", "linear"]
+Encoding = Literal["plain", "flip"]
 
 PRESET_NAMES = ("demo", "cim-aq", "isaac", "puma")
 
@@ -38,6 +41,9 @@ class Timing(_Strict):
     write_us: float = Field(CONSTANTS["write_us"].value, ge=0)
     op_ns: float | None = Field(None, gt=0)
     cycle_ns: float | None = Field(None, gt=0)
+    adc_overlap: bool = Field(
+        False, description="sample-and-hold lets the next read overlap the conversions (ISAAC's pipeline)"
+    )
 
     @model_validator(mode="after")
     def _one_override(self) -> Timing:
@@ -68,7 +74,9 @@ class Nonideal(_Strict):
 
 class CrossbarSpec(_Strict):
     """One crossbar tile. ``adc_bits=None`` is an ideal ADC; ``adc_mode`` picks the
-    shift applied before the ADC: 0 (``clip``), the full-range shift, or an explicit one."""
+    shift applied before the ADC: 0 (``clip``), the full-range shift, or an explicit one.
+    ``adc_model`` picks the ADC's time/energy/area law (``cimdse.costs``); ``encoding:
+    flip`` is ISAAC's flipped-column encoding (one extra column per crossbar)."""
 
     rows: int = Field(gt=0, le=4096)
     cols: int = Field(gt=0, le=4096)
@@ -78,7 +86,9 @@ class CrossbarSpec(_Strict):
     adc_mode: AdcMode | int = Field("ideal", description="defaults to full_range when adc_bits is set")
     adcs: int = Field(1, ge=1)
     active_rows: int | None = Field(None, ge=1, description="rows driven at once; null = all rows")
+    adc_model: AdcModel = Field("sar", description="sar: (bits+1) cycles; linear: time per bit (PUMA)")
     mapping: Mapping = "differential-column"
+    encoding: Encoding = Field("plain", description="flip: ISAAC's flipped columns plus a unit column")
     count_sign_bit: bool = Field(False, description="cells per weight counted as ceil(b / c), as CIM-AQ's tables do")
     timing: Timing = Timing()
     nonideal: Nonideal = Nonideal()
@@ -118,6 +128,8 @@ class CrossbarSpec(_Strict):
             raise ValueError("differential-row mapping needs at least 2 rows")
         if self.mapping == "differential-row" and self.active_rows == 1:
             raise ValueError("differential-row mapping needs active_rows >= 2 (a row pair)")
+        if self.encoding == "flip" and self.mapping == "differential-row":
+            raise ValueError("encoding 'flip' needs unsigned column sums (offset or differential-column mapping)")
         return self
 
     @property
@@ -136,16 +148,28 @@ class Component(_Strict):
 
 
 class ChipSpec(_Strict):
+    """The chip: tiles of crossbars. ``parallel_writes`` is how many crossbars are
+    programmed at once (null: one per tile), for resident and re-programmed weights
+    alike; ``digital_lanes`` the element ops per cycle of one tile's digital unit;
+    ``native_bits`` the weight/input precision its peak figures assume."""
+
     tiles: int = Field(1, ge=1)
     crossbars_per_tile: int = Field(1, ge=1)
     clock_ghz: float = Field(1.0, gt=0)
     schedule: Literal["sequential", "pipelined"] = "sequential"
+    parallel_writes: int | None = Field(None, ge=1, description="crossbars programmed at once; null = one per tile")
+    digital_lanes: int = Field(1, ge=1, description="element ops per cycle of one tile's digital unit")
+    native_bits: int = Field(8, ge=1, le=16, description="weight and input bits of the peak figures")
     tile_components: list[Component] = Field(default_factory=list)
     chip_components: list[Component] = Field(default_factory=list)
 
     @property
     def crossbars(self) -> int:
         return self.tiles * self.crossbars_per_tile
+
+    @property
+    def writes_at_once(self) -> int:
+        return self.parallel_writes if self.parallel_writes is not None else self.tiles
 
 
 class ArchSpec(_Strict):
@@ -179,20 +203,6 @@ def from_dict(data: Any, origin: str = "<spec>") -> ArchSpec:
         raise CimdseError(format_validation(err, origin)) from None
 
 
-def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise CimdseError(f"{path}: cannot read ({err.strerror})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise CimdseError(f"{path}:{where}: malformed YAML: {problem}") from None
-
-
 def preset_path(name: str) -> Path:
     return Path(str(resources.files("cimdse.presets").joinpath(f"{name}.yaml")))
 
@@ -206,7 +216,7 @@ def load(name_or_path: str | Path, overrides: list[str] | None = None) -> ArchSp
         path = Path(text)
         if not path.exists():
             raise CimdseError(f"{text}: no such architecture file or preset (presets: {', '.join(PRESET_NAMES)})")
-    data = _read_yaml(path)
+    data = read_yaml(path, "architecture")
     if isinstance(data, dict):
         data = apply_overrides(data, overrides or [])
     origin = str(path) if text not in PRESET_NAMES else f"preset {text}"

@@ -13,11 +13,15 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:  # pragma: no cover
     from cimdse.arch import ArchSpec, CrossbarSpec
 
 ISAAC = "ISAAC ISCA'16 Table I (32 nm)"
 CIMAQ = "CIM-AQ hardware_config.yaml (its own assumption)"
+PUMA_SIM = "puma-simulator include/constants.py"
+SURVEY = "Accelergy ADC plug-in, fit to Murmann's ADC survey 1997-2023 (32 nm, 1 GS/s)"
 
 
 @dataclass(frozen=True)
@@ -32,11 +36,17 @@ CONSTANTS: dict[str, Constant] = {
     # Crossbar array: one 128x128 array of 2-bit cells.
     "array_power_mw": Constant(0.3, "mW per 128x128 array", ISAAC),
     "array_area_mm2": Constant(25e-6, "mm2 per 128x128 array", ISAAC),
-    # ADC: 8-bit, 1.2 GS/s SAR.
-    "adc_power_mw": Constant(2.0, "mW per 8-bit ADC", ISAAC),
-    "adc_area_mm2": Constant(0.0012, "mm2 per 8-bit ADC", ISAAC),
+    # ADC: the reference converter, 8-bit SAR at 1.28 GS/s (2 mW, 0.0012 mm2): 1.5625 pJ per conversion.
+    "adc_power_mw": Constant(2.0, "mW per reference ADC converting continuously", ISAAC),
+    "adc_area_mm2": Constant(0.0012, "mm2 per reference ADC", ISAAC),
     "adc_ref_bits": Constant(8, "bits of the reference ADC", ISAAC),
-    "adc_rate_gsps": Constant(1.2, "GS/s of the reference ADC", ISAAC),
+    "adc_rate_gsps": Constant(1.28, "GS/s of the reference ADC", "ISAAC ISCA'16 section 6 (1.28 GS/s; Table I: 1.2)"),
+    # Survey fit: E(b) = 0.867 + 0.00329 * 2^b pJ (0.92 / 1.07 / 1.71 pJ at 4 / 6 / 8 bits), so at the
+    # 8-bit reference 0.867 / 1.71 = 0.507 of the energy does not scale with bits; the area,
+    # about 5,000 um2 at 4 bits and 6,000 um2 at 8, keeps 0.82 of itself.
+    "adc_energy_floor": Constant(0.507, "fraction of the reference energy not scaling with bits", SURVEY),
+    "adc_area_floor": Constant(0.82, "fraction of the reference area not scaling with bits", SURVEY),
+    "adc_ns_per_bit": Constant(12.5, "ns per converted bit (adc_model linear)", PUMA_SIM),
     # DAC: 8x128 1-bit DACs cost 4 mW and 0.00017 mm2 together.
     "dac_power_mw": Constant(4.0 / 1024, "mW per 1-bit DAC", ISAAC),
     "dac_area_mm2": Constant(0.00017 / 1024, "mm2 per 1-bit DAC", ISAAC),
@@ -55,6 +65,20 @@ CONSTANTS: dict[str, Constant] = {
     # Per array: 128 rows x 16-bit inputs = 256 B in; 256 B out shared by 8 arrays.
     "in_reg_bits_per_row": Constant(16, "bits buffered per row", ISAAC),
     "out_reg_bits_per_col": Constant(2, "bits buffered per column", ISAAC),
+    # Activation traffic per byte.
+    "edram_pj_per_byte": Constant(
+        17.2 / 32, "pJ per byte read or written", f"{PUMA_SIM}: 0.0172 nJ per 256-bit access"
+    ),
+    "bus_pj_per_byte": Constant(
+        7.0 / (48 * 1.2), "pJ per byte on the tile bus", "ISAAC ISCA'16 Table I: 7 mW, 384 wires at 1.2 GHz"
+    ),
+    "router_pj_per_byte": Constant(
+        42.0 / (8 * 4 * 1.2),
+        "pJ per byte through a router",
+        "ISAAC ISCA'16 Table I: 42 mW, 8 ports x 32 bits at 1.2 GHz",
+    ),
+    # Leakage: the simulator's units leak 10 % of their power (ADC 0.2 of 2 mW, DAC, shift-add, sigmoid).
+    "leakage_fraction": Constant(0.1, "fraction of the chip's power that leaks", PUMA_SIM),
     # Timing.
     "read_ns": Constant(100.0, "ns per array read", ISAAC),
     "write_us": Constant(56.0, "us to program one array", CIMAQ),
@@ -65,6 +89,11 @@ CONSTANTS: dict[str, Constant] = {
     "digital_ns_per_op": Constant(1.0 / 1.2, "ns per element op at 1.2 GHz, one lane", ISAAC),
     "digital_pj_per_op": Constant(0.4 / 1.2, "pJ per element op (max-pool unit 0.4 mW at 1.2 GHz)", ISAAC),
 }
+
+#: Energy per inference, by part: the first six are spent in every crossbar operation.
+OP_PARTS = ("crossbar", "adc", "dac", "sample_hold", "shift_add", "registers")
+ENERGY_PARTS = (*OP_PARTS, "buffer", "network", "digital", "write", "leakage")
+NOT_MODELLED = "not modelled (ideal ADC)"
 
 
 def constant(spec: CrossbarSpec, name: str) -> float:
@@ -79,23 +108,73 @@ def source(spec: CrossbarSpec, name: str) -> str:
 
 
 # ---------------------------------------------------------------- scaling rules
+def extra_columns(spec: CrossbarSpec) -> int:
+    """Columns beyond ``cols`` on every crossbar: ISAAC's flipped-column encoding adds a
+    unit column (all cells 1) whose sum restores the flipped columns."""
+    return 1 if spec.encoding == "flip" else 0
+
+
+def reference_columns(spec: CrossbarSpec) -> int:
+    """Columns a weight group adds for the offset mapping (its reference column), unless the
+    flip encoding's unit column gives the same sum of inputs."""
+    return 1 if spec.mapping == "offset" and spec.encoding == "plain" else 0
+
+
 def array_scale(spec: CrossbarSpec) -> float:
-    """Array power and area scale with cell count (rows x cols) relative to 128x128."""
-    return spec.rows * spec.cols / (128 * 128)
+    """Array power and area scale with cell count (rows x cols, extra column included) relative to 128x128."""
+    return spec.rows * (spec.cols + extra_columns(spec)) / (128 * 128)
 
 
-def adc_scale(bits: int | None, ref_bits: float) -> float:
-    """ADC energy per conversion and area scale as 2^bits (Walden figure of merit,
-    Murmann's ADC survey: SAR energy doubles per extra bit). An ideal ADC is costed
-    as the reference."""
-    if bits is None:  # an "ideal" ADC is costed as the reference converter
-        return 1.0
-    return 2.0 ** (bits - ref_bits)
+def adc_conversion_ns(spec: CrossbarSpec) -> float:
+    """Time of one conversion; 0 for an ideal ADC (not modelled).
+
+    ``sar``: a SAR converter takes one cycle per bit plus one to sample (NeuroSim V1.4
+    SarADC.cpp: (bits + 1) ns), its cycle set by the reference ADC's rate at its bits:
+    ``t(b) = (b + 1) / ((b_ref + 1) * rate_ref)``. ``linear``: ``t(b) = b * adc_ns_per_bit``
+    (PUMA's simulator, 12.5 ns per bit)."""
+    if spec.adc_bits is None:
+        return 0.0
+    if spec.adc_model == "linear":
+        return spec.adc_bits * constant(spec, "adc_ns_per_bit")
+    ref = constant(spec, "adc_ref_bits")
+    return (spec.adc_bits + 1) / ((ref + 1) * constant(spec, "adc_rate_gsps"))
 
 
-def adc_ns(spec: CrossbarSpec) -> float:
-    """Time of one ADC conversion."""
+def _ref_conversion_ns(spec: CrossbarSpec) -> float:
+    """Conversion time of the reference ADC (its bits, the spec's law)."""
+    ref = constant(spec, "adc_ref_bits")
+    if spec.adc_model == "linear":
+        return ref * constant(spec, "adc_ns_per_bit")
     return 1.0 / constant(spec, "adc_rate_gsps")
+
+
+def _floor_scale(bits: int, ref_bits: float, floor: float) -> float:
+    """``floor + (1 - floor) * 2^(bits - ref)``: a part that does not scale with bits (comparator,
+    logic, references) plus a Walden term that doubles per bit (Murmann's survey)."""
+    return floor + (1.0 - floor) * 2.0 ** (bits - ref_bits)
+
+
+def adc_energy_pj(spec: CrossbarSpec) -> float:
+    """Energy of one conversion: the reference's (its power x its conversion time) scaled by
+    :func:`_floor_scale` with the survey's energy floor; 0 for an ideal ADC."""
+    if spec.adc_bits is None:
+        return 0.0
+    e_ref = constant(spec, "adc_power_mw") * _ref_conversion_ns(spec)
+    return e_ref * _floor_scale(spec.adc_bits, constant(spec, "adc_ref_bits"), constant(spec, "adc_energy_floor"))
+
+
+def adc_area_mm2(spec: CrossbarSpec) -> float:
+    """Area of one ADC: the reference's scaled with the survey's area floor; 0 when ideal."""
+    if spec.adc_bits is None:
+        return 0.0
+    ref = constant(spec, "adc_ref_bits")
+    return constant(spec, "adc_area_mm2") * _floor_scale(spec.adc_bits, ref, constant(spec, "adc_area_floor"))
+
+
+def adc_power_mw(spec: CrossbarSpec) -> float:
+    """Power of one ADC converting back to back: energy per conversion over its time."""
+    t = adc_conversion_ns(spec)
+    return adc_energy_pj(spec) / t if t else 0.0
 
 
 # ---------------------------------------------------------------- per-crossbar parts
@@ -125,15 +204,21 @@ def crossbar_parts(spec: CrossbarSpec) -> list[Part]:
         )
 
     c = lambda n: constant(spec, n)  # noqa: E731
+    cols = spec.cols + extra_columns(spec)
+    if spec.adc_bits is None:
+        adc = Part("adc", spec.adcs, 0.0, 0.0, NOT_MODELLED)
+    else:
+        law = f"{spec.adc_model} law, {spec.adc_bits} bits, floors: {SURVEY}"
+        adc = Part("adc", spec.adcs, spec.adcs * adc_area_mm2(spec), spec.adcs * adc_power_mw(spec), law)
     return [
         part("array", 1, "array", array_scale(spec)),
-        part("adc", spec.adcs, "adc", adc_scale(spec.adc_bits, c("adc_ref_bits"))),
+        adc,
         # a d-bit DAC costed as 2^(d-1) 1-bit DACs (assumption)
         part("dac", spec.rows, "dac", 2.0 ** (spec.dac_bits - 1)),
-        part("sample_hold", spec.cols, "sh"),
+        part("sample_hold", cols, "sh"),
         part("shift_add", c("shift_add_per_crossbar"), "shift_add"),
         part("input_register", spec.rows * c("in_reg_bits_per_row") / 8, "in_reg"),
-        part("output_register", spec.cols * c("out_reg_bits_per_col") / 8, "out_reg"),
+        part("output_register", cols * c("out_reg_bits_per_col") / 8, "out_reg"),
     ]
 
 
@@ -162,6 +247,7 @@ class AreaPower:
     tile_power_mw: float
     chip_area_mm2: float
     chip_power_mw: float
+    chip_parts_area_mm2: float  # chip-level parts (I/O links) outside the tiles
 
 
 def area_power(arch: ArchSpec) -> AreaPower:
@@ -170,7 +256,7 @@ def area_power(arch: ArchSpec) -> AreaPower:
     tp = sum(p.power_mw for p in tile)
     extra_a = sum(x.count * x.area_mm2 for x in arch.chip.chip_components)
     extra_p = sum(x.count * x.power_mw for x in arch.chip.chip_components)
-    return AreaPower(ta, tp, ta * arch.chip.tiles + extra_a, tp * arch.chip.tiles + extra_p)
+    return AreaPower(ta, tp, ta * arch.chip.tiles + extra_a, tp * arch.chip.tiles + extra_p, extra_a)
 
 
 # ---------------------------------------------------------------- timing and energy
@@ -179,30 +265,53 @@ def row_groups(spec: CrossbarSpec, rows_used: int) -> int:
     return math.ceil(min(rows_used, spec.rows) / spec.active_rows_or_all)
 
 
+def conversions(spec: CrossbarSpec, cols_used: int) -> int:
+    """Columns one row-group read converts: the used ones plus the encoding's extra column."""
+    return cols_used + extra_columns(spec)
+
+
 def op_ns(spec: CrossbarSpec, rows_used: int, cols_used: int) -> float:
-    """One crossbar operation (one input slice through one crossbar): design section 4,
-    ``t_op = G * (t_read + ceil(cols_used / adcs) * t_adc)``, unless the spec fixes it."""
+    """One crossbar operation (one input slice through one crossbar), unless the spec fixes it:
+    ``t_op = G * (t_read + T * t_adc)`` with ``T = ceil(conversions / adcs)`` and ``t_adc`` from
+    the ADC model; with ``timing.adc_overlap`` the sample-and-hold lets the next read overlap
+    the conversions, so ``t_op = G * max(t_read, T * t_adc)`` (ISAAC's pipeline)."""
     if spec.timing.op_ns is not None:
         return spec.timing.op_ns
     if spec.timing.cycle_ns is not None:
         return tile_slice_cycles(spec, rows_used, cols_used) * spec.timing.cycle_ns
-    conversions = math.ceil(cols_used / spec.adcs)
-    return row_groups(spec, rows_used) * (spec.timing.read_ns + conversions * adc_ns(spec))
+    conv = math.ceil(conversions(spec, cols_used) / spec.adcs) * adc_conversion_ns(spec)
+    read = spec.timing.read_ns
+    return row_groups(spec, rows_used) * (max(read, conv) if spec.timing.adc_overlap else read + conv)
 
 
-def op_energy_pj(spec: CrossbarSpec, rows_used: int, cols_used: int) -> float:
-    """Energy of one crossbar operation: array read, DACs, conversions, shift-add.
-    Power x busy time of each part, with ISAAC's powers (mW x ns = pJ)."""
+def op_energy_pj(spec: CrossbarSpec, rows_used: int, cols_used: int) -> np.ndarray:
+    """Energy of one crossbar operation by part (:data:`OP_PARTS`), in pJ:
+
+    - crossbar: array power x read time, per row-group read;
+    - adc: conversions (columns x row groups) x :func:`adc_energy_pj`;
+    - dac: each used row driven once per input slice, DAC power x read time;
+    - sample_hold: one sample per conversion, its power x read time;
+    - shift_add: one accumulation per conversion, the units' power x the reference conversion time;
+    - registers: input and output registers' power x the operation's time.
+
+    Powers are ISAAC's at full activity (mW x ns = pJ)."""
     c = lambda n: constant(spec, n)  # noqa: E731
     g = row_groups(spec, rows_used)
     read = spec.timing.read_ns
-    array = c("array_power_mw") * array_scale(spec) * read * g
-    dac = rows_used * 2.0 ** (spec.dac_bits - 1) * c("dac_power_mw") * read * g
-    conversions = cols_used * g
-    e_conv = c("adc_power_mw") * adc_scale(spec.adc_bits, c("adc_ref_bits")) * adc_ns(spec)
-    adc = conversions * e_conv
-    shift_add = conversions * c("shift_add_power_mw") * adc_ns(spec)
-    return array + dac + adc + shift_add
+    samples = conversions(spec, cols_used) * g
+    reg_mw = spec.rows * c("in_reg_bits_per_row") / 8 * c("in_reg_power_mw_per_byte") + (
+        spec.cols + extra_columns(spec)
+    ) * c("out_reg_bits_per_col") / 8 * c("out_reg_power_mw_per_byte")
+    return np.array(
+        [
+            c("array_power_mw") * array_scale(spec) * read * g,
+            samples * adc_energy_pj(spec),
+            rows_used * 2.0 ** (spec.dac_bits - 1) * c("dac_power_mw") * read,
+            samples * c("sh_power_mw") * read,
+            samples * c("shift_add_per_crossbar") * c("shift_add_power_mw") / c("adc_rate_gsps"),
+            reg_mw * op_ns(spec, rows_used, cols_used),
+        ]
+    )
 
 
 def write_energy_pj(spec: CrossbarSpec, cells: int) -> float:
@@ -212,6 +321,56 @@ def write_energy_pj(spec: CrossbarSpec, cells: int) -> float:
 def write_ns(spec: CrossbarSpec) -> float:
     """Time to program one crossbar (all its rows)."""
     return spec.timing.write_us * 1e3
+
+
+def programming_ns(arch: ArchSpec, crossbars: np.ndarray | int) -> np.ndarray:
+    """Time to program ``crossbars``: ``chip.parallel_writes`` of them at a time."""
+    return -(-np.asarray(crossbars) // arch.chip.writes_at_once) * write_ns(arch.crossbar)
+
+
+def traffic_pj_per_byte(spec: CrossbarSpec) -> tuple[float, float]:
+    """(buffer, network) energy per byte of activations: an eDRAM access, and the tile bus plus a router hop."""
+    c = lambda n: constant(spec, n)  # noqa: E731
+    return c("edram_pj_per_byte"), c("bus_pj_per_byte") + c("router_pj_per_byte")
+
+
+# ---------------------------------------------------------------- peak figures
+@dataclass(frozen=True)
+class Peak:
+    """Peak throughput and efficiency at ``bits``-bit weights and inputs, every crossbar
+    busy with full blocks of weights; an op is a multiply or an add (2 per MAC)."""
+
+    bits: int
+    peak_gops: float
+    area_mm2: float
+    power_w: float
+
+    @property
+    def gops_per_mm2(self) -> float:
+        return self.peak_gops / self.area_mm2
+
+    @property
+    def gops_per_w(self) -> float:
+        return self.peak_gops / self.power_w if self.power_w else math.inf
+
+
+def peak(arch: ArchSpec, bits: int | None = None) -> Peak:
+    """Ops per second with all crossbars computing: each holds ``R x n`` weights (``n`` outputs
+    of ``cells_per_weight x polarities`` columns) and takes ``ceil(bits / dac_bits)`` operations
+    of :func:`op_ns` per input vector, so ``GOPS = 2 R n X / (S t_op)``."""
+    from cimdse.crossbar import cells_per_weight, polarities  # sibling layer: closed forms only
+
+    spec, b = arch.crossbar, bits or arch.chip.native_bits
+    per_weight = cells_per_weight(spec, b) * polarities(spec)
+    ref = reference_columns(spec)
+    data_cols = spec.cols - ref
+    outputs: float = data_cols // per_weight if data_cols >= per_weight else data_cols / per_weight
+    cols_used = spec.cols if data_cols < per_weight else int(outputs) * per_weight + ref
+    rows = spec.rows // 2 if spec.mapping == "differential-row" else spec.rows
+    t_mvm = math.ceil(b / spec.dac_bits) * op_ns(spec, spec.rows, cols_used)
+    ap = area_power(arch)
+    gops = 2 * rows * outputs * arch.chip.crossbars / t_mvm
+    return Peak(b, gops, ap.chip_area_mm2, ap.chip_power_mw * 1e-3)
 
 
 # ---------------------------------------------------------------- cycle-level tile timing

@@ -8,8 +8,24 @@ which pass through the ADC (shift, round half up, saturate) and are combined by
 shift-and-add. With an ideal (or provably lossless) ADC the result is exactly
 ``x @ w``; that identity is what the tests check first.
 
+ISAAC's flipped-column encoding (``encoding: flip``): in every row group, a column
+whose cells sum to more than half their maximum ``n_g * (2^c - 1)`` is stored flipped,
+``(2^c - 1) - cell``, so no column sum exceeds ``floor(A (2^c - 1) / 2)`` and the ADC
+needs one bit less. A unit column (cells 1 on every used row) gives the group's sum of
+inputs ``X``, and the flipped column's value is restored after the ADC as
+``(2^c - 1) * ADC(X) - ADC(p')`` (:func:`restore_flipped`). The stored weights, and so
+the lossless result, are unchanged.
+
 Everything is vectorized over the batch, slices and groups: one batched GEMM per
 call, in float32/float64 only where that is exact.
+
+Two backends share one semantics: this module is the numpy reference, and
+``backend="torch"`` (:mod:`cimdse.crossbar_torch`) runs the same pipeline with torch
+kernels on CPU or CUDA, bit for bit. What a mapping means is stated once, here, and
+both backends read it: :func:`program` (weights -> cells, row signs, conductances),
+:func:`_grouped_weights` (the signed cell matrix of each row group),
+:func:`column_coefficients` (how a logical output's physical columns combine) and
+:func:`digital_corrections` (what is subtracted digitally afterwards).
 """
 
 from __future__ import annotations
@@ -17,22 +33,32 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from cimdse.arch import CrossbarSpec, Nonideal
 from cimdse.errors import CimdseError
 
+if TYPE_CHECKING:
+    from cimdse.crossbar_torch import TorchCrossbar
+
+Backend = Literal["numpy", "torch"]
+
 __all__ = [
+    "Backend",
     "CrossbarSpec",
     "Nonideal",
     "ProgrammedCrossbar",
     "adc_shift",
     "cells_per_weight",
+    "column_coefficients",
+    "digital_corrections",
     "input_slices",
     "mvm",
     "partial_sum_max",
     "program",
+    "restore_flipped",
 ]
 
 _F32_EXACT = 2**24
@@ -68,7 +94,17 @@ def physical_cols(spec: CrossbarSpec, n: int, w_bits: int) -> int:
 
 
 def partial_sum_max(spec: CrossbarSpec) -> int:
-    """Largest magnitude one row group can produce: A * (2^d - 1) * (2^c - 1)."""
+    """Largest magnitude one row group can produce at the ADC: A * (2^d - 1) * (2^c - 1);
+    with the flip encoding (2^d - 1) * max(floor(A (2^c - 1) / 2), A), the unit column's A
+    included."""
+    a, xmax, m = spec.active_rows_or_all, 2**spec.dac_bits - 1, 2**spec.cell_bits - 1
+    if spec.encoding == "flip":
+        return xmax * max(a * m // 2, a)
+    return a * xmax * m
+
+
+def _restored_max(spec: CrossbarSpec) -> int:
+    """Largest magnitude of a column value after the flip is undone: A * (2^d - 1) * (2^c - 1)."""
     return spec.active_rows_or_all * (2**spec.dac_bits - 1) * (2**spec.cell_bits - 1)
 
 
@@ -136,9 +172,11 @@ def _check_range(name: str, arr: np.ndarray, lo: int, hi: int, bits: int) -> Non
 class ProgrammedCrossbar:
     """A weight matrix programmed into cells: what the RTL is loaded with.
 
-    ``cells`` holds integer cell values [polarities, n_w, physical rows, N];
-    ``conductance`` the (possibly perturbed) real values the analog sum uses, or
-    None when ideal. ``row_sign`` is +1/-1 per physical row (differential-row).
+    ``cells`` holds integer cell values [polarities, n_w, physical rows, N] (what the
+    weights mean); ``flip`` [row groups, polarities, n_w, N] marks the columns the flip
+    encoding stores flipped (None without it); ``conductance`` the (possibly perturbed)
+    real values of the stored cells the analog sum uses, or None when ideal.
+    ``row_sign`` is +1/-1 per physical row (differential-row).
     """
 
     spec: CrossbarSpec
@@ -148,6 +186,7 @@ class ProgrammedCrossbar:
     conductance: np.ndarray | None
     weight_offset: int
     col_sums: np.ndarray  # sum over K of w, for the signed-input correction
+    flip: np.ndarray | None = None
 
     @property
     def k(self) -> int:
@@ -166,6 +205,12 @@ class ProgrammedCrossbar:
     @cached_property
     def stored_max(self) -> int:
         return int(np.abs(self.stored_weights).max(initial=0))
+
+    def stored_cells(self) -> np.ndarray:
+        """Cell values as stored [polarities, n_w, physical rows, N]: flipped columns flipped."""
+        if self.flip is None:
+            return self.cells
+        return _apply_flip(self.cells, self.flip, self.spec)
 
     def physical_matrix(self) -> np.ndarray:
         """Cell values [physical rows, physical cols]; column (n * P + pol) * n_w + j
@@ -189,10 +234,22 @@ class ProgrammedCrossbar:
         return out
 
 
-def program(w: np.ndarray, spec: CrossbarSpec, w_bits: int) -> ProgrammedCrossbar:
+def program(
+    w: Any, spec: CrossbarSpec, w_bits: int, *, backend: Backend = "numpy", device: Any = None
+) -> ProgrammedCrossbar | TorchCrossbar:
     """Slice signed integer weights ``w`` [K, N] into cells per the spec's mapping,
-    applying the spec's seeded conductance variation and stuck-at faults."""
-    w = np.asarray(w)
+    applying the spec's seeded conductance variation and stuck-at faults.
+
+    ``backend="torch"`` returns the same programming held on ``device`` (default
+    CPU) as a :class:`cimdse.crossbar_torch.TorchCrossbar`, which :func:`mvm` runs
+    with torch kernels."""
+    if backend == "torch":
+        from cimdse.crossbar_torch import TorchCrossbar
+
+        return TorchCrossbar(program(_numpy(w), spec, w_bits), device)
+    if backend != "numpy":
+        raise CimdseError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+    w = _numpy(w)
     if w.ndim != 2:
         raise CimdseError(f"weights must be a 2-D [K, N] array, got shape {w.shape}")
     if not 1 <= w_bits <= 16:
@@ -219,8 +276,81 @@ def program(w: np.ndarray, spec: CrossbarSpec, w_bits: int) -> ProgrammedCrossba
         offset = 2 ** (w_bits - 1)
         cells = (((w + offset)[None] >> shifts) & mask)[None]
         row_sign = np.ones(k, dtype=np.int64)
-    conductance = _perturb(cells, spec.nonideal, mask) if spec.nonideal.any else None
-    return ProgrammedCrossbar(spec, w_bits, cells, row_sign, conductance, offset, w.sum(axis=0))
+    flip = _flip_mask(cells, spec) if spec.encoding == "flip" else None
+    stored = cells if flip is None else _apply_flip(cells, flip, spec)
+    conductance = _perturb(stored, spec.nonideal, mask) if spec.nonideal.any else None
+    return ProgrammedCrossbar(spec, w_bits, cells, row_sign, conductance, offset, w.sum(axis=0), flip)
+
+
+def _row_groups(spec: CrossbarSpec, kp: int) -> np.ndarray:
+    """The row group [kp] of every physical row."""
+    out = np.empty(kp, dtype=np.int64)
+    for gi, rows in enumerate(_group_index(spec, kp)):
+        out[rows[rows < kp]] = gi
+    return out
+
+
+def _flip_mask(cells: np.ndarray, spec: CrossbarSpec) -> np.ndarray:
+    """[G, P, n_w, N]: a column of a row group is flipped when its cells sum to more than half
+    their maximum, so that the stored sum is at most floor(n_g (2^c - 1) / 2)."""
+    m = 2**spec.cell_bits - 1
+    group = _row_groups(spec, cells.shape[2])
+    n_groups = int(group.max()) + 1 if group.size else 0
+    sums = np.zeros((n_groups, *cells.shape[:2], cells.shape[3]), dtype=np.int64)
+    np.add.at(sums, group, cells.transpose(2, 0, 1, 3))
+    rows = np.bincount(group, minlength=n_groups)[:, None, None, None]
+    return 2 * sums > rows * m
+
+
+def _apply_flip(cells: np.ndarray, flip: np.ndarray, spec: CrossbarSpec) -> np.ndarray:
+    """Cells with the flipped columns of each row group stored as (2^c - 1) - cell."""
+    m = 2**spec.cell_bits - 1
+    per_row = flip[_row_groups(spec, cells.shape[2])].transpose(1, 2, 0, 3)  # [P, n_w, Kp, N]
+    return np.where(per_row, m - cells, cells)
+
+
+def restore_flipped(codes: np.ndarray, unit: np.ndarray, flip: np.ndarray, cell_bits: int) -> np.ndarray:
+    """Undo the flip encoding after the ADC: a flipped column's value is ``(2^c - 1) * unit - code``.
+
+    ``codes`` [G, ..., columns], ``unit`` [G, ..., 1] (the unit column's codes) and ``flip``
+    [G, 1, ..., columns] as 0/1 broadcast together; only ``+``, ``-`` and ``*`` are used, so
+    numpy and torch arrays both work."""
+    return codes + flip * ((2**cell_bits - 1) * unit - 2 * codes)
+
+
+def _numpy(a: Any) -> np.ndarray:
+    """A numpy view of an array or (CPU or CUDA) tensor."""
+    if hasattr(a, "detach") and hasattr(a, "cpu"):
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def column_coefficients(xb: ProgrammedCrossbar) -> np.ndarray:
+    """Signed shift-and-add weight of each physical column of one output, int64
+    [P * n_w] in column order (polarity, weight slice): +-2^(j * c)."""
+    p, nw = xb.cells.shape[:2]
+    return ((2 ** (np.arange(nw, dtype=np.int64) * xb.spec.cell_bits))[None, :] * np.array([1, -1])[:p, None]).ravel()
+
+
+def digital_corrections(xb: ProgrammedCrossbar, a_bits: int, signed_inputs: bool) -> tuple[int, np.ndarray | None]:
+    """What is subtracted digitally from the shift-added result, per mapping and input
+    encoding: ``y -= per_input_sum * sum_k(x_enc[., k]) + per_column[n]``, with
+    ``x_enc`` the (offset-encoded) inputs the crossbar saw. The weight offset of the
+    offset mapping multiplies the input sums; offset-encoded signed inputs add
+    ``2^(a-1) * sum_k w[k, n]`` per column."""
+    per_column = (2 ** (a_bits - 1)) * xb.col_sums if signed_inputs else None
+    return xb.weight_offset, per_column
+
+
+def batch_chunk(groups: int, cols: int, slices: int) -> int:
+    """Input vectors per chunk of the sliced pipeline (bounds its partial-sum memory;
+    read noise is drawn per chunk, so both backends chunk alike)."""
+    return max(1, _MAX_ELEMENTS // (groups * cols * slices))
+
+
+def read_noise_rng(spec: CrossbarSpec, read_seed: int | None) -> np.random.Generator:
+    """The generator of one call's read noise (both backends draw from it)."""
+    return np.random.default_rng(spec.nonideal.seed + 1 if read_seed is None else read_seed)
 
 
 def _perturb(cells: np.ndarray, ni: Nonideal, mask: int) -> np.ndarray:
@@ -269,12 +399,16 @@ def _stored_weights(xb: ProgrammedCrossbar) -> np.ndarray:
 
 
 def _grouped_weights(xb: ProgrammedCrossbar, dtype: type[np.floating]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Signed cell matrix per row group [G, A, P*nw*N], and the gather index of the
-    groups (None when the groups simply tile the rows in order)."""
+    """Signed cell matrix per row group [G, A, P*nw*N] (plus the unit column last with the
+    flip encoding), and the gather index of the groups (None when the groups simply tile
+    the rows in order)."""
     p, nw, kp, n = xb.cells.shape
     idx = _group_index(xb.spec, kp)
-    mat = xb.cells if xb.conductance is None else xb.conductance
-    mat = (mat.transpose(2, 0, 1, 3).reshape(kp, p * nw * n) * xb.row_sign[:, None]).astype(dtype)
+    mat = xb.stored_cells() if xb.conductance is None else xb.conductance
+    mat = mat.transpose(2, 0, 1, 3).reshape(kp, p * nw * n) * xb.row_sign[:, None]
+    if xb.flip is not None:
+        mat = np.concatenate([mat, np.ones((kp, 1), dtype=mat.dtype)], axis=1)
+    mat = mat.astype(dtype)
     if idx.size == kp and np.array_equal(idx.ravel(), np.arange(kp)):
         return mat.reshape(idx.shape[0], idx.shape[1], -1), None
     mat = np.concatenate([mat, np.zeros((1, mat.shape[1]), dtype=dtype)], axis=0)
@@ -282,8 +416,8 @@ def _grouped_weights(xb: ProgrammedCrossbar, dtype: type[np.floating]) -> tuple[
 
 
 def mvm(
-    x: np.ndarray,
-    w: np.ndarray | ProgrammedCrossbar,
+    x: Any,
+    w: Any,
     spec: CrossbarSpec | None = None,
     *,
     w_bits: int = 8,
@@ -291,7 +425,9 @@ def mvm(
     signed_inputs: bool = False,
     read_seed: int | None = None,
     fast_path: bool = True,
-) -> np.ndarray:
+    backend: Backend | None = None,
+    device: Any = None,
+) -> Any:
     """Matrix-vector products ``x @ w`` as the crossbar computes them.
 
     ``x`` is int [B, K] (unsigned ``a_bits``, or signed with ``signed_inputs``);
@@ -299,14 +435,32 @@ def mvm(
     :func:`program` (then ``spec`` and ``w_bits`` come from it). Returns int64
     [B, N]. ``fast_path=False`` runs the sliced pipeline even when the ADC is
     lossless (for verification); the result is the same.
+
+    ``backend``: ``"numpy"`` (the reference) or ``"torch"`` (same result, torch
+    kernels on ``device``; returns a tensor for a tensor ``x``, else a numpy array).
+    Default: torch for a crossbar programmed with ``backend="torch"``, else numpy.
     """
-    if isinstance(w, ProgrammedCrossbar):
+    from_torch = type(w).__name__ == "TorchCrossbar"
+    if backend is None:
+        backend = "torch" if from_torch else "numpy"
+    if backend not in ("numpy", "torch"):
+        raise CimdseError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+    if isinstance(w, ProgrammedCrossbar) or from_torch:
         xb = w
     elif spec is None:
         raise CimdseError("mvm needs a spec to program raw weights")
     else:
         xb = program(w, spec, w_bits)
-    x = np.asarray(x)
+    if backend == "torch":
+        from cimdse import crossbar_torch
+
+        xt = xb if from_torch and (device is None or xb.on(device)) else crossbar_torch.TorchCrossbar(xb, device)
+        return crossbar_torch.mvm(
+            x, xt, a_bits=a_bits, signed_inputs=signed_inputs, read_seed=read_seed, fast_path=fast_path
+        )
+    if from_torch:
+        xb = xb.programmed
+    x = _numpy(x)
     squeeze = x.ndim == 1
     x = np.atleast_2d(x)
     if x.ndim != 2 or x.shape[1] != xb.k:
@@ -323,10 +477,11 @@ def mvm(
         y = _lossless_mvm(x, xb, a_bits)
     else:
         y = _sliced_mvm(x, xb, a_bits, read_seed)
-    if xb.weight_offset:
-        y -= xb.weight_offset * x.sum(axis=1, keepdims=True, dtype=np.int64)
-    if signed_inputs:
-        y -= (2 ** (a_bits - 1)) * xb.col_sums[None, :]
+    per_input_sum, per_column = digital_corrections(xb, a_bits, signed_inputs)
+    if per_input_sum:
+        y -= per_input_sum * x.sum(axis=1, keepdims=True, dtype=np.int64)
+    if per_column is not None:
+        y -= per_column[None, :]
     return y[0] if squeeze else y
 
 
@@ -346,8 +501,8 @@ def _sliced_mvm(x: np.ndarray, xb: ProgrammedCrossbar, a_bits: int, read_seed: i
     dtype = np.float32 if ideal and partial_sum_max(spec) < _F32_EXACT else np.float64
     wg, idx = _grouped_weights(xb, dtype)
     g = wg.shape[0]
-    chunk = max(1, _MAX_ELEMENTS // (g * wg.shape[2] * nx))
-    rng = np.random.default_rng(spec.nonideal.seed + 1 if read_seed is None else read_seed)
+    chunk = batch_chunk(g, wg.shape[2], nx)
+    rng = read_noise_rng(spec, read_seed)
     parts = [_sliced_chunk(x[i : i + chunk], xb, wg, idx, nx, dtype, rng) for i in range(0, len(x), chunk)]
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
@@ -386,13 +541,17 @@ def _sliced_chunk(
     s = adc_shift(spec)
     if s is not None:  # ADC codes in place; the 2^s goes into the shift-and-add coefficients
         _adc_codes_inplace(psum, s, adc_code_range(spec), exact_integers=xb.conductance is None)
-    codes = psum.reshape(g, nx, b, p * nw, n)
     lo, hi = adc_code_range(spec) if s is not None else (-partial_sum_max(spec), partial_sum_max(spec))
+    if xb.flip is not None:
+        flip = xb.flip.reshape(g, 1, p * nw * n).astype(psum.dtype)
+        psum = restore_flipped(psum[..., :-1], psum[..., -1:], flip, spec.cell_bits)
+        hi = max(hi, _restored_max(spec))
+    codes = psum.reshape(g, nx, b, p * nw, n)
     if max(-lo, hi) * 2.0 ** (nw * c + 1) >= _F32_EXACT:
         codes = codes.astype(np.float64)
     # Shift-and-add over weight slices and polarities (exact in ``dtype``), then over
     # groups and input slices in float64.
-    coef = (2.0 ** (np.arange(nw) * c))[None, :] * np.array([1.0, -1.0])[:p, None]
+    coef = column_coefficients(xb).astype(np.float64)
     acc = codes[:, :, :, 0, :] * coef.flat[0]
     for q in range(1, p * nw):
         acc += codes[:, :, :, q, :] * coef.flat[q]

@@ -1,7 +1,9 @@
-"""Atomic file writes, shared by every layer that writes results.
+"""Files in and out, shared by every layer: atomic writes and YAML reading.
 
 Everything cimdse writes goes through a temporary file in the target's folder and a
 rename, so a reader, or a run killed at any moment, never sees a half-written file.
+Every YAML file cimdse reads (architectures, sweep configs, policies) goes through
+:func:`read_yaml`, so a syntax error is reported the same way: file, line, column.
 """
 
 from __future__ import annotations
@@ -10,7 +12,11 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from cimdse.errors import CimdseError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -45,3 +51,26 @@ def write_text(text: str, path: str | Path, *, durable: bool = False) -> Path:
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     return atomic_write(path, lambda p: df.to_csv(p, index=False))
+
+
+def read_yaml(path: str | Path, what: str = "file") -> Any:
+    """The parsed YAML document of ``path``; a missing or unreadable file or a syntax
+    error is a :class:`CimdseError` naming the file (and the line and column)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        raise CimdseError(f"{path}: cannot read {what} ({reason})") from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, origin: str) -> Any:
+    """Parse YAML ``text`` that came from ``origin``; errors name the line and column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise CimdseError(f"{origin}:{where} malformed YAML: {problem}") from None

@@ -282,7 +282,11 @@ def load_model(spec: str, num_classes: int | None = None, seed: int = 0) -> nn.M
     sys.modules[mod_name] = module
     try:
         module_spec.loader.exec_module(module)
-    except Exception as err:  # the user's file: report, do not crash
+    except KeyboardInterrupt:  # Ctrl-C stops the run, as anywhere else
+        sys.modules.pop(mod_name, None)
+        raise
+    except BaseException as err:  # the user's file, even sys.exit() in it: report, do not crash
+        sys.modules.pop(mod_name, None)
         raise CimdseError(f"{path}: failed to import: {type(err).__name__}: {err}") from None
     factory = getattr(module, factory_name, None)
     if not callable(factory):
@@ -290,7 +294,9 @@ def load_model(spec: str, num_classes: int | None = None, seed: int = 0) -> nn.M
     torch.manual_seed(seed)
     try:
         model = factory()
-    except Exception as err:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as err:
         raise CimdseError(f"{path}:{factory_name}() failed: {type(err).__name__}: {err}") from None
     if not isinstance(model, nn.Module):
         raise CimdseError(f"{path}:{factory_name}() returned {type(model).__name__}, not a torch.nn.Module")

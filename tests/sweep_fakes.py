@@ -9,7 +9,8 @@ from pathlib import Path
 
 from cimdse import arch as arch_mod
 from cimdse.errors import CimdseError
-from cimdse.sweep import Unit, UnitResult, one_line, parse_bits
+from cimdse.policy import parse_bits
+from cimdse.sweep import Unit, UnitResult, one_line
 
 
 def fake_evaluator(unit: Unit) -> UnitResult:

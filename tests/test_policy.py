@@ -1,4 +1,5 @@
-"""Policy files: every format loads to the same [L, 2] array; every problem is named."""
+"""Policies (cimdse.policy): every format loads to the same [L, 2] array; every problem
+is named; the bit ranges per use are the ones every module applies."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
-from cimdse.compiler import check_policy, load_policy, parse_bits, uniform_policy
-from cimdse.compiler.frontend import trace_spec
+from cimdse import policy as pol
+from cimdse.compiler import trace_spec
 from cimdse.errors import CimdseError
+from cimdse.policy import check_policy, load_policy, parse_bits, uniform_policy
 
 NAMES = ["features.0", "features.3", "classifier.1", "classifier.3"]
 EXPECTED = np.array([[8, 8], [4, 6], [2, 3], [8, 1]])
@@ -117,3 +120,65 @@ def test_uniform_bits_and_batches():
         uniform_policy(0, 8, 3)
     batch = check_policy(np.ones((5, 3, 2)), 3)
     assert batch.shape == (5, 3, 2) and batch.dtype == np.int64
+
+
+def test_one_source_of_bit_ranges():
+    """The compiler maps 1..8 bits; quantization needs weights of 2 bits or more (a
+    symmetric 1-bit grid is {0}); a search range must be quantizable in both columns."""
+    assert (pol.COST.w_bits, pol.COST.a_bits) == ((1, 8), (1, 8))
+    assert (pol.QUANT.w_bits, pol.QUANT.a_bits) == ((2, 8), (1, 8))
+    assert parse_bits("1,1") == (1, 1)
+    with pytest.raises(CimdseError, match=r"--bits '1,4': w_bits = 1 outside 2\.\.8 \(the widths quantization"):
+        parse_bits("1,4", pol.QUANT)
+    assert parse_bits("2,1", pol.QUANT) == (2, 1)
+    pol.check_search_range(2, 8)
+    pol.check_search_range(5, 5)
+    for lo, hi in ((1, 1), (1, 8), (3, 2), (2, 9)):
+        with pytest.raises(CimdseError, match=rf"bit range {lo}\.\.{hi}: need 2 <= min <= max <= 8"):
+            pol.check_search_range(lo, hi)
+
+
+def test_parse_bits_refuses_what_is_not_two_whole_numbers():
+    for bad, msg in [("4.5,4", "whole numbers"), ("", "whole numbers"), ("4,,4", "whole numbers"),
+                     ("-3,4", r"w_bits = -3 outside 1\.\.8"), ("99999999999999999999", "w_bits = 9999")]:  # fmt: skip
+        with pytest.raises(CimdseError, match=msg):
+            parse_bits(bad)
+
+
+def test_save_then_read_round_trips_in_every_reader(tmp_path, lenet):
+    path = pol.save_policy(EXPECTED, NAMES, tmp_path / "p.yaml")
+    assert path.read_text().splitlines()[0] == "features.0:" or path.read_text().startswith("features.0: [8, 8]")
+    names, bits = pol.read_policy(path)
+    assert names == NAMES
+    np.testing.assert_array_equal(bits, EXPECTED)
+    np.testing.assert_array_equal(load_policy(path, lenet), EXPECTED)
+    assert pol.policy_mapping(EXPECTED, NAMES)["classifier.1"] == [2, 3]
+
+
+def test_a_document_with_metadata_beside_its_policy(tmp_path, lenet):
+    """The search's best_policy.yaml: a ``policy:`` key beside arch, speedup, ..."""
+    path = tmp_path / "best_policy.yaml"
+    doc = {"arch": "demo", "policy": pol.policy_mapping(EXPECTED, NAMES), "archs": {"demo": {"speedup": 2.0}}}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    np.testing.assert_array_equal(load_policy(path, lenet), EXPECTED)
+    assert pol.read_policy(path)[0] == NAMES
+
+
+def test_policy_text_round_trip_and_errors():
+    text = pol.policy_text(EXPECTED)
+    assert text == "8/8 4/6 2/3 8/1"
+    np.testing.assert_array_equal(pol.parse_policy_text(text), EXPECTED)
+    for bad, msg in [("[[8, 8]]", "not a policy written as w/a"), ("", "not a policy"), (float("nan"), "not a policy"),
+                     ("8/8 0/4", r"layer 1: w_bits = 0 outside 1\.\.8")]:  # fmt: skip
+        with pytest.raises(CimdseError, match=msg):
+            pol.parse_policy_text(bad)
+
+
+def test_quantization_range_applies_to_files_and_mappings(tmp_path, lenet):
+    path = tmp_path / "p.yaml"
+    path.write_text("- [1, 8]\n- [4, 6]\n- [2, 3]\n- [8, 1]\n")
+    np.testing.assert_array_equal(load_policy(path, lenet)[0], [1, 8])  # the compiler can cost it
+    with pytest.raises(CimdseError, match=r"entry 0: w_bits = 1 outside 2\.\.8"):
+        load_policy(path, lenet, pol.QUANT)  # quantization cannot train it
+    got = pol.as_policy(dict(zip(NAMES, EXPECTED.tolist(), strict=True)), NAMES, pol.QUANT)
+    np.testing.assert_array_equal(got, EXPECTED)

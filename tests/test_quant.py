@@ -20,7 +20,7 @@ from cimdse.errors import CimdseError
 from cimdse.quant.apply import crossbar_layers, fold_batchnorm, quant_layers, quantize, resolve_policy
 from cimdse.quant.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from cimdse.quant.export import act_integers, export_model, layers_from_dicts, layers_to_dicts
-from cimdse.quant.hardware import CrossbarBackend, evaluate_hardware, integer_model
+from cimdse.quant.hardware import CrossbarBackend, evaluate_hardware, hardware_aware, integer_model
 from cimdse.quant.quantizers import ActQuantizer, WeightQuantizer, fake_quant, mse_scale
 from cimdse.quant.train import accuracy, evaluate_policy, finetune, pretrain, quantize_for
 
@@ -81,9 +81,9 @@ def test_layer_order_and_policy_resolution():
     for bad, msg in [
         ([[8, 8]] * 3, "has 3 layers, the network has 4"),
         ({n: [8, 8] for n in names} | {"fc": [8, 8]}, "unknown layer"),
-        ({n: [8, 8] for n in names[:3]}, "lacks layer"),
+        ({n: [8, 8] for n in names[:3]}, r"no bit widths for 1 layer\(s\)"),
         ([[8, 9]] * 4, "a_bits = 9 outside 1..8"),
-        ([[1, 8]] * 4, "w_bits must be"),
+        ([[1, 8]] * 4, "w_bits = 1 outside 2..8"),
         ([[8, 4.5]] * 4, "whole numbers"),
         ([[8, 8], [8], [8, 8], [8, 8]], "expected \\[w_bits, a_bits\\]"),
     ]:
@@ -160,6 +160,25 @@ def test_mixed_model_ideal_adc_identity_and_signed_inputs():
         assert torch.equal(integer_model(q, arch=spec)(x), exact(x))
 
 
+def test_torch_and_numpy_crossbar_backends_give_identical_logits():
+    # Signed inputs, grouped and depthwise convs, a saturating 5-bit full-range ADC, and
+    # conductance variation with read noise: both backends of the crossbar model agree bit for bit.
+    torch.manual_seed(1)
+    m = _Mixed().eval()
+    x = torch.rand(24, 1, 8, 8) - 0.3
+    names = crossbar_layers(m, (1, 8, 8))
+    q = quantize(m, dict(zip(names, [(4, 3), (8, 8), (3, 5), (5, 4), (6, 6), (2, 2)], strict=True)), x)
+    for overrides in (
+        ["crossbar.adc_bits=5", "crossbar.adc_mode=full_range", "crossbar.active_rows=16"],
+        ["crossbar.mapping=differential-row", "crossbar.adc_bits=4"],
+        ["crossbar.nonideal.conductance_sigma=0.05", "crossbar.nonideal.read_noise_sigma=0.02"],
+    ):
+        spec = arch_mod.load("demo", overrides)
+        ref = integer_model(q, arch=spec, backend="numpy")(x)
+        assert torch.equal(integer_model(q, arch=spec, backend="torch")(x), ref)
+        assert not torch.equal(ref, integer_model(q)(x))  # the crossbar's losses are really there
+
+
 def test_export_semantics_match_the_formula(lenet, digits):
     q = quantize_for(lenet, [(4, 4), (3, 5), (6, 2), (8, 8)], digits)
     layers = export_model(q)
@@ -202,6 +221,50 @@ def test_crossbar_backend_seeds_layers_independently(lenet, digits):
     b0 = CrossbarBackend(layers["features.0"], spec, 0)
     b1 = CrossbarBackend(layers["features.0"], spec, 1)
     assert not np.array_equal(b0.programmed[0].conductance, b1.programmed[0].conductance)
+
+
+# ---------------------------------------------------------------- hardware-aware training
+LOSSY = arch_mod.load("demo", ["crossbar.adc_mode=full_range"])  # 6-bit ADC, shift 2: rounds
+
+
+def test_hardware_aware_forward_is_the_crossbar_and_backward_the_fake_quant(lenet, digits):
+    x = digits.test.tensors[0][:64]
+    # forward, whole network: the crossbar model's logits (up to float32 rounding), not fake quant's
+    q = quantize_for(lenet, [(4, 4)] * 4, digits)
+    fq_out = q(x).detach()
+    hw_out = hardware_aware(q, LOSSY)(x).detach()
+    assert torch.allclose(hw_out, integer_model(q, arch=LOSSY)(x).float(), rtol=1e-4, atol=1e-4)
+    assert (hw_out - fq_out).abs().max() > 0.1
+    assert all(layer.hardware_forward is None for layer in quant_layers(hardware_aware(q, None)).values())
+    # backward, one layer under a linear loss (dL/dy = r whatever y is): exactly the fake-quant
+    # gradients of the weights, bias and both scales (straight-through)
+    torch.manual_seed(0)
+    one = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.Flatten())
+    q1 = quantize(one, {"0": (4, 4)}, x)
+    r = torch.randn(64, 8 * 64)
+
+    def grads() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        q1.zero_grad()
+        out = q1(x)
+        (out * r).sum().backward()
+        return out.detach(), [p.grad.clone() for p in q1.parameters()]
+
+    fq1, fq_grads = grads()
+    hardware_aware(q1, LOSSY)
+    hw1, hw_grads = grads()
+    assert not torch.equal(fq1, hw1) and len(fq_grads) == 4
+    for a, b in zip(fq_grads, hw_grads, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_hardware_aware_finetune_trains_against_the_adc(lenet, digits):
+    q = quantize_for(lenet, [(4, 4)] * 4, digits)
+    rows = []
+    finetune(q, digits, epochs=1, seed=0, hardware=LOSSY, callback=rows.append)
+    assert [m.phase for m in rows] == ["hw-qat"]
+    # the epoch's metrics are accuracies on the crossbar model; the hook is gone afterwards
+    assert rows[0].val_acc == pytest.approx(accuracy(integer_model(q, arch=LOSSY), digits.val), abs=0.02)
+    assert all(layer.hardware_forward is None for layer in quant_layers(q).values())
 
 
 # ---------------------------------------------------------------- training and the search API

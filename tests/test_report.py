@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 from sweep_fakes import fake_evaluator
 
-from cimdse import report, sweep
+from cimdse import plots, sweep
 from cimdse.cli import main
 from cimdse.errors import CimdseError
+from cimdse.policy import parse_policy_text, policy_text
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -80,7 +83,7 @@ def write_search(folder, with_policy: bool = True, with_history: bool = True):
             for ep in range(30):
                 pol = rng.integers(2, 9, size=(4, 2))
                 rows.append({
-                    "episode": ep, "method": method, "arch": "demo", "policy": str(pol.tolist()),
+                    "episode": ep, "method": method, "arch": "demo", "policy": policy_text(pol),
                     "latency_s": 1e-5 / pol.mean(), "speedup_vs_w8a8": 8 / pol.mean(), "val_acc": 0.9 + 0.001 * ep,
                     "reward": rng.normal(),
                 })  # fmt: skip
@@ -89,15 +92,15 @@ def write_search(folder, with_policy: bool = True, with_history: bool = True):
 
 
 def test_detects_kinds_by_the_files_held(tmp_path, sweep_dir):
-    assert report.detect(sweep_dir) == ["sweep"]
-    assert report.detect(write_compile(tmp_path / "c")) == ["compile"]
-    assert report.detect(write_search(tmp_path / "s", with_history=False)) == ["search"]
-    assert report.detect(write_search(tmp_path / "h", with_policy=False)) == ["search"]
-    assert report.detect(tmp_path / "nothing") == []
+    assert plots.detect(sweep_dir) == ["sweep"]
+    assert plots.detect(write_compile(tmp_path / "c")) == ["compile"]
+    assert plots.detect(write_search(tmp_path / "s", with_history=False)) == ["search"]
+    assert plots.detect(write_search(tmp_path / "h", with_policy=False)) == ["search"]
+    assert plots.detect(tmp_path / "nothing") == []
 
 
 def test_sweep_report_has_a_pareto_plot_and_table(sweep_dir):
-    files = report.make_report(sweep_dir)
+    files = plots.make_report(sweep_dir)
     assert is_png(sweep_dir / "sweep_pareto.png")
     md = (sweep_dir / "report.md").read_text()
     assert "![latency vs area](sweep_pareto.png)" in md and "### Pareto front" in md
@@ -114,12 +117,12 @@ def test_sweep_report_has_a_pareto_plot_and_table(sweep_dir):
 def test_pareto_mask():
     x = np.array([1.0, 2.0, 3.0, 2.0, 1.0])
     y = np.array([5.0, 3.0, 1.0, 4.0, 6.0])
-    assert report.pareto_mask(x, y).tolist() == [True, True, True, False, False]
+    assert plots.pareto_mask(x, y).tolist() == [True, True, True, False, False]
 
 
 def test_compile_report_breaks_latency_and_energy_down_per_layer(tmp_path):
     folder = write_compile(tmp_path / "c")
-    report.make_report(folder, tmp_path / "elsewhere")
+    plots.make_report(folder, tmp_path / "elsewhere")
     assert is_png(tmp_path / "elsewhere" / "compile_layers.png")
     md = (tmp_path / "elsewhere" / "report.md").read_text()
     assert "## Compile" in md and "layer3" in md and "| lenet | demo |" in md
@@ -127,14 +130,14 @@ def test_compile_report_breaks_latency_and_energy_down_per_layer(tmp_path):
 
 
 def test_compile_report_of_a_big_network_shows_the_slowest_layers(tmp_path):
-    folder = write_compile(tmp_path / "c", n_layers=report.MAX_BAR_LAYERS + 5)
-    report.make_report(folder)
+    folder = write_compile(tmp_path / "c", n_layers=plots.MAX_BAR_LAYERS + 5)
+    plots.make_report(folder)
     assert is_png(folder / "compile_layers.png")
 
 
 def test_search_report_from_policy_and_history(tmp_path):
     folder = write_search(tmp_path / "s")
-    report.make_report(folder)
+    plots.make_report(folder)
     assert is_png(folder / "search_policy.png") and is_png(folder / "search_progress.png")
     md = (folder / "report.md").read_text()
     assert "Best policy from best_policy.yaml: 4 layers, mean 5.75 weight bits" in md
@@ -143,7 +146,7 @@ def test_search_report_from_policy_and_history(tmp_path):
 
 def test_search_report_from_history_alone_takes_the_best_episode(tmp_path):
     folder = write_search(tmp_path / "s", with_policy=False)
-    report.make_report(folder)
+    plots.make_report(folder)
     assert is_png(folder / "search_policy.png")
     assert "Best policy from history.csv, episode" in (folder / "report.md").read_text()
 
@@ -151,27 +154,83 @@ def test_search_report_from_history_alone_takes_the_best_episode(tmp_path):
 def test_search_report_from_policy_alone(tmp_path):
     folder = write_search(tmp_path / "s", with_history=False)
     (folder / "best_policy.yaml").write_text("policy: [[8, 8], [2, 4]]\nspeedup_vs_w8a8: 2.0\n")
-    report.make_report(folder)
+    plots.make_report(folder)
     assert is_png(folder / "search_policy.png") and not (folder / "search_progress.png").exists()
 
 
+def test_search_report_from_history_alone_reads_the_best_policy_cell(tmp_path):
+    folder = write_search(tmp_path / "h", with_policy=False)
+    plots.make_report(folder)
+    md = (folder / "report.md").read_text()
+    hist = pd.read_csv(folder / "history.csv")
+    best = parse_policy_text(hist.loc[hist["reward"].idxmax(), "policy"])
+    assert f"mean {best[:, 0].mean():.2f} weight bits and {best[:, 1].mean():.2f} activation bits" in md
+
+
 @pytest.mark.parametrize(
-    "text, expected",
-    [("[[8, 8], [4, 2]]", [(8, 8), (4, 2)]), ("8,8;4,2", [(8, 8), (4, 2)]), ("w8a8 w4a2", [(8, 8), (4, 2)]),
-     ("8,8,4", None), ("", None)],
-)  # fmt: skip
-def test_policy_cells_in_plain_spellings(text, expected):
-    assert report.parse_policy_text(text) == expected
+    "policy_yaml, message",
+    [
+        ("conv1: [99, 8]\nconv2: [4, 4]\n", r"layer conv1: w_bits = 99 outside 1\.\.8"),
+        ("policy: [[8, 8], [-3, 4]]\n", r"entry 1: w_bits = -3 outside 1\.\.8"),
+        ("policy: [[8, 8], [4.5, 4]]\n", "whole numbers"),
+        ("conv1: [8, 8\n", r"line 2, column 1: malformed YAML"),
+    ],
+)
+def test_report_refuses_a_best_policy_out_of_range(tmp_path, capsys, policy_yaml, message):
+    folder = write_search(tmp_path / "s", with_history=False)
+    (folder / "best_policy.yaml").write_text(policy_yaml)
+    assert main(["report", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert re.search(message, err), err
+    assert sorted(p.name for p in folder.iterdir()) == ["best_policy.yaml"]  # nothing written
+
+
+@pytest.mark.parametrize(
+    "column, value, message",
+    [
+        ("speedup_vs_w8a8", "fast", r"column speedup_vs_w8a8, row 4: 'fast' is not a number"),
+        ("reward", "high", r"column reward, row 4: 'high' is not a number"),
+        ("policy", "8,8;4,2", r"episode \d+: '8,8;4,2' is not a policy written as w/a per layer"),
+        ("policy", "8/8 99/4 8/8 8/8", r"layer 1: w_bits = 99 outside 1\.\.8"),
+    ],
+)
+def test_report_refuses_a_history_with_bad_cells(tmp_path, capsys, column, value, message):
+    folder = write_search(tmp_path / "s", with_policy=False)
+    hist = pd.read_csv(folder / "history.csv")
+    hist[column] = hist[column].astype(object)
+    rows = slice(None) if column == "policy" else 3
+    hist.loc[rows, column] = value
+    hist.to_csv(folder / "history.csv", index=False)
+    assert main(["report", str(folder), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert not (tmp_path / "r").exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["history.csv"]
+
+
+def test_a_failing_section_leaves_an_earlier_report_as_it_was(tmp_path):
+    folder = write_search(tmp_path / "s")
+    plots.make_report(folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    (folder / "best_policy.yaml").write_text("conv1: [0, 8]\n")
+    with pytest.raises(CimdseError, match="w_bits = 0 outside"):
+        plots.make_report(folder)
+    after = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert after.keys() == before.keys()
+    assert {k: v for k, v in after.items() if k != "best_policy.yaml"} == {
+        k: v for k, v in before.items() if k != "best_policy.yaml"
+    }
 
 
 def test_folders_without_results_and_bad_files_are_one_message(tmp_path):
     with pytest.raises(CimdseError, match="holds no results to report"):
-        report.make_report(tmp_path)
+        plots.make_report(tmp_path)
     with pytest.raises(CimdseError, match="no such folder"):
-        report.make_report(tmp_path / "missing")
+        plots.make_report(tmp_path / "missing")
     (tmp_path / "sweep.csv").write_text("a,b\n1,2\n")
     with pytest.raises(CimdseError, match="missing column"):
-        report.make_report(tmp_path)
+        plots.make_report(tmp_path)
     assert not (tmp_path / "report.md").exists()
 
 

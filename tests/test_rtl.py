@@ -38,6 +38,12 @@ needs_verilator = pytest.mark.skipif(not REQUIRED and not _has_verilator(), reas
 PRESETS = ["demo", "isaac", "puma", "cim-aq"]
 
 
+def _preset(name: str) -> CrossbarSpec:
+    """A preset's crossbar in the plain encoding (the tile refuses ISAAC's flipped columns)."""
+    spec = arch.load(name).crossbar
+    return spec.model_copy(update={"encoding": "plain"})
+
+
 def _spec(**kw) -> CrossbarSpec:
     return CrossbarSpec(**kw)
 
@@ -139,12 +145,22 @@ def test_header_states_parameters_and_version():
 
 
 def test_checked_in_rtl_is_current(tmp_path):
-    """rtl/ holds exactly what the generator writes today for demo and isaac at W8A8."""
-    fresh = [generate(arch.load(name).crossbar, 8, 8, tmp_path) for name in ("demo", "isaac")]
+    """rtl/ holds exactly what the generator writes today for demo and isaac at W8A8
+    (isaac in its plain encoding: the tile has no flipped columns)."""
+    fresh = [generate(_preset(name), 8, 8, tmp_path) for name in ("demo", "isaac")]
     assert sorted(p.name for p in (REPO / "rtl").glob("*.v")) == sorted(t.path.name for t in fresh)
     for t in fresh:
         checked_in = REPO / "rtl" / t.path.name
-        assert checked_in.read_text() == t.path.read_text(), "regenerate with: cimdse rtl --arch demo|isaac --out rtl"
+        assert checked_in.read_text() == t.path.read_text(), (
+            "regenerate with: cimdse rtl --arch demo --out rtl; cimdse rtl --arch isaac --set crossbar.encoding=plain"
+        )
+
+
+def test_cli_rtl_refuses_flipped_columns(run_cli, tmp_path):
+    proc = run_cli("rtl", "--arch", "isaac", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "does not implement encoding 'flip'" in proc.stderr and "crossbar.encoding=plain" in proc.stderr
+    assert not list(tmp_path.glob("*.v"))
 
 
 def test_module_names_are_unique_per_parameterization():
@@ -187,9 +203,7 @@ def test_generated_verilog_is_lint_clean(case, tmp_path):
 def test_verilator_wall_is_clean_on_presets_and_corners(tmp_path):
     """verilator --lint-only -Wall, no waivers: every preset at W8A8 and W4A3, and
     every parameter corner the simulations use."""
-    tiles = [
-        generate(arch.load(name).crossbar, w, a, tmp_path, check=False) for name in PRESETS for w, a in ((8, 8), (4, 3))
-    ]
+    tiles = [generate(_preset(name), w, a, tmp_path, check=False) for name in PRESETS for w, a in ((8, 8), (4, 3))]
     tiles += [generate(_spec(**fields), w, a, tmp_path, check=False) for _, fields, w, a, _ in PARAM_SETS]
     for tile in tiles:
         verilator_lint(tile.path)
@@ -237,7 +251,7 @@ def test_bad_layers_are_clear_errors(fields, w, a, k, n, match):
 
 
 def test_default_shape_fills_the_tile():
-    p = tile_params(arch.load("isaac").crossbar, 8, 8)  # offset: 4 cells per weight
+    p = tile_params(arch.load("isaac", ["crossbar.encoding=plain"]).crossbar, 8, 8)  # offset: 4 cells per weight
     assert (p.k, p.n, p.rows_used, p.cols_used) == (128, 32, 128, 128)
     p = tile_params(_spec(rows=14, cols=8, mapping="differential-row"), 5, 4)
     assert (p.k, p.n, p.rows_used, p.cols_used) == (7, 4, 14, 8)
@@ -260,7 +274,7 @@ def test_cost_model_timing_uses_the_cycle_formula():
     # With a 1-cycle read and 1-cycle conversions the formula is section 4's
     # S * t_op plus the input and output cycles.
     unit = spec.model_copy(update={"timing": spec.timing.model_copy(update={"read_ns": 1.0})})
-    unit = unit.model_copy(update={"costs": {"adc_rate_gsps": 1.0}})
+    unit = unit.model_copy(update={"costs": {"adc_rate_gsps": 1.0, "adc_ref_bits": 6}})  # 1 ns at 6 bits
     assert cycles == 8 * costs.op_ns(unit, 64, 64) + 2
 
 

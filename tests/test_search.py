@@ -169,7 +169,7 @@ def test_greedy_lowers_insensitive_layers_within_the_bound(demo):
     rec = _recorder(demo, "greedy", 200, max_drop=2.0)
     greedy_search(rec, space)
     best = rec.best()
-    assert best.within_bound and best.speedup > 2.0
+    assert best.within_bound and best.speedup > 1.8  # pooling and ReLUs stay on each layer's one tile
     assert np.array(best.policy)[0, 1] >= 6  # the sensitive first-layer activations stay wide
 
 
@@ -245,7 +245,8 @@ def test_final_choice_is_the_fastest_top_policy_within_the_bound_on_validation(n
     def final_eval(policy: np.ndarray) -> tuple[float, float]:
         finetuned.append(tuple(map(tuple, policy)))
         val = 0.9 if policy.mean() >= 5.5 else 0.8  # low-bit policies fail the bound after fine-tuning
-        return val, 0.5  # the test accuracy plays no part in the choice
+        # the test accuracy plays no part in the choice; it falls 0.5 pp per bit below 8 on average
+        return val, 0.9 - 0.005 * (8 - policy.mean())
 
     res = search_archs(net, [arch.load("demo")], cfg, lambda a: ToyAccuracy(), final_eval)
     assert len(finetuned) == len(set(finetuned))  # each distinct policy fine-tuned once
@@ -259,7 +260,10 @@ def test_final_choice_is_the_fastest_top_policy_within_the_bound_on_validation(n
             assert row["rank"] == 1 and row.final_val_acc == 0.8
         else:
             assert row.speedup_vs_w8a8 == ok.speedup_vs_w8a8.max() and row.final_val_acc == 0.9
-        assert row.acc_drop_pp == 0.0
+        chosen = h[(h.method == row.method) & (h.speedup_vs_w8a8 == row.speedup_vs_w8a8)].policy.iloc[0]
+        mean_bits = np.mean([int(b) for b in chosen.replace("/", " ").split()])
+        assert row.acc_drop_pp == pytest.approx(100 * 0.005 * (8 - mean_bits))  # W8A8 tests at 0.9
+    assert (s.acc_drop_pp > 0).any()  # not all the chosen policies are W8A8
     best = res.best["demo"]
     assert best["within_bound"]
     assert best["speedup_vs_w8a8"] == s[s.within_bound].speedup_vs_w8a8.max()
@@ -336,12 +340,20 @@ def test_cli_search_continues_from_agent_and_float_model(tmp_path, capsys):
         (["--ppo", "bogus=1"], "--ppo 'bogus=1'"),
         (["--model", "nosuchmodel"], "unknown model"),
         (["--agent-from", "missing.zip"], "missing.zip"),
+        (["--min-bits", "1", "--max-bits", "1"], "bit range 1..1: need 2 <= min <= max <= 8"),
+        (["--min-bits", "1"], "bit range 1..8: need 2 <= min <= max <= 8"),
+        (["--policy", "W1POLICY"], "entry 0: w_bits = 1 outside 2..8"),
+        (["--arch", "cim-aq", "--cell-multiple", "--min-bits", "2", "--max-bits", "3"], "multiple of cell_bits=4"),
+        (["--from", "missing.pt"], "m.pt: no such checkpoint"),
     ],
 )
 def test_cli_search_bad_input_exits_2_without_files(tmp_path, capsys, extra, message):
     policy = tmp_path / "short.yaml"
     policy.write_text("[[4, 4], [4, 4]]\n")
-    extra = [str(policy) if e == "POLICY" else str(tmp_path / e) if e == "missing.zip" else e for e in extra]
+    w1 = tmp_path / "w1.yaml"
+    w1.write_text("[[1, 4], [4, 4], [4, 4], [4, 4]]\n")
+    paths = {"POLICY": policy, "W1POLICY": w1, "missing.zip": tmp_path / "missing.zip", "missing.pt": tmp_path / "m.pt"}
+    extra = [str(paths[e]) if e in paths else e for e in extra]
     out = tmp_path / "out"
     assert main(["search", *TINY, *extra, "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err

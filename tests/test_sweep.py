@@ -53,8 +53,8 @@ def read_rows(out: Path) -> list[dict[str, str]]:
     [
         ("models: [mlp]\narchs: [demo]\nbits: ['8,8']\ncolour: red\n", "colour: unknown key"),
         ("models: []\narchs: [demo]\nbits: ['8,8']\n", "models: List should have at least 1 item"),
-        ("models: [mlp]\narchs: [demo]\nbits: ['8;8']\n", 'expected "W,A"'),
-        ("models: [mlp]\narchs: [demo]\nbits: ['8,0']\n", "between 1 and 8"),
+        ("models: [mlp]\narchs: [demo]\nbits: ['8;8']\n", "bits '8;8': expected W,A"),
+        ("models: [mlp]\narchs: [demo]\nbits: ['8,0']\n", "a_bits = 0 outside 1..8"),
         ("models: [mlp]\narchs: [demo]\n", "give at least one of 'bits', 'policies' or 'search'"),
         ("models: [mlp, mlp]\narchs: [demo]\nbits: ['8,8']\n", "'mlp' is listed twice"),
         ("models: [mlp]\narchs: [demo]\nbits: ['8,8']\ngrid: {crossbar.rowz: [1]}\n", "has no field 'rowz'"),
@@ -313,7 +313,7 @@ def test_search_points_go_through_the_hook(tmp_path, monkeypatch):
         ("models: [mlp\n", "malformed YAML"),
         ("models: [mlp]\narchs: [demo]\nbits: ['8,8']\nextra: 1\n", "extra: unknown key"),
         ("models: [nosuchnet]\narchs: [demo]\nbits: ['8,8']\n", "unknown model 'nosuchnet'"),
-        ("models: [mlp]\narchs: [demo]\nbits: ['8,9']\n", "between 1 and 8"),
+        ("models: [mlp]\narchs: [demo]\nbits: ['8,9']\n", "a_bits = 9 outside 1..8"),
     ],
 )
 def test_cli_bad_config_is_one_message_exit_2_and_no_files(tmp_path, capsys, text, message):

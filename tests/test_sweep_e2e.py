@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cimdse import report, sweep
+from cimdse import plots, sweep
 from cimdse.cli import main
 
 ROOT = Path(__file__).parents[1]
@@ -74,8 +74,8 @@ def test_cli_sweep_reports_invalid_points_and_agrees_with_compile(tmp_path, caps
         assert float(point[col]) == pytest.approx(float(summary[col]), rel=1e-9), col
 
     # Reports from both kinds of folder.
-    report.make_report(out)
-    report.make_report(cdir)
+    plots.make_report(out)
+    plots.make_report(cdir)
     for png in (out / "sweep_pareto.png", cdir / "compile_layers.png"):
         assert png.read_bytes()[:4] == b"\x89PNG"
     assert "## Compile" in (cdir / "report.md").read_text()

@@ -82,6 +82,26 @@ def test_train_evaluate_and_continue(run_cli, tmp_path):
     assert pd.read_csv(tmp_path / "cont" / "metrics.csv")["phase"].tolist() == ["qat"]
     assert "W4A4" in proc.stdout
 
+    # ADC-aware QAT from the same checkpoint, against a rounding 6-bit full-range ADC
+    proc = run_cli(
+        "train",
+        "--from",
+        str(out / "checkpoint.pt"),
+        "--qat-epochs",
+        "1",
+        "--hardware-aware",
+        "--arch",
+        "demo",
+        "--set",
+        "crossbar.adc_mode=full_range",
+        "--quiet",
+        "--out",
+        str(tmp_path / "hw"),
+        check=True,
+    )
+    assert pd.read_csv(tmp_path / "hw" / "metrics.csv")["phase"].tolist() == ["hw-qat"]
+    assert "hardware test" in proc.stdout
+
 
 @pytest.mark.parametrize(
     "args, message",
@@ -90,10 +110,13 @@ def test_train_evaluate_and_continue(run_cli, tmp_path):
         (["train", "--model", "lenet", "--policy", "{tmp}/missing.yaml"], "no such policy file"),
         (["train", "--model", "lenet", "--policy", "{tmp}/bad.yaml"], "no bit widths for 3 layer(s)"),
         (["train", "--model", "lenet", "--bits", "4,x"], "expected W,A"),
-        (["train", "--model", "lenet", "--bits", "1,4"], "w_bits must be"),
+        (["train", "--model", "lenet", "--bits", "1,4"], "w_bits = 1 outside 2..8"),
         (["train", "--model", "resnet20"], "does not run on digits inputs"),
         (["train", "--model", "lenet", "--device", "cuda:7"], "no CUDA device"),
+        (["train", "--model", "lenet", "--bits", "4,4", "--hardware-aware"], "--hardware-aware needs --arch"),
+        (["train", "--model", "lenet", "--hardware-aware", "--arch", "demo"], "--hardware-aware trains a quantized"),
         (["evaluate", "--checkpoint", "{tmp}/none.pt"], "no such checkpoint"),
+        (["evaluate", "--checkpoint", "{tmp}/none.pt", "--device", "cuda:7"], "no CUDA device"),
         (["evaluate", "--checkpoint", "{tmp}/bad.yaml"], "not a readable checkpoint"),
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from cimdse import arch as arch_mod
 from cimdse import costs
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a spec field by dotted key, e.g. crossbar.rows=128",
     )
+    sp.add_argument("--json", action="store_true", help="print the spec and its derived figures as one JSON object")
     sp.set_defaults(func=_show)
 
 
@@ -41,10 +43,27 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     spec = load_arch(args.name, args.overrides)
+    if args.json:
+        print(json.dumps({"spec": spec.model_dump(mode="json"), **derived(spec)}, indent=2))
+        return 0
     print(arch_mod.to_yaml(spec), end="")
     print()
     print(format_area_power(spec))
     return 0
+
+
+def derived(spec: arch_mod.ArchSpec) -> dict[str, float | int | str]:
+    """Chip area and power and the peak figures at the chip's native precision."""
+    pk = costs.peak(spec)
+    return {
+        "area_mm2": pk.area_mm2,
+        "power_w": pk.power_w,
+        "peak_gops": pk.peak_gops,
+        "gops_per_mm2": pk.gops_per_mm2,
+        "gops_per_w": pk.gops_per_w,
+        "precision_bits": pk.bits,
+        "precision": f"{pk.bits}-bit weights and inputs; one MAC = 2 ops; every crossbar busy",
+    }
 
 
 def format_area_power(spec: arch_mod.ArchSpec) -> str:
@@ -62,13 +81,20 @@ def format_area_power(spec: arch_mod.ArchSpec) -> str:
     ]
     for x in spec.chip.chip_components:
         lines.append(f"  chip part {x.name}: {x.count * x.area_mm2:.4f} mm2, {x.count * x.power_mw:.1f} mW  {x.source}")
-    t = spec.crossbar.timing
-    lines.append(
-        f"# timing: read {t.read_ns} ns, write {t.write_us} us per crossbar"
-        + (
-            f", fixed {t.op_ns} ns per crossbar operation"
-            if t.op_ns
-            else f", ADC {costs.adc_ns(spec.crossbar):.3f} ns per conversion"
+    t, xb = spec.crossbar.timing, spec.crossbar
+    if t.op_ns:
+        timing = f", fixed {t.op_ns} ns per crossbar operation"
+    elif xb.adc_bits is None:
+        timing = ", ADC not modelled (ideal)"
+    else:
+        timing = (
+            f", ADC {costs.adc_conversion_ns(xb):.3f} ns and {costs.adc_energy_pj(xb):.3f} pJ per conversion "
+            f"({xb.adc_model} law){', overlapped with reads' if t.adc_overlap else ''}"
         )
+    lines.append(f"# timing: read {t.read_ns} ns, write {t.write_us} us per crossbar" + timing)
+    d = derived(spec)
+    lines.append(
+        f"# peak at {d['precision_bits']}-bit ops: {d['peak_gops']:.1f} GOPS, {d['gops_per_mm2']:.2f} GOPS/s/mm2, "
+        f"{d['gops_per_w']:.1f} GOPS/W"
     )
     return "\n".join(lines)

@@ -6,11 +6,12 @@ import argparse
 import sys
 
 from cimdse.cli.common import add_arch_options, load_arch, output_dir, write_csv
-from cimdse.compiler import compile_network, load_policy, parse_bits, uniform_policy
+from cimdse.compiler import compile_network
 from cimdse.compiler.frontend import trace_spec
 from cimdse.compiler.ir import Network
-from cimdse.compiler.report import digital_frame
+from cimdse.compiler.tables import digital_frame
 from cimdse.models import parse_input_shape
+from cimdse.policy import load_policy, parse_bits, uniform_policy
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
@@ -56,7 +57,7 @@ def _compile(args: argparse.Namespace) -> int:
     policy = uniform_policy(*parse_bits(args.bits), len(net)) if args.bits else load_policy(args.policy, net)
     cn = compile_network(net, arch)
     layers_df, summary_df = cn.report(policy)
-    digital_df = digital_frame(cn)
+    digital_df = digital_frame(cn, policy)
     out = output_dir(args.out)
     for df, name in ((layers_df, "layers.csv"), (digital_df, "digital.csv"), (summary_df, "summary.csv")):
         write_csv(df, out / name)
@@ -75,8 +76,14 @@ def _table(layers_df, summary_df) -> str:  # noqa: ANN001 - pandas frames
     s = summary_df.iloc[0]
     lines.append(
         f"{s['model']} on {s['arch']} ({s['mode']}, {s['schedule']}): latency {s['latency_s'] * 1e3:.4f} ms "
-        f"(digital {s['digital_latency_s'] * 1e3:.4f} ms), energy {s['energy_j'] * 1e6:.3f} uJ, "
-        f"{s['crossbars']}/{s['chip_crossbars']} crossbars, chip area {s['area_mm2']:.3f} mm2, "
-        f"speedup vs W8A8 {s['speedup_vs_w8a8']:.3f}x"
+        f"(digital {s['digital_latency_s'] * 1e3:.4f} ms), interval {s['interval_s'] * 1e3:.4f} ms, "
+        f"energy {s['energy_j'] * 1e6:.3f} uJ, {s['crossbars']}/{s['chip_crossbars']} crossbars, "
+        f"area {s['occupied_area_mm2']:.3f} mm2 occupied of {s['area_mm2']:.3f}, "
+        f"speedup vs W8A8 {s['speedup_vs_w8a8']:.3f}x (throughput {s['throughput_speedup_vs_w8a8']:.3f}x)"
+    )
+    parts = [c for c in summary_df.columns if c.startswith("energy_") and c != "energy_j"]
+    lines.append(
+        "energy by part: "
+        + ", ".join(f"{c.removeprefix('energy_').removesuffix('_j')} {s[c] * 1e6:.4g} uJ" for c in parts)
     )
     return "\n".join(lines)

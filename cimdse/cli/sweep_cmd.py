@@ -80,9 +80,9 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from cimdse import report
+    from cimdse import plots
 
-    files = report.make_report(args.dir, args.out)
+    files = plots.make_report(args.dir, args.out)
     for path in files:
         print(path)
     return 0

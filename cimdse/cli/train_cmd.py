@@ -16,9 +16,9 @@ from tqdm import tqdm
 from cimdse import models
 from cimdse.arch import apply_overrides, from_dict
 from cimdse.cli.common import add_arch_options, load_arch, output_dir, write_csv
-from cimdse.compiler import load_policy, parse_bits, uniform_policy
 from cimdse.data import DATASETS, load_dataset
 from cimdse.errors import CimdseError
+from cimdse.policy import QUANT, load_policy, parse_bits, uniform_policy
 from cimdse.quant.apply import crossbar_layers, resolve_policy
 from cimdse.quant.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from cimdse.quant.export import export_model, layers_to_dicts
@@ -53,6 +53,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--qat-epochs", type=int, default=QAT_EPOCHS, help=f"QAT epochs (default {QAT_EPOCHS})")
     p.add_argument("--from", dest="from_ckpt", metavar="CKPT", help="start from a checkpoint (skips pre-training)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument(
+        "--hardware-aware",
+        action="store_true",
+        help="QAT with the crossbar model of --arch in the forward pass (ADC rounding and saturation, "
+        "non-idealities unless --ideal-devices), fake-quant gradients; also reports hardware accuracy",
+    )
+    p.add_argument(
+        "--ideal-devices", action="store_true", help="with --hardware-aware: leave the arch's non-idealities out"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: best for small models)")
     p.add_argument("--out", required=True, help="output folder")
@@ -71,6 +80,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--data-dir", default=None, help="override the checkpoint's data folder")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--threads", type=int, default=1)
+    e.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    e.add_argument(
+        "--backend",
+        choices=("torch", "numpy"),
+        default="torch",
+        help="crossbar model implementation: torch (fast, default) or numpy (the reference); same results",
+    )
     e.add_argument("--out", required=True, help="output folder")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     add_arch_options(e, required=False)
@@ -92,22 +108,26 @@ def _train(args: argparse.Namespace) -> int:
     dataset = args.dataset or (base.dataset if base else "digits")
     data_dir = args.data_dir or (base.data_dir if base and dataset == base.dataset else None)
     arch = load_arch(args.arch, args.overrides) if args.arch else None
+    if args.hardware_aware and arch is None:
+        raise CimdseError("--hardware-aware needs --arch (the crossbar model to train against)")
     splits = load_dataset(dataset, data_dir, seed=0)
     model = base.build() if base else models.load_model(model_spec, splits.num_classes, seed=args.seed)
     check_model_fits(model, splits, model_spec)
     names = base.layers if base else crossbar_layers(model, splits.input_shape)
     if args.bits:
         policy: dict[str, tuple[int, int]] | None = resolve_policy(
-            uniform_policy(*parse_bits(args.bits), len(names)), names
+            uniform_policy(*parse_bits(args.bits, QUANT), len(names), QUANT), names
         )
     elif args.policy:
-        policy = resolve_policy(load_policy(args.policy, names), names)
+        policy = resolve_policy(load_policy(args.policy, names, QUANT), names)
     else:
         policy = base.policy if base else None
     if base and base.quantized and policy != base.policy:
         raise CimdseError("the checkpoint is quantized at another policy; start from a float checkpoint instead")
     pre_epochs = 0 if base else (PRETRAIN_EPOCHS if args.epochs is None else args.epochs)
     qat_epochs = args.qat_epochs if policy is not None else 0
+    if args.hardware_aware and not qat_epochs:
+        raise CimdseError("--hardware-aware trains a quantized model: give --bits or --policy and --qat-epochs > 0")
     out = output_dir(args.out)  # every input is valid: only now touch the file system
 
     rows: list[dict] = []
@@ -131,11 +151,25 @@ def _train(args: argparse.Namespace) -> int:
             v, t = accuracy(model, splits.val), accuracy(model, splits.test)
             rows.append(EpochMetrics(0, "ptq", math.nan, v, t, math.nan, 0.0).row())
         if qat_epochs:
-            finetune(model, splits, qat_epochs, args.seed, device=args.device, callback=on_epoch)
+            hw = arch if args.hardware_aware else None
+            nonideal = not args.ideal_devices
+            finetune(
+                model,
+                splits,
+                qat_epochs,
+                args.seed,
+                device=args.device,
+                callback=on_epoch,
+                hardware=hw,
+                nonideal=nonideal,
+            )
     finally:
         bar.close()
     model.cpu().eval()
     metrics |= {"val_acc": accuracy(model, splits.val), "test_acc": accuracy(model, splits.test)}
+    if args.hardware_aware:
+        hw_res = evaluate_hardware(model, splits.test, arch, device=args.device)
+        metrics["hardware_test_acc"] = hw_res.hardware
     metrics["train_seconds"] = time.perf_counter() - t0
     ckpt = Checkpoint(
         model=model_spec,
@@ -154,9 +188,10 @@ def _train(args: argparse.Namespace) -> int:
     write_csv(pd.DataFrame(rows, columns=list(EpochMetrics.__dataclass_fields__)), out / "metrics.csv")
     save_checkpoint(ckpt, out / "checkpoint.pt")
     what = "float" if policy is None else _policy_text(policy)
+    hw_text = f", hardware test {metrics['hardware_test_acc']:.4f} on {arch.name}" if args.hardware_aware else ""
     print(
         f"{model_spec} on {splits.name} ({what}): val {metrics['val_acc']:.4f}, test {metrics['test_acc']:.4f}"
-        f" in {metrics['train_seconds']:.1f} s"
+        f"{hw_text} in {metrics['train_seconds']:.1f} s"
     )
     print(f"wrote {out / 'metrics.csv'} and {out / 'checkpoint.pt'}")
     return 0
@@ -175,6 +210,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     if args.batch_size < 1:
         raise CimdseError("--batch-size must be >= 1")
+    device = resolve_device(args.device)
     ckpt = load_checkpoint(args.checkpoint)
     layers = ckpt.int_layers()
     if args.arch:
@@ -200,7 +236,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         res = evaluate_hardware(
-            qmodel, dataset, arch if args.hardware else None, layers, batch_size=args.batch_size, callback=on_batch
+            qmodel,
+            dataset,
+            arch if args.hardware else None,
+            layers,
+            batch_size=args.batch_size,
+            callback=on_batch,
+            backend=args.backend,
+            device=device,
         )
     finally:
         bar.close()

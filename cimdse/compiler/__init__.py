@@ -7,9 +7,8 @@ layers_df, summary_df = cn.report(policy)
 """
 
 from cimdse.compiler.evaluate import CompiledNetwork, Evaluation, compile_network
-from cimdse.compiler.frontend import trace
+from cimdse.compiler.frontend import trace, trace_spec
 from cimdse.compiler.ir import DigitalOp, Layer, Network
-from cimdse.compiler.policy import check_policy, load_policy, parse_bits, uniform_policy
 
 __all__ = [
     "CompiledNetwork",
@@ -17,10 +16,7 @@ __all__ = [
     "Evaluation",
     "Layer",
     "Network",
-    "check_policy",
     "compile_network",
-    "load_policy",
-    "parse_bits",
     "trace",
-    "uniform_policy",
+    "trace_spec",
 ]

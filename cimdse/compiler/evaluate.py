@@ -8,18 +8,29 @@ Model (design.md section 4), for layer l with t_l crossbars per copy, S_l input
 slices, V_l MVMs and t_op the time of one crossbar operation (``costs.op_ns``):
 
 - resident (sum of t_l <= X, the chip's crossbars): spare crossbars hold copies
-  (``replication``), ``latency_l = V_l * S_l * t_op / copies_l``; programming is
-  reported once, apart, assuming one crossbar written at a time.
-- re-programmed (it does not fit): ``latency_l = ceil(t_l / X) * (t_write + V_l * S_l * t_op)``
-  and every inference writes every cell once.
-- schedule: ``sequential`` sums the layers; ``pipelined`` (resident only, else
-  sequential) reports the slowest stage, the digital unit being one more stage.
-- digital ops (pooling, add, concat, activations, unfolded norms) cost
-  ``digital_ns_per_op`` and ``digital_pj_per_op`` per element op, on one digital lane
-  per tile (ISAAC puts a max-pool and sigmoid unit in every tile); they are part of
-  the totals and reported apart.
-- energy: one ``costs.op_energy_pj`` per crossbar operation (every crossbar of a copy,
-  each input slice, each MVM), ``costs.write_energy_pj`` per programmed cell, digital ops.
+  (``replication``), ``crossbar_l = V_l * S_l * t_op / copies_l``; programming is
+  reported once, apart, ``chip.parallel_writes`` crossbars at a time.
+- re-programmed (it does not fit): the layer runs in ``ceil(t_l / X)`` rounds of at most
+  X crossbars, each programmed ``parallel_writes`` at a time and then computing
+  ``V_l * S_l * t_op``; every inference writes every cell once.
+- digital ops (pooling, add, concat, activations, unfolded norms) run after the layer
+  they follow, on the tiles that hold it: ``digital_l = E_l * digital_ns_per_op /
+  (digital_lanes * tiles_l)``, ``tiles_l = ceil(crossbars_l / crossbars_per_tile)``.
+  A layer's stage is ``crossbar_l + digital_l``.
+- schedule: latency (one inference through every stage) is the sum of the stages;
+  the interval between inferences is that sum when ``sequential`` (or re-programmed)
+  and the slowest stage when ``pipelined``. Copies are allocated on the stage times
+  as if both parts shrank with copies.
+- energy per inference, by part (``costs.ENERGY_PARTS``): ``costs.op_energy_pj`` per
+  crossbar operation (every crossbar of a copy, each input slice, each MVM: crossbar,
+  ADC, DAC, sample-and-hold, shift-add, registers); buffer: activations read
+  (``V K a`` bits, one im2col row per MVM) and written (``V N a`` bits) at
+  ``edram_pj_per_byte``; network: the outputs over the tile bus and a router hop;
+  digital: ``digital_pj_per_op`` per element op; write: re-programmed cells; leakage:
+  ``leakage_fraction`` of the chip's power over the interval (the chip leaks while an
+  inference occupies it; when pipelined each inference holds it one interval).
+- area: the chip's; occupied: the tiles a policy's crossbars fill; resident: the
+  smallest chip (tiles, plus its chip-level parts) that holds one copy of every layer.
 """
 
 from __future__ import annotations
@@ -34,34 +45,54 @@ from cimdse import costs
 from cimdse.arch import ArchSpec
 from cimdse.compiler.ir import Network
 from cimdse.compiler.mapping import MappingTables, build_tables
-from cimdse.compiler.policy import check_policy, uniform_policy
 from cimdse.compiler.replication import allocate_max, allocate_sum
+from cimdse.policy import check_policy, uniform_policy
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+ENERGY_PARTS = costs.ENERGY_PARTS
+_N_OP = len(costs.OP_PARTS)
+
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Costs of P policies: arrays [P] or [P, L]; seconds, joules, crossbar counts."""
+    """Costs of P policies: arrays [P], [P, L] or [P, L, parts]; seconds, joules, counts, mm2."""
 
-    latency_s: np.ndarray  # [P] per inference, digital unit included
-    energy_j: np.ndarray  # [P] per inference, digital unit included (programming of resident weights not)
+    latency_s: np.ndarray  # [P] one inference through every stage, digital ops included
+    interval_s: np.ndarray  # [P] between inferences (= latency unless pipelined and resident)
+    energy_j: np.ndarray  # [P] per inference, every part (programming of resident weights not)
+    energy_parts_j: np.ndarray  # [P, parts] by ENERGY_PARTS, summing to energy_j
     crossbars: np.ndarray  # [P] crossbars occupied on the chip
     crossbars_needed: np.ndarray  # [P] one copy of every layer
-    layer_latency_s: np.ndarray  # [P, L]
-    layer_energy_j: np.ndarray  # [P, L] crossbar reads (+ writes when re-programmed)
+    layer_latency_s: np.ndarray  # [P, L] the layer's stage: crossbars then its digital ops
+    layer_digital_latency_s: np.ndarray  # [P, L]
+    layer_energy_j: np.ndarray  # [P, L] every part but leakage
+    layer_energy_parts_j: np.ndarray  # [P, L, parts] (leakage column 0)
     layer_crossbars: np.ndarray  # [P, L] crossbars per copy x copies
     replicas: np.ndarray  # [P, L] copies (1 when re-programmed)
     fits: np.ndarray  # [P] weights resident
-    crossbar_latency_s: np.ndarray  # [P] the crossbar layers under the schedule
-    read_energy_j: np.ndarray  # [P]
-    write_energy_j: np.ndarray  # [P] per inference (0 when resident)
+    crossbar_latency_s: np.ndarray  # [P] sum of the layers' crossbar time
+    digital_latency_s: np.ndarray  # [P] sum of the layers' digital time
     programming_energy_j: np.ndarray  # [P] once, resident weights and copies (0 when re-programmed)
-    programming_s: np.ndarray  # [P] once, one crossbar written at a time
-    area_mm2: float
-    digital_latency_s: float
-    digital_energy_j: float
+    programming_s: np.ndarray  # [P] once, parallel_writes crossbars at a time
+    occupied_tiles: np.ndarray  # [P]
+    occupied_area_mm2: np.ndarray  # [P] the occupied tiles' area
+    resident_tiles: np.ndarray  # [P] the smallest chip holding every layer once
+    resident_area_mm2: np.ndarray  # [P] that chip's area, chip-level parts included
+    area_mm2: float  # the whole chip
+
+    def part(self, name: str) -> np.ndarray:
+        """Energy per inference of one part [P]."""
+        return self.energy_parts_j[:, ENERGY_PARTS.index(name)]
+
+    @property
+    def digital_energy_j(self) -> np.ndarray:
+        return self.part("digital")
+
+    @property
+    def write_energy_j(self) -> np.ndarray:
+        return self.part("write")
 
 
 @dataclass
@@ -71,34 +102,45 @@ class CompiledNetwork:
     network: Network
     arch: ArchSpec
     tables: MappingTables
-    area_mm2: float
-    digital_latency_s: float
-    digital_energy_j: float
-    _w8a8: float | None = field(default=None, repr=False)
+    area_power: costs.AreaPower
+    digital_elements: np.ndarray  # [L] element ops run after each layer
+    _w8a8: tuple[float, float] | None = field(default=None, repr=False)
 
     @property
     def n_layers(self) -> int:
         return len(self.network.layers)
 
+    @property
+    def area_mm2(self) -> float:
+        return self.area_power.chip_area_mm2
+
     @cached_property
-    def _consts(self) -> tuple[float, float, int]:
-        spec = self.arch.crossbar
-        return costs.write_ns(spec), costs.write_energy_pj(spec, 1), self.arch.chip.crossbars
+    def _consts(self) -> dict[str, float]:
+        spec, chip = self.arch.crossbar, self.arch.chip
+        buf, net = costs.traffic_pj_per_byte(spec)
+        return {
+            "write_pj": costs.write_energy_pj(spec, 1),
+            "digital_ns": costs.constant(spec, "digital_ns_per_op") / chip.digital_lanes,
+            "digital_pj": costs.constant(spec, "digital_pj_per_op"),
+            "buffer_pj": buf,
+            "network_pj": net,
+            "leak_mw": costs.constant(spec, "leakage_fraction") * self.area_power.chip_power_mw,
+        }
 
     def evaluate(self, policies: np.ndarray) -> Evaluation:
         """Costs of ``policies`` [L, 2] or [P, L, 2] (w_bits, a_bits); always returns [P] arrays."""
         pol = check_policy(policies, self.n_layers, "policy", self.network.names)
         if pol.ndim == 2:
             pol = pol[None]
-        tb = self.tables
-        t_write_ns, write_pj_per_cell, x = self._consts
+        tb, k, chip = self.tables, self._consts, self.arch.chip
+        x, per_tile = chip.crossbars, chip.crossbars_per_tile
         rows = np.arange(self.n_layers)[None, :]
         wi, ai = pol[..., 0] - 1, pol[..., 1] - 1
         t = tb.crossbars[rows, wi]  # [P, L] crossbars per copy
         v = tb.V[None, :]
         mvm_ops = v * tb.input_slices[ai]  # crossbar operations per crossbar: V * S
         base_ns = mvm_ops * tb.op_ns[rows, wi]  # one copy, resident
-        read_pj = mvm_ops * tb.op_energy_pj[rows, wi]
+        digital_work = self.digital_elements[None, :] * k["digital_ns"]  # [1, L] ns on one tile's lanes
         cells = tb.cells[rows, wi]
         needed = t.sum(axis=1)
         fits = needed <= x
@@ -107,69 +149,100 @@ class CompiledNetwork:
         if fits.any():
             idx = np.flatnonzero(fits)
             spare = x - needed[idx]
-            alloc = allocate_max if self.arch.chip.schedule == "pipelined" else allocate_sum
-            copies[idx] = alloc(base_ns[idx], t[idx], tb.V, spare)
-        rounds = -(-t // x)
-        layer_ns = np.where(fits[:, None], base_ns / copies, rounds * (t_write_ns + base_ns))
-        write_pj = np.where(fits[:, None], 0.0, cells * write_pj_per_cell)
-        layer_pj = read_pj + write_pj
-
-        seq_ns = layer_ns.sum(axis=1)
-        digital_ns = self.digital_latency_s * 1e9
-        if self.arch.chip.schedule == "pipelined":
-            xbar_ns = np.where(fits, layer_ns.max(axis=1), seq_ns)
-            total_ns = np.where(fits, np.maximum(xbar_ns, digital_ns), seq_ns + digital_ns)
-        else:
-            xbar_ns = seq_ns
-            total_ns = seq_ns + digital_ns
+            alloc = allocate_max if chip.schedule == "pipelined" else allocate_sum
+            # a copy shortens both parts (more crossbars, and in time more tiles for the digital ops)
+            stage_one = base_ns[idx] + digital_work / -(-t[idx] // per_tile)
+            copies[idx] = alloc(stage_one, t[idx], tb.V, spare)
         layer_xbars = t * copies
+        rounds = -(-t // x)
+        full, rest = t // x, t % x
+        write_ns = full * costs.programming_ns(self.arch, x) + np.where(
+            rest > 0, costs.programming_ns(self.arch, rest), 0.0
+        )
+        xbar_ns = np.where(fits[:, None], base_ns / copies, write_ns + rounds * base_ns)
+        tiles = -(-np.minimum(layer_xbars, x) // per_tile)
+        digital_ns = digital_work / tiles
+        stage_ns = xbar_ns + digital_ns
+        latency_ns = stage_ns.sum(axis=1)
+        pipelined = fits & (chip.schedule == "pipelined")
+        interval_ns = np.where(pipelined, stage_ns.max(axis=1), latency_ns)
+
+        # energy by part [P, L, parts], in pJ
+        parts = np.zeros((*t.shape, len(ENERGY_PARTS)))
+        parts[..., :_N_OP] = mvm_ops[..., None] * tb.op_energy_pj[rows, wi]
+        a = pol[..., 1]
+        out_bytes = v * tb.N[None, :] * a / 8
+        in_bytes = v * tb.K_total[None, :] * a / 8
+        parts[..., ENERGY_PARTS.index("buffer")] = (in_bytes + out_bytes) * k["buffer_pj"]
+        parts[..., ENERGY_PARTS.index("network")] = out_bytes * k["network_pj"]
+        parts[..., ENERGY_PARTS.index("digital")] = self.digital_elements[None, :] * k["digital_pj"]
+        parts[..., ENERGY_PARTS.index("write")] = np.where(fits[:, None], 0.0, cells * k["write_pj"])
+        totals = parts.sum(axis=1)
+        totals[:, ENERGY_PARTS.index("leakage")] = k["leak_mw"] * interval_ns
+
         occupied = np.where(fits, layer_xbars.sum(axis=1), np.minimum(t.max(axis=1), x))
-        programmed = np.where(fits, (cells * copies).sum(axis=1) * write_pj_per_cell, 0.0)
+        occupied_tiles = -(-occupied // per_tile)
+        resident_tiles = -(-needed // per_tile)
+        tile_mm2 = self.area_power.tile_area_mm2
+        programmed = np.where(fits, (cells * copies).sum(axis=1) * k["write_pj"], 0.0)
         return Evaluation(
-            latency_s=total_ns * 1e-9,
-            energy_j=layer_pj.sum(axis=1) * 1e-12 + self.digital_energy_j,
+            latency_s=latency_ns * 1e-9,
+            interval_s=interval_ns * 1e-9,
+            energy_j=totals.sum(axis=1) * 1e-12,
+            energy_parts_j=totals * 1e-12,
             crossbars=occupied,
             crossbars_needed=needed,
-            layer_latency_s=layer_ns * 1e-9,
-            layer_energy_j=layer_pj * 1e-12,
+            layer_latency_s=stage_ns * 1e-9,
+            layer_digital_latency_s=digital_ns * 1e-9,
+            layer_energy_j=parts.sum(axis=2) * 1e-12,
+            layer_energy_parts_j=parts * 1e-12,
             layer_crossbars=layer_xbars,
             replicas=copies,
             fits=fits,
-            crossbar_latency_s=xbar_ns * 1e-9,
-            read_energy_j=read_pj.sum(axis=1) * 1e-12,
-            write_energy_j=write_pj.sum(axis=1) * 1e-12,
+            crossbar_latency_s=xbar_ns.sum(axis=1) * 1e-9,
+            digital_latency_s=digital_ns.sum(axis=1) * 1e-9,
             programming_energy_j=programmed * 1e-12,
-            programming_s=np.where(fits, layer_xbars.sum(axis=1) * t_write_ns, 0.0) * 1e-9,
+            programming_s=np.where(fits, costs.programming_ns(self.arch, layer_xbars.sum(axis=1)), 0.0) * 1e-9,
+            occupied_tiles=occupied_tiles,
+            occupied_area_mm2=occupied_tiles * tile_mm2,
+            resident_tiles=resident_tiles,
+            resident_area_mm2=resident_tiles * tile_mm2 + self.area_power.chip_parts_area_mm2,
             area_mm2=self.area_mm2,
-            digital_latency_s=self.digital_latency_s,
-            digital_energy_j=self.digital_energy_j,
         )
 
-    def w8a8_latency_s(self) -> float:
+    def _w8a8_times(self) -> tuple[float, float]:
         if self._w8a8 is None:
-            self._w8a8 = float(self.evaluate(uniform_policy(8, 8, self.n_layers)).latency_s[0])
+            ev = self.evaluate(uniform_policy(8, 8, self.n_layers))
+            self._w8a8 = (float(ev.latency_s[0]), float(ev.interval_s[0]))
         return self._w8a8
+
+    def w8a8_latency_s(self) -> float:
+        return self._w8a8_times()[0]
+
+    def w8a8_interval_s(self) -> float:
+        return self._w8a8_times()[1]
 
     def speedup_vs_w8a8(self, policies: np.ndarray) -> np.ndarray:
         """Latency of uniform W8A8 on the same arch over the policies' latency, [P]."""
         return self.w8a8_latency_s() / self.evaluate(policies).latency_s
 
+    def throughput_speedup_vs_w8a8(self, policies: np.ndarray) -> np.ndarray:
+        """Interval of uniform W8A8 over the policies' interval, [P] (= the latency speedup unless pipelined)."""
+        return self.w8a8_interval_s() / self.evaluate(policies).interval_s
+
     def report(self, policy: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Per-layer and summary tables of one policy [L, 2]."""
-        from cimdse.compiler.report import report
+        from cimdse.compiler.tables import policy_tables
 
-        return report(self, policy)
+        return policy_tables(self, policy)
 
 
 def compile_network(network: Network, arch: ArchSpec) -> CompiledNetwork:
     """Map every layer of ``network`` onto ``arch`` at every weight width."""
-    spec = arch.crossbar
-    elements = sum(op.elements for op in network.digital_ops)
     return CompiledNetwork(
         network=network,
         arch=arch,
-        tables=build_tables(network.layers, spec),
-        area_mm2=costs.area_power(arch).chip_area_mm2,
-        digital_latency_s=elements * costs.constant(spec, "digital_ns_per_op") / arch.chip.tiles * 1e-9,
-        digital_energy_j=elements * costs.constant(spec, "digital_pj_per_op") * 1e-12,
+        tables=build_tables(network.layers, arch.crossbar),
+        area_power=costs.area_power(arch),
+        digital_elements=np.array(network.digital_elements(), dtype=np.float64),
     )

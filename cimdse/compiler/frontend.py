@@ -15,6 +15,7 @@ import dataclasses
 import math
 import operator
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,6 +25,8 @@ from torch import nn
 
 from cimdse.compiler.ir import DigitalOp, Layer, Network
 from cimdse.errors import CimdseError
+
+MAX_INPUT_ELEMENTS = 2**31 - 1  # one sample; beyond it a shape is a typo, not a network
 
 SUPPORTED = (
     "Conv1d/Conv2d (any stride, padding, dilation, groups), Linear, BatchNorm (folded), elementwise activations, "
@@ -79,7 +82,8 @@ def trace_spec(model: str, input_shape: Sequence[int] | None = None) -> Network:
         name = model
     else:
         module = models.load_model(model)  # an unknown name is reported here, first
-        name = model.rpartition(":")[0].rsplit("/", 1)[-1].removesuffix(".py")
+        path_text, _, factory = model.rpartition(":")
+        name = f"{Path(path_text).name}:{factory}"  # the factory, not just the file
     shape = input_shape or models.default_input_shape(model)
     if shape is None:
         raise CimdseError(f"{model}: --input is required for a user model (e.g. --input 3x32x32)")
@@ -91,6 +95,11 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str = "model") -> 
     shape = tuple(int(d) for d in input_shape)
     if not shape or any(d <= 0 for d in shape):
         raise CimdseError(f"{name}: input shape {shape} must be positive dimensions, e.g. 3x224x224")
+    if math.prod(shape) > MAX_INPUT_ELEMENTS:
+        raise CimdseError(
+            f"{name}: input shape {'x'.join(map(str, shape))} has {math.prod(shape)} elements per sample; "
+            f"at most {MAX_INPUT_ELEMENTS} (2^31 - 1) are supported"
+        )
     try:
         gm = fx.symbolic_trace(model)
     except Exception as err:  # noqa: BLE001 - any tracing failure is the model's, reported in one line
@@ -244,6 +253,7 @@ class _Lowering:
         self.layer_of_node: dict[fx.Node, str] = {}
         self.digital: list[DigitalOp] = []
         self.seen: dict[str, int] = {}
+        self.last_layer = ""
 
     def run(self) -> Network:
         for n in self.gm.graph.nodes:
@@ -288,6 +298,7 @@ class _Lowering:
             layer = dataclasses.replace(old, V=old.V + layer.V)
         self.layers[target] = layer
         self.layer_of_node[n] = target
+        self.last_layer = target
 
     def _batchnorm(self, n: fx.Node) -> None:
         src = n.args[0] if n.args else None
@@ -313,4 +324,6 @@ class _Lowering:
         self.seen[name] = self.seen.get(name, 0) + 1
         if self.seen[name] > 1:  # a module called again (one ReLU used twice): keep names unique
             name = f"{name}#{self.seen[name]}"
-        self.digital.append(DigitalOp(name, kind, category, int(elements), tuple(outs[1:]), _module_path(n)))
+        self.digital.append(
+            DigitalOp(name, kind, category, int(elements), tuple(outs[1:]), _module_path(n), self.last_layer)
+        )

@@ -65,6 +65,7 @@ class DigitalOp:
     elements: int
     out_shape: tuple[int, ...] = ()
     module: str = ""  # module path the op sits in ('' = top level)
+    layer: str = ""  # the crossbar layer run last before it: the op runs on that layer's tiles
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,15 @@ class Network:
 
     def __len__(self) -> int:
         return len(self.layers)
+
+    def digital_elements(self) -> list[int]:
+        """Element ops of the digital ops run after each crossbar layer (ops before the first
+        layer count with it), in layer order."""
+        index = {name: i for i, name in enumerate(self.names)}
+        out = [0] * len(self.layers)
+        for op in self.digital_ops:
+            out[index.get(op.layer, 0)] += op.elements
+        return out
 
     def layers_frame(self) -> pd.DataFrame:
         """The IR as a table (``cimdse layers``), shapes written as ``AxBxC``."""
@@ -112,6 +122,6 @@ class Network:
         return pd.DataFrame(rows, columns=cols)
 
     def digital_frame(self) -> pd.DataFrame:
-        cols = ["name", "kind", "category", "elements", "out_shape", "module"]
+        cols = ["name", "kind", "category", "elements", "out_shape", "module", "layer"]
         rows = [{**asdict(op), "out_shape": "x".join(str(v) for v in op.out_shape)} for op in self.digital_ops]
         return pd.DataFrame(rows, columns=cols)

@@ -2,7 +2,8 @@
 
 A layer's ``K x N`` weight matrix becomes ``rows x cols`` physical cells: rows = K
 (2K for differential-row), cols = N * cells per weight * polarities (+1 reference
-column for offset). It is cut into ``ceil(rows / R) x ceil(cols / C)`` crossbars.
+column for offset, unless ISAAC's flipped-column encoding gives every crossbar a unit
+column that serves as it). It is cut into ``ceil(rows / R) x ceil(cols / C)`` crossbars.
 
 Grouped and depthwise convs map each group's ``K x N/groups`` matrix on its own.
 When one group fits in a crossbar, ``p = min(R // rows_g, C // cols_g)`` groups are
@@ -26,8 +27,8 @@ import numpy as np
 from cimdse import costs
 from cimdse.arch import CrossbarSpec
 from cimdse.compiler.ir import Layer
-from cimdse.compiler.policy import MAX_BITS
 from cimdse.crossbar import cells_per_weight, input_slices, physical_cols, physical_rows
+from cimdse.policy import MAX_BITS
 
 
 @dataclass(frozen=True)
@@ -43,23 +44,26 @@ class Placement:
     rows_used: int  # of the fullest crossbar
     cols_used: int
     op_ns: float  # one crossbar operation of the fullest crossbar: all crossbars run in parallel
-    op_energy_pj: float  # one operation of every crossbar of the copy (one input slice)
+    op_energy_pj: np.ndarray  # [parts] one operation of every crossbar of the copy (one input slice)
     cells: int  # programmed cells
 
 
-def _dense_energy(spec: CrossbarSpec, rows: int, cols: int) -> float:
+def _dense_energy(spec: CrossbarSpec, rows: int, cols: int) -> np.ndarray:
     """One operation on every crossbar of a rows x cols matrix (edge crossbars partly used)."""
     r_blocks, c_blocks = math.ceil(rows / spec.rows), math.ceil(cols / spec.cols)
     r_sizes = [(r_blocks - 1, spec.rows), (1, rows - (r_blocks - 1) * spec.rows)]
     c_sizes = [(c_blocks - 1, spec.cols), (1, cols - (c_blocks - 1) * spec.cols)]
-    return sum(nr * nc * costs.op_energy_pj(spec, r, c) for nr, r in r_sizes for nc, c in c_sizes if nr and nc)
+    return sum(
+        (nr * nc * costs.op_energy_pj(spec, r, c) for nr, r in r_sizes for nc, c in c_sizes if nr and nc),
+        np.zeros(len(costs.OP_PARTS)),
+    )
 
 
 def place(layer: Layer, spec: CrossbarSpec, w_bits: int) -> Placement:
     """Where one copy of ``layer`` goes at ``w_bits``."""
     g = layer.groups
     rows = physical_rows(spec, layer.K)
-    cols = physical_cols(spec, layer.n_per_group, w_bits) + (1 if spec.mapping == "offset" else 0)
+    cols = physical_cols(spec, layer.n_per_group, w_bits) + costs.reference_columns(spec)
     if rows <= spec.rows and cols <= spec.cols:  # groups packed block-diagonally
         p = min(spec.rows // rows, spec.cols // cols, g)
         full, rest = divmod(g, p)
@@ -91,7 +95,8 @@ def place(layer: Layer, spec: CrossbarSpec, w_bits: int) -> Placement:
 @dataclass(frozen=True)
 class MappingTables:
     """Placements of every layer tabulated by weight width: arrays [L, MAX_BITS],
-    column ``w - 1``; ``input_slices`` [MAX_BITS] by ``a - 1``; ``V`` [L]."""
+    column ``w - 1`` (``op_energy_pj`` [L, MAX_BITS, parts]); ``input_slices`` [MAX_BITS] by
+    ``a - 1``; ``V`` [L]."""
 
     placements: list[list[Placement]]
     crossbars: np.ndarray
@@ -101,15 +106,16 @@ class MappingTables:
     cells: np.ndarray
     input_slices: np.ndarray
     V: np.ndarray
+    N: np.ndarray  # [L] outputs per MVM
+    K_total: np.ndarray  # [L] inputs per MVM, all groups
 
 
 def build_tables(layers: Sequence[Layer], spec: CrossbarSpec) -> MappingTables:
     placements = [[place(layer, spec, w) for w in range(1, MAX_BITS + 1)] for layer in layers]
 
     def table(attr: str, dtype: type) -> np.ndarray:
-        return np.array([[getattr(p, attr) for p in row] for row in placements], dtype=dtype).reshape(
-            len(layers), MAX_BITS
-        )
+        values = np.array([[getattr(p, attr) for p in row] for row in placements], dtype=dtype)
+        return values.reshape(len(layers), MAX_BITS, *values.shape[2:])
 
     return MappingTables(
         placements=placements,
@@ -120,4 +126,6 @@ def build_tables(layers: Sequence[Layer], spec: CrossbarSpec) -> MappingTables:
         cells=table("cells", np.int64),
         input_slices=np.array([input_slices(spec, a) for a in range(1, MAX_BITS + 1)], dtype=np.int64),
         V=np.array([layer.V for layer in layers], dtype=np.int64),
+        N=np.array([layer.N for layer in layers], dtype=np.int64),
+        K_total=np.array([layer.K * layer.groups for layer in layers], dtype=np.int64),
     )

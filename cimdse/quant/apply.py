@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from cimdse.compiler import Network, check_policy, trace
+from cimdse.compiler import Network, trace
 from cimdse.errors import CimdseError
+from cimdse.policy import QUANT, as_policy
 from cimdse.quant.qlayers import QuantLayer, quant_class, to_quant
-from cimdse.quant.quantizers import act_range, check_bits, mse_scale, weight_range
+from cimdse.quant.quantizers import act_range, mse_scale, weight_range
 
 __all__ = [
     "PreparedModel",
@@ -95,26 +96,11 @@ def fold_batchnorm(model: nn.Module, input_shape: Sequence[int], network: Networ
 def resolve_policy(policy: Policy, names: Sequence[str]) -> dict[str, tuple[int, int]]:
     """A policy as ``{layer name: (w_bits, a_bits)}`` for exactly the layers ``names``:
     accepts a mapping keyed by layer name, or a list / [L, 2] array in layer order (what
-    the compiler's ``load_policy`` returns). Weights need 2..8 bits here."""
+    ``cimdse.policy.load_policy`` returns), within the quantizers' ranges
+    (``cimdse.policy.QUANT``)."""
     names = list(names)
-    if isinstance(policy, Mapping):
-        unknown = [k for k in policy if k not in names]
-        if unknown:
-            raise CimdseError(f"policy names unknown layer(s) {unknown}; layers: {', '.join(names)}")
-        missing = [n for n in names if n not in policy]
-        if missing:
-            raise CimdseError(f"policy lacks layer(s) {missing}")
-        policy = [list(policy[n]) for n in names]
-    try:
-        arr = np.asarray(policy, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise CimdseError("policy: expected [w_bits, a_bits] per layer") from None
-    arr = check_policy(arr, len(names), "policy", names)
-    out: dict[str, tuple[int, int]] = {}
-    for name, (w, a) in zip(names, arr.tolist(), strict=True):
-        check_bits(w, a, f"policy entry for {name}")
-        out[name] = (w, a)
-    return out
+    arr = as_policy(policy, names, QUANT)
+    return {name: (int(w), int(a)) for name, (w, a) in zip(names, arr, strict=True)}
 
 
 # ---------------------------------------------------------------- calibration

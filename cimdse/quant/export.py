@@ -9,6 +9,7 @@ with ``x_int = clamp(round(x / s_x))`` unsigned in [0, 2^a - 1] (or signed in
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,6 +70,11 @@ class IntLayer:
         """``w_int`` back in torch's layout ([N, C_in/groups, *kernel] or [N, K]), float64."""
         w = self.w_int.t().double()
         return w if self.kind == "linear" else w.reshape(self.n, -1, *self.kernel_size)
+
+    def to(self, device: str | torch.device) -> IntLayer:
+        """This layer with its tensors on ``device``."""
+        moved = {key: getattr(self, key).to(device) for key in ("w_int", "s_w", "bias")}
+        return dataclasses.replace(self, **moved)
 
     def out_scale(self) -> torch.Tensor:
         return self.s_x * self.s_w

@@ -13,6 +13,17 @@ predictions, sample for sample.
 
 Non-idealities are seeded per layer: the i-th quantized layer in module order uses
 ``nonideal.seed + i``, so the layers' variations are independent and reproducible.
+
+Hardware-aware training (:func:`hardware_aware`) uses the same layer product in the
+forward pass of QAT: each quantized layer's current integers are programmed into the
+crossbar model at every step and its output replaces the fake-quant one, with the
+fake-quant gradient (straight-through), so training sees the ADC's rounding and
+saturation (and, optionally, conductance variation and read noise, re-drawn every
+training step from ``nonideal.seed``; evaluation uses the seeded chip itself).
+
+The crossbar model runs on the torch backend by default (``backend="torch"``: int8
+GEMMs, on ``device``, CPU or CUDA); ``backend="numpy"`` runs the numpy reference.
+Both give the same integers, hence the same predictions.
 """
 
 from __future__ import annotations
@@ -28,39 +39,52 @@ from torch.utils.data import TensorDataset
 
 from cimdse import crossbar
 from cimdse.arch import ArchSpec, CrossbarSpec
+from cimdse.crossbar import Backend
 from cimdse.errors import CimdseError
 from cimdse.quant.apply import quant_layers
-from cimdse.quant.export import IntLayer, export_model, unfold_inputs
+from cimdse.quant.export import IntLayer, act_integers, export_model, unfold_inputs
 
-__all__ = ["CrossbarBackend", "HardwareResult", "evaluate_hardware", "integer_model", "predict"]
+__all__ = [
+    "CrossbarBackend",
+    "HardwareAwareForward",
+    "HardwareResult",
+    "evaluate_hardware",
+    "hardware_aware",
+    "integer_model",
+    "predict",
+]
 
 
 class CrossbarBackend:
     """The integer product of one layer on programmed crossbars."""
 
-    def __init__(self, layer: IntLayer, spec: CrossbarSpec, index: int = 0) -> None:
+    def __init__(
+        self,
+        layer: IntLayer,
+        spec: CrossbarSpec,
+        index: int = 0,
+        backend: Backend = "torch",
+        device: str | torch.device = "cpu",
+    ) -> None:
         ni = spec.nonideal
         self.spec = spec.model_copy(update={"nonideal": ni.model_copy(update={"seed": ni.seed + index})})
         self.index = index
+        self.backend = backend
         self.calls = 0
-        w = layer.w_int.numpy()
+        w = layer.w_int.cpu().numpy()
         ng = layer.n // layer.groups
         self.programmed = [
-            crossbar.program(w[:, g * ng : (g + 1) * ng], self.spec, layer.w_bits) for g in range(layer.groups)
+            crossbar.program(w[:, g * ng : (g + 1) * ng], self.spec, layer.w_bits, backend=backend, device=device)
+            for g in range(layer.groups)
         ]
 
     def _mvm(self, layer: IntLayer, cols: torch.Tensor, group: int) -> torch.Tensor:
         """``cols`` [M, K] integer-valued float64 -> [M, N/groups] float64."""
         self.calls += 1
         seed = None if not self.spec.nonideal.read_noise_sigma else self.spec.nonideal.seed * 7919 + self.calls
-        y = crossbar.mvm(
-            cols.long().numpy(),
-            self.programmed[group],
-            a_bits=layer.a_bits,
-            signed_inputs=layer.signed,
-            read_seed=seed,
-        )
-        return torch.from_numpy(y).double()
+        x = cols.long() if self.backend == "torch" else cols.long().cpu().numpy()
+        y = crossbar.mvm(x, self.programmed[group], a_bits=layer.a_bits, signed_inputs=layer.signed, read_seed=seed)
+        return (y if self.backend == "torch" else torch.from_numpy(y)).to(cols.device, torch.float64)
 
     def __call__(self, layer: IntLayer, x_int: torch.Tensor) -> torch.Tensor:
         cols, fold = unfold_inputs(layer, x_int)
@@ -69,36 +93,76 @@ class CrossbarBackend:
         return fold(torch.cat(parts, dim=1))
 
 
-class _DoubleInput(nn.Module):
-    """Feeds the wrapped model float64 inputs (its digital ops run in float64)."""
+class HardwareAwareForward:
+    """The crossbar model's output of one quantized layer at its current weights and
+    scales, for the forward pass of hardware-aware QAT (no gradient of its own)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, spec: CrossbarSpec, index: int, nonideal: bool = True) -> None:
+        self.spec = spec if nonideal else spec.model_copy(update={"nonideal": type(spec.nonideal)()})
+        self.index = index
+        self.steps = 0
+
+    @torch.no_grad()
+    def __call__(self, q: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        layer = q.export()
+        spec = self.spec
+        if q.training and spec.nonideal.any:  # a fresh device sample per training step
+            self.steps += 1
+            ni = spec.nonideal
+            spec = spec.model_copy(update={"nonideal": ni.model_copy(update={"seed": ni.seed + 7919 * self.steps})})
+        backend = CrossbarBackend(layer, spec, self.index, "torch", x.device)
+        acc = backend(layer, act_integers(layer, x))
+        shape = (1, -1) + (1,) * (acc.dim() - 2) if layer.kind != "linear" else (-1,)
+        return (acc * layer.out_scale().view(shape) + layer.bias.view(shape)).to(x.dtype)
+
+
+def hardware_aware(qmodel: nn.Module, arch: ArchSpec | CrossbarSpec | None, *, nonideal: bool = True) -> nn.Module:
+    """Put the crossbar model of ``arch`` into the forward pass of every quantized
+    layer of ``qmodel`` (in place; ``arch=None`` takes it out again). ``nonideal``:
+    include the arch's conductance variation, stuck-at cells and read noise."""
+    spec = arch.crossbar if isinstance(arch, ArchSpec) else arch
+    for index, q in enumerate(quant_layers(qmodel).values()):
+        q.hardware_forward = HardwareAwareForward(spec, index, nonideal) if spec is not None else None
+    return qmodel
+
+
+class _DoubleInput(nn.Module):
+    """Feeds the wrapped model float64 inputs on its device (its digital ops run in
+    float64)."""
+
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
         super().__init__()
         self.model = model
+        self.device = device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.double())
+        return self.model(x.to(self.device, torch.float64))
 
 
 def integer_model(
     qmodel: nn.Module,
     layers: dict[str, IntLayer] | None = None,
     arch: ArchSpec | CrossbarSpec | None = None,
+    *,
+    backend: Backend = "torch",
+    device: str | torch.device = "cpu",
 ) -> nn.Module:
     """A copy of ``qmodel`` that runs its crossbar layers exactly from the integer
     export ``layers`` (default: exported from ``qmodel``): on the crossbar model of
-    ``arch`` when given, else with exact integer arithmetic (the fake-quant reference)."""
+    ``arch`` when given (its ``backend``), else with exact integer arithmetic (the
+    fake-quant reference); everything on ``device``."""
     layers = layers if layers is not None else export_model(qmodel)
-    model = copy.deepcopy(qmodel).cpu().double().eval()
+    dev = torch.device(device)
+    model = copy.deepcopy(qmodel).to(dev).double().eval()
     spec = arch.crossbar if isinstance(arch, ArchSpec) else arch
     qls = quant_layers(model)
     missing = sorted(set(qls) - set(layers))
     if missing:
         raise CimdseError(f"integer export lacks layer(s) {missing}")
     for index, (name, q) in enumerate(qls.items()):
-        q.frozen, q.exact = layers[name], True
-        q.backend = CrossbarBackend(layers[name], spec, index) if spec is not None else None
-    return _DoubleInput(model)
+        q.frozen, q.exact = layers[name].to(dev), True
+        q.backend = CrossbarBackend(layers[name], spec, index, backend, dev) if spec is not None else None
+    return _DoubleInput(model, dev)
 
 
 @torch.no_grad()
@@ -110,7 +174,7 @@ def predict(
     x_all = dataset.tensors[0]
     preds = []
     for i in range(0, len(x_all), batch_size):
-        preds.append(model(x_all[i : i + batch_size]).argmax(dim=1).numpy())
+        preds.append(model(x_all[i : i + batch_size]).argmax(dim=1).cpu().numpy())
         if callback is not None:
             callback(min(i + batch_size, len(x_all)))
     return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
@@ -137,15 +201,19 @@ def evaluate_hardware(
     *,
     batch_size: int = 256,
     callback: Callable[[str, int], None] | None = None,
+    backend: Backend = "torch",
+    device: str | torch.device = "cpu",
 ) -> HardwareResult:
     """Run ``dataset`` through the exact fake-quant model and, when ``arch`` is given,
-    through the crossbar model. ``callback(mode, samples done)`` reports progress."""
+    through the crossbar model (``backend``, on ``device``). ``callback(mode, samples
+    done)`` reports progress."""
     labels = dataset.tensors[1].numpy()
     n = len(labels)
 
     def run(arch_: ArchSpec | CrossbarSpec | None, mode: str) -> np.ndarray:
         cb = (lambda done: callback(mode, done)) if callback is not None else None
-        return predict(integer_model(qmodel, layers, arch_), dataset, batch_size=batch_size, callback=cb)
+        model = integer_model(qmodel, layers, arch_, backend=backend, device=device)
+        return predict(model, dataset, batch_size=batch_size, callback=cb)
 
     def acc(pred: np.ndarray) -> float:
         return float((pred == labels).mean()) if n else float("nan")

@@ -4,7 +4,11 @@ Each is a subclass of its torch layer (so module names, parameter names and the
 layer order stay those of the float model) with a weight and an input quantizer.
 Two forward paths:
 
-- training (``exact`` False): fake quantization in float32 with STE gradients;
+- training (``exact`` False): fake quantization in float32 with STE gradients; with
+  a ``hardware_forward`` set (:func:`cimdse.quant.hardware.hardware_aware`), the
+  forward value is the crossbar model's output instead (ADC, slicing, optional
+  non-idealities) and the gradient stays the fake-quant one (straight-through):
+  ``y = y_fq + (y_crossbar - y_fq).detach()``;
 - exact (``exact`` True): the exported integer layer (:class:`IntLayer`) computes
   ``y = s_x * s_w[n] * (x_int @ w_int)[., n] + bias[n]`` in float64, where the
   integer product comes from ``backend`` (the crossbar model) or, by default, from
@@ -13,6 +17,8 @@ Two forward paths:
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +42,7 @@ class QuantLayer:
     exact: bool
     frozen: IntLayer | None
     backend: Backend | None
+    hardware_forward: Callable[[QuantLayer, torch.Tensor], torch.Tensor] | None
     qname: str
 
     def _setup_quant(self, w_bits: int, a_bits: int, name: str) -> None:
@@ -43,7 +50,7 @@ class QuantLayer:
         self.w_bits, self.a_bits, self.qname = w_bits, a_bits, name
         self.weight_q = WeightQuantizer(w_bits, self.weight.shape[0])  # type: ignore[attr-defined]
         self.act_q = ActQuantizer(a_bits)
-        self.exact, self.frozen, self.backend = False, None, None
+        self.exact, self.frozen, self.backend, self.hardware_forward = False, None, None, None
 
     def _float_op(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -54,7 +61,10 @@ class QuantLayer:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.exact:
             return self.forward_exact(x)
-        return self._float_op(self.act_q(x), self.weight_q(self.weight))  # type: ignore[attr-defined]
+        y = self._float_op(self.act_q(x), self.weight_q(self.weight))  # type: ignore[attr-defined]
+        if self.hardware_forward is not None:
+            y = y + (self.hardware_forward(self, x) - y).detach()  # crossbar value, fake-quant gradient
+        return y
 
     def forward_exact(self, x: torch.Tensor) -> torch.Tensor:
         layer = self.frozen if self.frozen is not None else self.export()

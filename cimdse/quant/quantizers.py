@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from cimdse.errors import CimdseError
+from cimdse.policy import QUANT
 
 __all__ = [
     "ActQuantizer",
@@ -34,13 +35,11 @@ _RATIOS = torch.linspace(0.05, 1.0, 40)
 
 
 def check_bits(w_bits: int, a_bits: int, where: str = "") -> None:
-    """Bits the quantizers support: weights 2..8 (a symmetric 1-bit weight holds only
-    0), activations 1..8."""
-    at = f"{where}: " if where else ""
-    if not (isinstance(w_bits, int) and 2 <= w_bits <= 8):
-        raise CimdseError(f"{at}w_bits must be an integer in 2..8 (symmetric 1-bit weights hold only 0), got {w_bits}")
-    if not (isinstance(a_bits, int) and 1 <= a_bits <= 8):
-        raise CimdseError(f"{at}a_bits must be an integer in 1..8, got {a_bits}")
+    """Bits the quantizers support: ``cimdse.policy.QUANT``."""
+    for column, v in (("w_bits", w_bits), ("a_bits", a_bits)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise CimdseError(f"{where or 'bits'}: {column} must be an integer, got {v!r}")
+    QUANT.check(w_bits, a_bits, where or "bits")
 
 
 def weight_range(bits: int) -> tuple[int, int]:

@@ -23,7 +23,7 @@ from cimdse.arch import ArchSpec, CrossbarSpec
 from cimdse.data import Splits
 from cimdse.errors import CimdseError
 from cimdse.quant.apply import Policy, PreparedModel
-from cimdse.quant.hardware import integer_model
+from cimdse.quant.hardware import hardware_aware, integer_model
 
 __all__ = [
     "EpochMetrics",
@@ -188,10 +188,24 @@ def finetune(
     weight_decay: float = 0.0,
     device: str | torch.device = "cpu",
     callback: Callback | None = None,
+    hardware: ArchSpec | CrossbarSpec | None = None,
+    nonideal: bool = True,
 ) -> nn.Module:
     """Quantization-aware training of a quantized model in place (weights and LSQ
-    scales); returns it in eval mode."""
-    return _train(qmodel, splits, epochs, seed, lr, "qat", batch_size, weight_decay, device, callback)
+    scales); returns it in eval mode.
+
+    ``hardware``: hardware-aware QAT (phase ``hw-qat``): the forward pass runs the
+    crossbar model of this arch (ADC rounding and saturation; with ``nonideal`` its
+    conductance variation and read noise, re-drawn each step), the backward pass the
+    fake-quant gradient (:func:`cimdse.quant.hardware.hardware_aware`); the epoch
+    metrics are then accuracies on that crossbar model."""
+    if hardware is None:
+        return _train(qmodel, splits, epochs, seed, lr, "qat", batch_size, weight_decay, device, callback)
+    hardware_aware(qmodel, hardware, nonideal=nonideal)
+    try:
+        return _train(qmodel, splits, epochs, seed, lr, "hw-qat", batch_size, weight_decay, device, callback)
+    finally:
+        hardware_aware(qmodel, None)
 
 
 def quantize_for(model: nn.Module, policy: Policy, splits: Splits, seed: int = 0) -> nn.Module:

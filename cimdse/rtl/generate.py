@@ -151,6 +151,11 @@ def tile_params(spec: CrossbarSpec, w_bits: int, a_bits: int, k: int | None = No
     """Check a layer against the tile; ``k``/``n`` default to the shape that fills it."""
     if spec.nonideal.any:
         raise CimdseError("the RTL tile is exact: switch the spec's non-idealities off to generate or verify it")
+    if spec.encoding != "plain":
+        raise CimdseError(
+            f"the RTL tile does not implement encoding '{spec.encoding}' (ISAAC's flipped columns and their unit "
+            "column); set crossbar.encoding=plain to generate or verify it"
+        )
     if not 2 <= w_bits <= 16:
         raise CimdseError(f"w_bits must be in 2..16 for the RTL tile (1-bit signed weights are all zero), got {w_bits}")
     if not 1 <= a_bits <= 16:
@@ -197,6 +202,7 @@ def module_name(p: TileParams, *, _broken_rounding: bool = False) -> str:
         s.adcs,
         s.active_rows_or_all,
         s.mapping,
+        s.encoding,
         p.n_w,
         p.w_bits,
         p.a_bits,

@@ -20,6 +20,7 @@ from torch import nn
 
 from cimdse.arch import ArchSpec
 from cimdse.data import Splits
+from cimdse.quant.hardware import integer_model
 from cimdse.quant.train import QAT_EPOCHS, PolicyEvaluator, accuracy, finetune
 
 __all__ = ["QATAccuracy", "final_finetune"]
@@ -74,11 +75,22 @@ class QATAccuracy:
 
 
 def final_finetune(
-    evaluator: QATAccuracy, policy: np.ndarray, epochs: int = QAT_EPOCHS, seed: int = 0
+    evaluator: QATAccuracy,
+    policy: np.ndarray,
+    epochs: int = QAT_EPOCHS,
+    seed: int = 0,
+    hardware_aware: ArchSpec | None = None,
 ) -> tuple[float, float]:
     """(val, test) accuracy of ``policy`` after a full QAT fine-tune from the float
-    model (fake quantization: what the training command reports)."""
+    model (fake quantization: what the training command reports).
+
+    ``hardware_aware``: fine-tune with this arch's crossbar model in the forward pass
+    (ADC-aware QAT, :func:`cimdse.quant.finetune`); the accuracies are then measured
+    on that crossbar model."""
     qmodel = evaluator.policy_evaluator.prepared.quantize(np.asarray(policy))
     if epochs > 0:
-        finetune(qmodel, evaluator.splits, epochs, seed)
+        finetune(qmodel, evaluator.splits, epochs, seed, hardware=hardware_aware)
+    if hardware_aware is not None:
+        hw = integer_model(qmodel, arch=hardware_aware)
+        return accuracy(hw, evaluator.splits.val), accuracy(hw, evaluator.splits.test)
     return accuracy(qmodel, evaluator.splits.val), accuracy(qmodel, evaluator.splits.test)

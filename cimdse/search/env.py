@@ -30,7 +30,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from cimdse.compiler import CompiledNetwork, uniform_policy
+from cimdse.compiler import CompiledNetwork
+from cimdse.policy import uniform_policy
 from cimdse.search.evaluator import Outcome
 from cimdse.search.space import SearchSpace
 

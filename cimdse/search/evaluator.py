@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from cimdse.compiler import CompiledNetwork
+from cimdse.policy import PolicyKey, policy_key, policy_text
 from cimdse.search.reward import RewardFn
 
 __all__ = [
@@ -30,23 +31,11 @@ __all__ = [
     "policy_text",
 ]
 
-PolicyKey = tuple[tuple[int, int], ...]
-
 
 class AccuracyEvaluator(Protocol):
     """Validation accuracy (fraction) of the network quantized at ``policy`` [L, 2]."""
 
     def __call__(self, policy: np.ndarray) -> float: ...
-
-
-def policy_key(policy: np.ndarray) -> PolicyKey:
-    """A hashable form of a policy [L, 2]."""
-    return tuple((int(w), int(a)) for w, a in np.asarray(policy).reshape(-1, 2))
-
-
-def policy_text(policy: np.ndarray | PolicyKey) -> str:
-    """``8/8 4/3 ...``: compact and readable in a CSV cell."""
-    return " ".join(f"{w}/{a}" for w, a in policy_key(np.asarray(policy)))
 
 
 class CachedEvaluator:

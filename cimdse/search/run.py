@@ -30,9 +30,10 @@ import pandas as pd
 import yaml
 
 from cimdse.arch import ArchSpec
-from cimdse.compiler import CompiledNetwork, Network, compile_network
+from cimdse.compiler import CompiledNetwork, Network, compile_network, trace_spec
 from cimdse.errors import CimdseError
 from cimdse.files import write_csv, write_text
+from cimdse.policy import QUANT, check_search_range, load_policy, save_policy
 from cimdse.search.agent import PPOAgent, PPOConfig
 from cimdse.search.baselines import UNIFORM_BITS, greedy_search, random_search, uniform_method
 from cimdse.search.env import BitWidthEnv
@@ -128,8 +129,7 @@ class SearchConfig:
             raise CimdseError(f"--finetune-within {self.finetune_within_pp}: must be a number of pp >= 0")
         if self.final_top_k < 1:
             raise CimdseError(f"--final-top-k {self.final_top_k}: must be at least 1")
-        if not 1 <= self.min_bits <= self.max_bits <= 8:
-            raise CimdseError(f"bit range {self.min_bits}..{self.max_bits}: need 1 <= min <= max <= 8")
+        check_search_range(self.min_bits, self.max_bits)
         unknown = [m for m in self.methods if m not in SEARCH_METHODS]
         if unknown:
             raise CimdseError(f"--methods: unknown {unknown}; choose from {', '.join(SEARCH_METHODS)}")
@@ -440,7 +440,7 @@ def prepare(config: SearchConfig, archs: Sequence[ArchSpec], policy_file: str | 
     """Everything that can fail on bad input, before any file is written: the
     dataset, the model (traced), the archs (compiled) and the user policy."""
     from cimdse import models
-    from cimdse.compiler import load_policy, trace
+    from cimdse.compiler import trace
     from cimdse.data import load_dataset
     from cimdse.quant.train import check_model_fits
 
@@ -452,9 +452,9 @@ def prepare(config: SearchConfig, archs: Sequence[ArchSpec], policy_file: str | 
     network = trace(probe, splits.input_shape)
     for spec in archs:
         compile_network(network, spec)  # a spec the mapper rejects fails here
-        if config.weight_cell_multiple:
-            SearchSpace(len(network.layers), spec.crossbar.cell_bits, config.min_bits, config.max_bits, False, True)
-    user = load_policy(policy_file, network) if policy_file else None
+        cells = spec.crossbar.cell_bits  # and a bit range the constraints leave empty
+        SearchSpace(len(network.layers), cells, config.min_bits, config.max_bits, False, config.weight_cell_multiple)
+    user = load_policy(policy_file, network, QUANT) if policy_file else None
     return splits, network, user
 
 
@@ -476,12 +476,13 @@ def run_search(
 
     splits, network, user = prepare(config, archs, policy_file)
     agent_path = _agent_source(agent_from)
+    given = _float_model(config, splits, None, from_ckpt, progress) if from_ckpt is not None else None
     out = Path(out)  # every input is valid: only now touch the file system
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise CimdseError(f"{out}: cannot create output folder ({err.strerror})") from None
-    float_model, pretrain_s = _float_model(config, splits, out, from_ckpt, progress)
+    float_model, pretrain_s = given or _float_model(config, splits, out, None, progress)
 
     def evaluator(hardware: ArchSpec | None) -> QATAccuracy:
         return QATAccuracy(
@@ -538,7 +539,7 @@ def write_results(result: SearchResult, out: Path, config: SearchConfig) -> None
     write_csv(result.pareto, out / "pareto.csv")
     write_csv(result.summary, out / "summary.csv")
     for label, best in result.best.items():
-        write_text(yaml.safe_dump(best["policy"], sort_keys=False), out / f"best_policy_{_safe(label)}.yaml")
+        save_policy(list(best["policy"].values()), list(best["policy"]), out / f"best_policy_{_safe(label)}.yaml")
     first = next(iter(result.best))
     # top-level ``policy`` (first arch) keeps the file readable by policy readers and `cimdse report`
     doc = {"arch": first, "policy": result.best[first]["policy"], "archs": result.best}
@@ -567,7 +568,7 @@ def sweep_point(
     out = Path(out_dir)
     result = run_search(config, [arch], out)
     label, best = next(iter(result.best.items()))
-    compiled = compile_network(_traced(model_ref, input_shape), arch)
+    compiled = compile_network(trace_spec(model_ref, tuple(input_shape) if input_shape else None), arch)
     policy = np.array(list(best["policy"].values()), dtype=np.int64)
     ev = compiled.evaluate(policy)
     return {
@@ -579,13 +580,3 @@ def sweep_point(
         "val_acc": float(best["val_acc"]),
         "policy": str(out / f"best_policy_{_safe(label)}.yaml"),
     }
-
-
-def _traced(model_ref: str, input_shape: Sequence[int] | None) -> Network:
-    from cimdse import models
-    from cimdse.compiler import trace
-
-    shape = tuple(input_shape) if input_shape else models.default_input_shape(model_ref)
-    if shape is None:
-        raise CimdseError(f"model {model_ref!r}: give its input shape")
-    return trace(models.load_model(model_ref), shape)

@@ -3,7 +3,7 @@
 Every method (the PPO agent, random, greedy, uniform) goes through
 :meth:`SearchSpace.project`, so a policy is legal the same way for all of them:
 
-- bits lie in ``min_bits..max_bits`` (default 2..8);
+- bits lie in ``min_bits..max_bits`` (default 2..8, within ``cimdse.policy.check_search_range``);
 - ``first_last_8bit``: the first and the last crossbar layer are fixed at 8/8 (as in
   HAQ and CIM-AQ, which keep the input and classifier layers at full precision);
 - ``weight_cell_multiple``: weight bits are a multiple of the crossbar's ``cell_bits``
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cimdse.errors import CimdseError
+from cimdse.policy import check_search_range
 
 __all__ = ["SearchSpace"]
 
@@ -38,8 +39,7 @@ class SearchSpace:
     def __post_init__(self) -> None:
         if self.n_layers < 1:
             raise CimdseError("the network has no crossbar layers to search over")
-        if not 1 <= self.min_bits <= self.max_bits <= 8:
-            raise CimdseError(f"bit range {self.min_bits}..{self.max_bits}: need 1 <= min <= max <= 8")
+        check_search_range(self.min_bits, self.max_bits)
         if self.weight_cell_multiple and not self.weight_choices():
             raise CimdseError(
                 f"no weight width in {self.min_bits}..{self.max_bits} is a multiple of cell_bits={self.cell_bits}"

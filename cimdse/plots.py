@@ -15,17 +15,19 @@ written through a temporary name and renamed, so a killed report leaves none hal
 from __future__ import annotations
 
 import math
-import re
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from cimdse.errors import CimdseError
 from cimdse.files import atomic_write
+from cimdse.policy import parse_policy_text, read_policy
 
 SWEEP_FILES = ("sweep.csv",)
 COMPILE_FILES = ("layers.csv", "summary.csv")
@@ -48,7 +50,9 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
+def _read_csv(path: Path, required: Sequence[str], numeric: Sequence[str] = ()) -> pd.DataFrame:
+    """The CSV with its ``required`` columns; ``numeric`` columns (those present) must
+    hold numbers or nothing: a plot of text would be nonsense, not a report."""
     try:
         df = pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError) as err:
@@ -56,6 +60,13 @@ def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise CimdseError(f"{path}: missing column(s) {', '.join(missing)}")
+    for col in (c for c in numeric if c in df.columns):
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna() & df[col].notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise CimdseError(f"{path}: column {col}, row {row + 1}: {df[col].iloc[row]!r} is not a number")
+        df[col] = values
     return df
 
 
@@ -105,7 +116,11 @@ def pareto_mask(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def sweep_section(folder: Path, out: Path) -> tuple[str, list[Path]]:
-    df = _read_csv(folder / "sweep.csv", ["point_id", "model", "arch", "latency_s", "area_mm2", "status"])
+    df = _read_csv(
+        folder / "sweep.csv",
+        ["point_id", "model", "arch", "latency_s", "area_mm2", "status"],
+        numeric=["latency_s", "energy_j", "area_mm2", "crossbars", "speedup_vs_w8a8", "val_acc"],
+    )
     fixed = {"point_id", "model", "input", "arch", "bits", "policy", "latency_s", "energy_j", "area_mm2",
              "crossbars", "speedup_vs_w8a8", "val_acc", "status"}  # fmt: skip
     grid_keys = [c for c in df.columns if c not in fixed]
@@ -170,8 +185,10 @@ def sweep_section(folder: Path, out: Path) -> tuple[str, list[Path]]:
 
 # ---------------------------------------------------------------- compile
 def compile_section(folder: Path, out: Path) -> tuple[str, list[Path]]:
-    layers = _read_csv(folder / "layers.csv", ["name", "latency_s", "energy_j"])
-    summary = _read_csv(folder / "summary.csv", ["latency_s", "energy_j"])
+    layers = _read_csv(folder / "layers.csv", ["name", "latency_s", "energy_j"], numeric=["latency_s", "energy_j"])
+    summary = _read_csv(folder / "summary.csv", ["latency_s", "energy_j"], numeric=["latency_s", "energy_j"])
+    if summary.empty:
+        raise CimdseError(f"{folder / 'summary.csv'}: has no rows")
     s = summary.iloc[0]
     title = " on ".join(str(s[c]) for c in ("model", "arch") if c in summary.columns) or folder.name
     if "mode" in summary.columns:
@@ -222,50 +239,6 @@ def compile_section(folder: Path, out: Path) -> tuple[str, list[Path]]:
 
 
 # ---------------------------------------------------------------- search
-def parse_policy_text(text: Any) -> list[tuple[int, int]] | None:
-    """A policy cell of history.csv in any plain spelling ("[[8, 8], [4, 4]]",
-    "8,8;4,4", "w8a8 w4a4"): the integers, paired in order."""
-    if not isinstance(text, str):
-        return None
-    nums = [int(n) for n in re.findall(r"\d+", text)]
-    if not nums or len(nums) % 2:
-        return None
-    return list(zip(nums[0::2], nums[1::2], strict=True))
-
-
-def _pair(item: Any, where: str) -> tuple[int, int]:
-    if isinstance(item, dict):
-        w = item.get("w_bits", item.get("w"))
-        a = item.get("a_bits", item.get("a"))
-        item = [w, a]
-    if isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(v, int) for v in item):
-        return int(item[0]), int(item[1])
-    raise CimdseError(f"{where}: expected [w_bits, a_bits], got {item!r}")
-
-
-def load_best_policy(path: Path) -> tuple[list[str], np.ndarray]:
-    """Layer names and bits [L, 2] of a policy file: ``{layer: [w, a]}``, a list of
-    ``[w, a]``, or either under a ``policy:`` (or ``layers:``) key beside metadata."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise CimdseError(f"{path}: not a readable policy ({str(err).splitlines()[0]})") from None
-    if isinstance(data, dict):
-        for key in ("policy", "layers"):
-            if key in data and isinstance(data[key], (dict, list)):
-                data = data[key]
-                break
-    if isinstance(data, dict) and data:
-        names = [str(k) for k in data]
-        pairs = [_pair(v, f"{path}: {k}") for k, v in data.items()]
-    elif isinstance(data, list) and data:
-        names = [f"L{i}" for i in range(len(data))]
-        pairs = [_pair(v, f"{path}: entry {i}") for i, v in enumerate(data)]
-    else:
-        raise CimdseError(f"{path}: expected {{layer: [w, a]}} or a list of [w, a]")
-    return names, np.array(pairs, dtype=np.int64)
-
-
 def _heatmap(names: list[str], bits: np.ndarray, title: str, out: Path) -> Path:
     from matplotlib import colormaps
 
@@ -287,7 +260,11 @@ def search_section(folder: Path, out: Path) -> tuple[str, list[Path]]:
     files: list[Path] = []
     hist = None
     if (folder / "history.csv").is_file():
-        hist = _read_csv(folder / "history.csv", ["episode", "policy", "speedup_vs_w8a8", "reward"])
+        hist = _read_csv(
+            folder / "history.csv",
+            ["episode", "policy", "speedup_vs_w8a8", "reward"],
+            numeric=["episode", "latency_s", "speedup_vs_w8a8", "val_acc", "reward"],
+        )
         if "method" not in hist.columns:
             hist["method"] = "search"
     best_row = None
@@ -299,13 +276,14 @@ def search_section(folder: Path, out: Path) -> tuple[str, list[Path]]:
     bits: np.ndarray | None = None
     source = ""
     if (folder / "best_policy.yaml").is_file():
-        names, bits = load_best_policy(folder / "best_policy.yaml")
+        file_names, bits = read_policy(folder / "best_policy.yaml")
+        names = file_names or [f"L{i}" for i in range(len(bits))]
         source = "best_policy.yaml"
     elif best_row is not None:
-        pairs = parse_policy_text(best_row["policy"])
-        if pairs:
-            names, bits = [f"L{i}" for i in range(len(pairs))], np.array(pairs, dtype=np.int64)
-            source = f"history.csv, episode {best_row['episode']} ({best_row['method']})"
+        where = f"{folder / 'history.csv'}: episode {best_row['episode']}"
+        bits = parse_policy_text(best_row["policy"], where=where)
+        names = [f"L{i}" for i in range(len(bits))]
+        source = f"history.csv, episode {best_row['episode']} ({best_row['method']})"
     if bits is not None and names is not None:
         files.append(_heatmap(names, bits, f"best policy: bits per layer ({source})", out / "search_policy.png"))
         w_mean, a_mean = bits.mean(axis=0)
@@ -369,17 +347,28 @@ def make_report(folder: str | Path, out: str | Path | None = None) -> list[Path]
             "(compile), or best_policy.yaml / history.csv (search)"
         )
     out_dir = Path(out) if out else folder
+    created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".report.", dir=out_dir))
     except OSError as err:
         raise CimdseError(f"{out_dir}: cannot create output folder ({err.strerror})") from None
-    parts = [f"# Report: {folder.resolve().name}", ""]
-    files: list[Path] = []
-    for kind in kinds:
-        text, made = SECTIONS[kind](folder, out_dir)
-        parts.append(text)
-        files += made
-    report_md = out_dir / "report.md"
-    text = "\n".join(parts).rstrip() + "\n"
-    files.append(atomic_write(report_md, lambda p: p.write_text(text)))
-    return files
+    # every file is made in a staging folder and moved in only once all sections worked
+    try:
+        parts = [f"# Report: {folder.resolve().name}", ""]
+        made: list[Path] = []
+        for kind in kinds:
+            text, files = SECTIONS[kind](folder, staging)
+            parts.append(text)
+            made += files
+        text = "\n".join(parts).rstrip() + "\n"
+        made.append(atomic_write(staging / "report.md", lambda p: p.write_text(text)))
+        for f in made:
+            os.replace(f, out_dir / f.name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    return [out_dir / f.name for f in made]

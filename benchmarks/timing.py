@@ -1,0 +1,47 @@
+"""Timing helpers shared by the benchmarks: best-of-N wall time, and running a
+benchmark once per thread setting (one thread, then all cores) in fresh processes,
+since BLAS thread counts are fixed when numpy is first imported."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+
+def best_of(fn: Callable[[], object], repeat: int = 9) -> float:
+    """Smallest wall time of ``repeat`` calls of ``fn`` after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def thread_settings() -> list[int]:
+    return sorted({1, os.cpu_count() or 1})
+
+
+def run_per_thread_setting(script: str, extra: list[str] | None = None) -> None:
+    """Run ``script --threads N`` for one thread (``OPENBLAS_NUM_THREADS=1``) and for
+    all cores, adding ``CROSSSIM_PATH`` (if set) to the child's import path."""
+    for threads in thread_settings():
+        env = dict(os.environ)
+        if threads == 1:
+            env["OPENBLAS_NUM_THREADS"] = "1"
+        else:
+            env.pop("OPENBLAS_NUM_THREADS", None)
+        if os.environ.get("CROSSSIM_PATH"):
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), os.environ["CROSSSIM_PATH"]]))
+        subprocess.run([sys.executable, script, "--threads", str(threads), *(extra or [])], env=env, check=True)
+
+
+def thread_label(threads: int) -> str:
+    blas = os.environ.get("OPENBLAS_NUM_THREADS", "unset")
+    return (
+        f"{threads} thread{'s' if threads > 1 else ''} (torch.set_num_threads({threads}), OPENBLAS_NUM_THREADS={blas})"
+    )
