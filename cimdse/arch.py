@@ -8,6 +8,7 @@ the file, the field and the rule broken.
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cimdse.costs import CONSTANTS
 from cimdse.errors import CimdseError
-from cimdse.files import read_yaml
+from cimdse.files import read_yaml, write_text
 
 Mapping = Literal["differential-column", "differential-row", "offset"]
 AdcMode = Literal["ideal", "full_range", "clip"]
@@ -108,12 +109,29 @@ class CrossbarSpec(_Strict):
             raise ValueError("an explicit ADC shift must be between 0 and 32")
         return v
 
+    @field_validator("costs", mode="before")
+    @classmethod
+    def _cost_numbers(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            for key, value in v.items():
+                if isinstance(value, bool):
+                    raise ValueError(f"{key}: {value!r} is not a number")
+        return v
+
     @field_validator("costs")
     @classmethod
     def _known_costs(cls, v: dict[str, float]) -> dict[str, float]:
+        """Every key names a constant of ``cimdse.costs.CONSTANTS``; every value is a
+        finite number > 0 (a zero rate is a division by zero, a negative power a negative
+        energy), or >= 0 for the constants whose 0 means "not counted" (``zero_ok``)."""
         unknown = sorted(set(v) - set(CONSTANTS))
         if unknown:
             raise ValueError(f"unknown cost constant(s) {unknown}; known: {sorted(CONSTANTS)}")
+        for key, value in v.items():
+            const = CONSTANTS[key]
+            if not (math.isfinite(value) and (value > 0 or (value == 0 and const.zero_ok))):
+                rule = ">= 0" if const.zero_ok else "> 0"
+                raise ValueError(f"{key} = {value}: must be a finite number {rule} ({const.unit})")
         return v
 
     @model_validator(mode="after")
@@ -218,9 +236,31 @@ def load(name_or_path: str | Path, overrides: list[str] | None = None) -> ArchSp
             raise CimdseError(f"{text}: no such architecture file or preset (presets: {', '.join(PRESET_NAMES)})")
     data = read_yaml(path, "architecture")
     if isinstance(data, dict):
-        data = apply_overrides(data, overrides or [])
+        data = _one_adc_setting(apply_overrides(data, overrides or []), overrides or [])
     origin = str(path) if text not in PRESET_NAMES else f"preset {text}"
     return from_dict(data, origin + (" (with --set)" if overrides else ""))
+
+
+def _one_adc_setting(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """An ideal ADC is one setting: overriding ``adc_bits`` alone or ``adc_mode`` alone
+    brings the other along (a file that gives both must make them agree).
+
+    ``adc_bits=null`` makes the mode ``ideal``; a number of bits on an ideal ADC makes
+    the mode the default for a real one (``full_range``), and keeps a clip, full-range
+    or explicit shift otherwise; ``adc_mode=ideal`` makes ``adc_bits`` null."""
+    keys = {item.partition("=")[0].strip() for item in overrides}
+    xbar = data.get("crossbar")
+    if not isinstance(xbar, dict):
+        return data
+    bits, mode = "crossbar.adc_bits" in keys, "crossbar.adc_mode" in keys
+    if bits and not mode:
+        if xbar.get("adc_bits") is None:
+            xbar["adc_mode"] = "ideal"
+        elif xbar.get("adc_mode") == "ideal":
+            xbar.pop("adc_mode")
+    elif mode and not bits and xbar.get("adc_mode") == "ideal":
+        xbar["adc_bits"] = None
+    return data
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -261,4 +301,4 @@ def to_yaml(arch: ArchSpec) -> str:
 
 
 def save(arch: ArchSpec, path: str | Path) -> None:
-    Path(path).write_text(to_yaml(arch))
+    write_text(to_yaml(arch), path)

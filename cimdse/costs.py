@@ -26,9 +26,13 @@ SURVEY = "Accelergy ADC plug-in, fit to Murmann's ADC survey 1997-2023 (32 nm, 1
 
 @dataclass(frozen=True)
 class Constant:
+    """A reference value with its unit and source. An override (``crossbar.costs``) must
+    be a finite number > 0, or >= 0 where ``zero_ok`` says 0 means "not counted"."""
+
     value: float
     unit: str
     source: str
+    zero_ok: bool = False
 
 
 #: Reference constants. Scaling rules are in the functions below.
@@ -86,8 +90,11 @@ CONSTANTS: dict[str, Constant] = {
         10.0, "pJ per programmed cell", "Wong et al., Metal-Oxide RRAM, Proc. IEEE 2012 (order of magnitude)"
     ),
     # Digital unit for non-crossbar ops (pooling, add, activation).
-    "digital_ns_per_op": Constant(1.0 / 1.2, "ns per element op at 1.2 GHz, one lane", ISAAC),
-    "digital_pj_per_op": Constant(0.4 / 1.2, "pJ per element op (max-pool unit 0.4 mW at 1.2 GHz)", ISAAC),
+    # 0 leaves the digital ops out (CIM-AQ's latency counts crossbar writes and MVMs only).
+    "digital_ns_per_op": Constant(1.0 / 1.2, "ns per element op at 1.2 GHz, one lane", ISAAC, zero_ok=True),
+    "digital_pj_per_op": Constant(
+        0.4 / 1.2, "pJ per element op (max-pool unit 0.4 mW at 1.2 GHz)", ISAAC, zero_ok=True
+    ),
 }
 
 #: Energy per inference, by part: the first six are spent in every crossbar operation.

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from cimdse.errors import CimdseError
+from cimdse.errors import CimdseError, first_line
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -45,6 +45,16 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], *, durable: 
     return path
 
 
+def output_dir(path: str | Path) -> Path:
+    """Create an output folder (and its parents) or say in one line why it cannot be."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CimdseError(f"{out}: cannot create output folder ({err.strerror or err})") from None
+    return out
+
+
 def write_text(text: str, path: str | Path, *, durable: bool = False) -> Path:
     return atomic_write(path, lambda p: p.write_text(text), durable=durable)
 
@@ -60,7 +70,7 @@ def read_yaml(path: str | Path, what: str = "file") -> Any:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        reason = getattr(err, "strerror", None) or first_line(err)
         raise CimdseError(f"{path}: cannot read {what} ({reason})") from None
     return parse_yaml(text, str(path))
 
@@ -72,5 +82,5 @@ def parse_yaml(text: str, origin: str) -> Any:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        problem = getattr(err, "problem", None) or first_line(err)
         raise CimdseError(f"{origin}:{where} malformed YAML: {problem}") from None

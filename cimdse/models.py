@@ -5,6 +5,13 @@ ImageNet models (``resnet18``, ``vgg11``, ``vgg16``, ``mobilenetv2``) follow
 torchvision's definitions layer for layer, so their compiled shapes match published
 tables; ``resnet20`` is the CIFAR ResNet of He et al. (2016); ``lenet`` and ``mlp``
 are sized for the embedded 8x8 digits.
+
+Layer order: a residual block here runs its ``downsample`` (the 1x1 shortcut conv)
+before ``conv1``, as CIM-AQ's (HAQ's) ResNet-18 does, while torchvision runs it after
+``conv2``. Shapes, names and results are the same; the order of the crossbar layers is
+not, and positional policies (lists, HAQ / CIM-AQ ``.npy`` arrays) follow this order,
+so a CIM-AQ ResNet-18 strategy applies to ``resnet18`` as it is. ``cimdse layers``
+prints the order.
 """
 
 from __future__ import annotations
@@ -59,6 +66,9 @@ class LeNet(nn.Module):
 
 # ---------------------------------------------------------------- ResNets
 class BasicBlock(nn.Module):
+    """torchvision's BasicBlock, except that ``downsample`` runs first (CIM-AQ's layer
+    order, see the module docstring): the shortcut conv precedes ``conv1`` in policies."""
+
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cimdse.errors import CimdseError
-from cimdse.files import atomic_write
+from cimdse.errors import CimdseError, first_line
+from cimdse.files import atomic_write, output_dir
 from cimdse.policy import parse_policy_text, read_policy
 
 SWEEP_FILES = ("sweep.csv",)
@@ -56,7 +56,7 @@ def _read_csv(path: Path, required: Sequence[str], numeric: Sequence[str] = ()) 
     try:
         df = pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise CimdseError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+        raise CimdseError(f"{path}: not a readable CSV ({first_line(err)})") from None
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise CimdseError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -348,11 +348,7 @@ def make_report(folder: str | Path, out: str | Path | None = None) -> list[Path]
         )
     out_dir = Path(out) if out else folder
     created = not out_dir.exists()
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".report.", dir=out_dir))
-    except OSError as err:
-        raise CimdseError(f"{out_dir}: cannot create output folder ({err.strerror})") from None
+    staging = Path(tempfile.mkdtemp(prefix=".report.", dir=output_dir(out_dir)))
     # every file is made in a staging folder and moved in only once all sections worked
     try:
         parts = [f"# Report: {folder.resolve().name}", ""]

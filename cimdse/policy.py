@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from cimdse.errors import CimdseError
+from cimdse.errors import CimdseError, first_line
 from cimdse.files import parse_yaml, write_text
 
 __all__ = [
@@ -204,19 +204,19 @@ def _read(path: Path, ranges: BitRanges) -> tuple[list[str] | None, np.ndarray]:
         try:
             data: Any = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as err:
-            raise CimdseError(f"{path}: not a readable .npy array ({_first_line(err)})") from None
+            raise CimdseError(f"{path}: not a readable .npy array ({first_line(err)})") from None
         if data.ndim != 2 or data.shape[1] != 2:
             raise CimdseError(f"{path}: expected shape [layers, 2] (w_bits, a_bits per layer), got {list(data.shape)}")
         return None, data
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
-        raise CimdseError(f"{path}: cannot read ({_first_line(err)})") from None
+        raise CimdseError(f"{path}: cannot read ({first_line(err)})") from None
     if path.suffix == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise CimdseError(f"{path}: malformed JSON: {_first_line(err)}") from None
+            raise CimdseError(f"{path}: malformed JSON: {first_line(err)}") from None
     else:
         data = parse_yaml(text, str(path))
     if isinstance(data, dict) and "policy" in data and isinstance(data["policy"], (dict, list)):
@@ -259,11 +259,6 @@ def _names(layers: Any) -> list[str]:
     if names is not None:
         return list(names)
     return [getattr(x, "name", None) or str(x) for x in layers]
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 def _pair(item: Any, where: str, ranges: BitRanges) -> tuple[int, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from cimdse import arch, costs
 from cimdse.errors import CimdseError
@@ -34,6 +35,44 @@ def test_adc_mode_defaults_to_full_range_with_bits():
     assert spec.adc_mode == "full_range"
 
 
+def test_an_ideal_adc_is_one_setting():
+    """Overriding adc_bits alone or adc_mode alone brings the other along."""
+    ideal = arch.load("demo", ["crossbar.adc_bits=null"]).crossbar  # demo is clip mode
+    assert ideal.adc_bits is None and ideal.adc_mode == "ideal"
+    ideal = arch.load("demo", ["crossbar.adc_mode=ideal"]).crossbar
+    assert ideal.adc_bits is None and ideal.adc_mode == "ideal"
+    real = arch.load("cim-aq", ["crossbar.adc_bits=6"]).crossbar  # cim-aq is ideal
+    assert real.adc_bits == 6 and real.adc_mode == "full_range"
+    clip = arch.load("demo", ["crossbar.adc_bits=4"]).crossbar  # a real ADC keeps its mode
+    assert clip.adc_bits == 4 and clip.adc_mode == "clip"
+    assert arch.load("demo", ["crossbar.adc_bits=4", "crossbar.adc_mode=3"]).crossbar.adc_mode == 3
+
+
+def test_active_rows_default_to_rows():
+    for name in arch.PRESET_NAMES:  # no preset pins active_rows to its rows
+        data = yaml.safe_load(arch.preset_path(name).read_text())
+        assert data["crossbar"].get("active_rows") in (None,), name
+    spec = arch.load("demo", ["crossbar.rows=24"]).crossbar
+    assert spec.rows == 24 and spec.active_rows is None and spec.active_rows_or_all == 24
+    assert arch.load("demo", ["crossbar.active_rows=16"]).crossbar.active_rows_or_all == 16
+
+
+def test_every_cost_constant_is_checked():
+    """The check covers whatever CONSTANTS holds: each accepts a positive value, refuses a
+    negative one, and refuses 0 unless the constant says 0 means "not counted"."""
+    assert {k for k, c in costs.CONSTANTS.items() if c.zero_ok} >= {"digital_ns_per_op"}  # cim-aq needs it
+    for key, const in costs.CONSTANTS.items():
+        spec = arch.load("demo", [f"crossbar.costs.{key}={const.value * 2}"])
+        assert costs.constant(spec.crossbar, key) == const.value * 2
+        with pytest.raises(CimdseError, match=rf"{key} = -1\.0: must be a finite number"):
+            arch.load("demo", [f"crossbar.costs.{key}=-1"])
+        if const.zero_ok:
+            assert costs.constant(arch.load("demo", [f"crossbar.costs.{key}=0"]).crossbar, key) == 0
+        else:
+            with pytest.raises(CimdseError, match=rf"{key} = 0\.0: must be a finite number > 0"):
+                arch.load("demo", [f"crossbar.costs.{key}=0"])
+
+
 def test_cost_overrides_change_costs():
     a = arch.load("demo")
     b = arch.load("demo", ["crossbar.costs.adc_power_mw=4.0"])
@@ -46,7 +85,14 @@ def test_cost_overrides_change_costs():
         (["crossbar.rowz=3"], r"crossbar\.rowz: unknown key"),
         (["crossbar.rows=0"], r"crossbar\.rows: Input should be greater than 0"),
         (["crossbar.rows=abc"], r"crossbar\.rows: Input should be a valid integer"),
-        (["crossbar.adc_bits=null"], "adc_mode 'ideal' goes with adc_bits null"),
+        (["crossbar.adc_bits=null", "crossbar.adc_mode=clip"], "adc_mode 'ideal' goes with adc_bits null"),
+        (["crossbar.adc_mode=clip", "crossbar.adc_bits=null"], "adc_mode 'ideal' goes with adc_bits null"),
+        (["crossbar.costs.adc_rate_gsps=0"], r"crossbar\.costs: adc_rate_gsps = 0\.0: must be a finite number > 0"),
+        (["crossbar.costs.adc_power_mw=-5"], r"adc_power_mw = -5\.0: must be a finite number > 0 \(mW per "),
+        (["crossbar.costs.read_ns=.nan"], r"read_ns = nan: must be a finite number > 0"),
+        (["crossbar.costs.write_us=.inf"], r"write_us = inf: must be a finite number > 0"),
+        (["crossbar.costs.adc_power_mw=lots"], r"crossbar\.costs\.adc_power_mw: Input should be a valid number"),
+        (["crossbar.costs.adc_power_mw=true"], r"adc_power_mw: True is not a number"),
         (["crossbar.adcs=1000"], r"adcs \(1000\) cannot exceed cols"),
         (["crossbar.active_rows=500"], "active_rows .* cannot exceed rows"),
         (["crossbar.mapping=diagonal"], r"crossbar\.mapping: Input should be"),
@@ -109,3 +155,14 @@ def test_cycle_level_timing_uses_the_tile_formula():
     assert costs.tile_cycles_per_mvm(spec, 8, 8, 64, 40) == 8 * 44 + 2
     with pytest.raises(CimdseError, match="op_ns or cycle_ns"):
         arch.load("demo", ["crossbar.timing.cycle_ns=2.0", "crossbar.timing.op_ns=5"])
+
+
+def test_cli_bad_cost_override_exits_2_and_writes_nothing(tmp_path, capsys):
+    from cimdse.cli import main
+
+    out = tmp_path / "out"
+    args = ["compile", "--model", "lenet", "--arch", "demo", "--bits", "4,4", "--out", str(out)]
+    assert main([*args, "--set", "crossbar.costs.adc_power_mw=-5"]) == 2
+    err = capsys.readouterr().err
+    assert "crossbar.costs: adc_power_mw = -5.0: must be a finite number > 0" in err and err.count("\n") == 1
+    assert not out.exists()

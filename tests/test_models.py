@@ -66,3 +66,15 @@ def test_unknown_model_and_shapes():
     assert models.parse_input_shape("40") == (40,)
     with pytest.raises(CimdseError, match="expected dimensions"):
         models.parse_input_shape("3xabc")
+
+
+def test_resnet18_policy_order_is_cim_aqs():
+    """The shortcut conv comes before conv1 in each downsampling block (CIM-AQ's order):
+    21 crossbar layers, a positional policy's entries 5..7 are layer2.0's."""
+    from cimdse.compiler import trace_spec
+
+    names = trace_spec("resnet18").names
+    assert len(names) == 21 and names[0] == "conv1" and names[-1] == "fc"
+    assert names[5:8] == ["layer2.0.downsample.0", "layer2.0.conv1", "layer2.0.conv2"]
+    for stage in (2, 3, 4):
+        assert names.index(f"layer{stage}.0.downsample.0") + 1 == names.index(f"layer{stage}.0.conv1")

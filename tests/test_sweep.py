@@ -306,6 +306,22 @@ def test_search_points_go_through_the_hook(tmp_path, monkeypatch):
     assert {r["bits"] for r in rows if not r["val_acc"]} == {"8,8"}
 
 
+def test_bad_cost_values_in_the_grid_are_invalid_points_not_crashes(tmp_path):
+    """A zero ADC rate used to divide by zero in the worker: a crash that a rerun retries.
+    It is bad input at that grid point, so the point is written, invalid, once."""
+    text = "models: [mlp]\narchs: [demo]\nbits: ['8,8']\n"
+    text += "grid: {crossbar.costs.adc_rate_gsps: [0, .nan, -1, 1.2]}\n"
+    summary = sweep.run_sweep(make_plan(tmp_path, text), tmp_path / "out", progress=False)  # the real evaluator
+    assert summary.failed == [] and (summary.ok, summary.invalid) == (1, 3)
+    rows = {r["crossbar.costs.adc_rate_gsps"]: r for r in read_rows(tmp_path / "out")}
+    assert rows["1.2"]["status"] == "ok" and float(rows["1.2"]["energy_j"]) > 0
+    for value, shown in (("0", "0.0"), ("nan", "nan"), ("-1", "-1.0")):
+        status = rows[value]["status"]
+        assert status.startswith("invalid: ") and f"adc_rate_gsps = {shown}: must be a finite number > 0" in status
+    again = sweep.run_sweep(make_plan(tmp_path, text), tmp_path / "out", progress=False)
+    assert again.already_done == 4 and again.written == 0
+
+
 # ---------------------------------------------------------------- the command
 @pytest.mark.parametrize(
     "text, message",

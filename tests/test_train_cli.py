@@ -112,6 +112,7 @@ def test_train_evaluate_and_continue(run_cli, tmp_path):
         (["train", "--model", "lenet", "--bits", "4,x"], "expected W,A"),
         (["train", "--model", "lenet", "--bits", "1,4"], "w_bits = 1 outside 2..8"),
         (["train", "--model", "resnet20"], "does not run on digits inputs"),
+        (["train", "--model", "{tmp}/silent.py:make"], "(1, 8, 8) (RuntimeError: RuntimeError); use a model"),
         (["train", "--model", "lenet", "--device", "cuda:7"], "no CUDA device"),
         (["train", "--model", "lenet", "--bits", "4,4", "--hardware-aware"], "--hardware-aware needs --arch"),
         (["train", "--model", "lenet", "--hardware-aware", "--arch", "demo"], "--hardware-aware trains a quantized"),
@@ -123,6 +124,10 @@ def test_train_evaluate_and_continue(run_cli, tmp_path):
 def test_errors_exit_2_with_one_line_and_no_output(capsys, tmp_path, args, message):
     """In process (the same ``main`` the command runs): fast, and the same output."""
     (tmp_path / "bad.yaml").write_text("features.0: [4, 4]\n")
+    (tmp_path / "silent.py").write_text(  # its forward raises an error without a message
+        "import torch\nclass M(torch.nn.Linear):\n    def forward(self, x):\n        raise RuntimeError()\n"
+        "def make():\n    return M(64, 10)\n"
+    )
     out = tmp_path / "out"
     code = main([*[a.format(tmp=tmp_path) for a in args], "--quiet", "--out", str(out)])
     err = capsys.readouterr().err

@@ -26,7 +26,7 @@ COMMANDS: dict[str, str] = {
     "rtl": "rtl_cmd",
     "verify": "rtl_cmd",
     "sweep": "sweep_cmd",
-    "report": "sweep_cmd",
+    "report": "report_cmd",
 }
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cimdse import arch as arch_mod
 from cimdse.arch import ArchSpec
-from cimdse.errors import CimdseError
-from cimdse.files import atomic_write, write_csv, write_text
+from cimdse.files import atomic_write, output_dir, write_csv, write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -39,15 +37,6 @@ def load_arch(name: str, overrides: list[str]) -> ArchSpec:
 def load_archs(args: argparse.Namespace) -> list[ArchSpec]:
     names = args.arch if isinstance(args.arch, list) else [args.arch]
     return [load_arch(n, args.overrides) for n in names]
-
-
-def output_dir(path: str | Path) -> Path:
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise CimdseError(f"{out}: cannot create output folder ({err.strerror})") from None
-    return out
 
 
 __all__ = ["add_arch_options", "atomic_write", "load_arch", "load_archs", "output_dir", "write_csv", "write_text"]

@@ -1,4 +1,4 @@
-"""``cimdse sweep CONFIG --out DIR`` and ``cimdse report DIR``."""
+"""``cimdse sweep CONFIG --out DIR``."""
 
 from __future__ import annotations
 
@@ -26,16 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--scheduler", metavar="tcp://HOST:PORT", help="run on this Dask cluster instead of local processes"
     )
     sp.set_defaults(func=_sweep)
-
-    rp = sub.add_parser(
-        "report",
-        help="plots and report.md from a compile, search or sweep folder",
-        description="Detect what DIR holds (sweep.csv; layers.csv + summary.csv; history.csv and/or "
-        "best_policy.yaml) and write PNG plots and report.md.",
-    )
-    rp.add_argument("dir", metavar="DIR")
-    rp.add_argument("--out", metavar="DIR", help="where to write the report (default: DIR itself)")
-    rp.set_defaults(func=_report)
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -78,11 +68,3 @@ def _sweep(args: argparse.Namespace) -> int:
         return 1
     return 0
 
-
-def _report(args: argparse.Namespace) -> int:
-    from cimdse import plots
-
-    files = plots.make_report(args.dir, args.out)
-    for path in files:
-        print(path)
-    return 0

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cimdse.compiler.ir import DigitalOp, Layer, Network
-from cimdse.errors import CimdseError
+from cimdse.errors import CimdseError, first_line
 
 MAX_INPUT_ELEMENTS = 2**31 - 1  # one sample; beyond it a shape is a typo, not a network
 
@@ -104,7 +104,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str = "model") -> 
         gm = fx.symbolic_trace(model)
     except Exception as err:  # noqa: BLE001 - any tracing failure is the model's, reported in one line
         raise CimdseError(
-            f"{name}: torch.fx cannot trace the model ({type(err).__name__}: {_first_line(err)}); "
+            f"{name}: torch.fx cannot trace the model ({type(err).__name__}: {first_line(err)}); "
             "data-dependent control flow in forward() is not supported"
         ) from None
     modes = {m: m.training for m in model.modules()}
@@ -154,16 +154,11 @@ def _propagate_shapes(gm: fx.GraphModule, model: nn.Module, shape: tuple[int, ..
             raise CimdseError(f"{name}: {problem}") from None
         raise CimdseError(
             f"{name}: input shape {'x'.join(map(str, shape))} does not fit the model: {_describe(gm, n)} "
-            f"at {_where(gm, n)} failed: {type(failure.err).__name__}: {_first_line(failure.err)}"
+            f"at {_where(gm, n)} failed: {type(failure.err).__name__}: {first_line(failure.err)}"
         ) from None
 
 
 # ---------------------------------------------------------------- classification
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
 def _module_path(n: fx.Node) -> str:
     if n.op == "call_module":
         return str(n.target)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from cimdse import models
-from cimdse.errors import CimdseError
+from cimdse.errors import CimdseError, first_line
 from cimdse.files import atomic_write
 from cimdse.quant.apply import quantized_structure
 from cimdse.quant.export import IntLayer, layers_from_dicts
@@ -59,8 +59,7 @@ class Checkpoint:
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as err:
-            first = str(err).splitlines()[0]
-            raise CimdseError(f"checkpoint weights do not fit model {self.model!r}: {first}") from None
+            raise CimdseError(f"checkpoint weights do not fit model {self.model!r}: {first_line(err)}") from None
         return model.eval()
 
 

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from cimdse.arch import ArchSpec, CrossbarSpec
 from cimdse.data import Splits
-from cimdse.errors import CimdseError
+from cimdse.errors import CimdseError, first_line
 from cimdse.quant.apply import Policy, PreparedModel
 from cimdse.quant.hardware import hardware_aware, integer_model
 
@@ -96,7 +96,7 @@ def check_model_fits(model: nn.Module, splits: Splits, spec: str) -> None:
     except Exception as err:
         raise CimdseError(
             f"model {spec!r} does not run on {splits.name} inputs {splits.input_shape} "
-            f"({type(err).__name__}: {str(err).splitlines()[0]}); use a model made for that shape"
+            f"({type(err).__name__}: {first_line(err)}); use a model made for that shape"
         ) from None
     if out.dim() != 2 or out.shape[1] != splits.num_classes:
         raise CimdseError(

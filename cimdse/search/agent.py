@@ -20,7 +20,7 @@ import gymnasium as gym
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
-from cimdse.errors import CimdseError
+from cimdse.errors import CimdseError, first_line
 from cimdse.files import atomic_write
 from cimdse.search.env import BitWidthEnv
 from cimdse.search.evaluator import MethodRecorder
@@ -162,7 +162,7 @@ class PPOAgent:
         try:
             model = PPO.load(path, env=env, device="cpu")
         except ValueError as err:  # spaces differ
-            raise CimdseError(f"{path}: the agent does not fit this search ({str(err).splitlines()[0]})") from None
+            raise CimdseError(f"{path}: the agent does not fit this search ({first_line(err)})") from None
         except Exception as err:  # not a zip, truncated, foreign
             raise CimdseError(f"{path}: not a readable agent checkpoint ({type(err).__name__})") from None
         model.set_random_seed(self.seed)

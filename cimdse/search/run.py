@@ -32,7 +32,7 @@ import yaml
 from cimdse.arch import ArchSpec
 from cimdse.compiler import CompiledNetwork, Network, compile_network, trace_spec
 from cimdse.errors import CimdseError
-from cimdse.files import write_csv, write_text
+from cimdse.files import output_dir, write_csv, write_text
 from cimdse.policy import QUANT, check_search_range, load_policy, save_policy
 from cimdse.search.agent import PPOAgent, PPOConfig
 from cimdse.search.baselines import UNIFORM_BITS, greedy_search, random_search, uniform_method
@@ -477,11 +477,7 @@ def run_search(
     splits, network, user = prepare(config, archs, policy_file)
     agent_path = _agent_source(agent_from)
     given = _float_model(config, splits, None, from_ckpt, progress) if from_ckpt is not None else None
-    out = Path(out)  # every input is valid: only now touch the file system
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise CimdseError(f"{out}: cannot create output folder ({err.strerror})") from None
+    out = output_dir(out)  # every input is valid: only now touch the file system
     float_model, pretrain_s = given or _float_model(config, splits, out, None, progress)
 
     def evaluator(hardware: ArchSpec | None) -> QATAccuracy:

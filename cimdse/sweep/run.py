@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cimdse.errors import CimdseError
+from cimdse.files import output_dir
 from cimdse.sweep.config import SweepConfig, save_config
 from cimdse.sweep.evaluate import Evaluator, evaluate_unit, one_line, search_hook
 from cimdse.sweep.execute import dask, dask_client, pool, serial
@@ -94,10 +95,7 @@ def run_sweep(
     client = dask_client(scheduler) if scheduler else None
     log = ResultLog(out, sweep_plan.columns)
     try:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise CimdseError(f"{out}: cannot create output folder ({err.strerror})") from None
+        output_dir(out)
         done = log.open()
     except BaseException:
         if client is not None:
