@@ -475,39 +475,38 @@ def test_cli_verify_conv_layer_of_a_checkpoint(run_cli, lenet_checkpoint, tmp_pa
     assert out.rstrip().endswith("result: ok")
 
 
+LINEAR_SETS = ["crossbar.rows=32", "crossbar.cols=16"]
+
+
 @needs_icarus
 def test_linear_layer_of_a_checkpoint(lenet_checkpoint, tmp_path):
     """classifier.3 (K = 64, N = 10) on 32x16 tiles: 2 row blocks x 3 column splits
-    (4 + 4 + 2 outputs); with an ideal ADC the RTL equals the fake-quant layer, with
-    a 3-bit clipping ADC it equals the functional model and not the fake-quant one."""
+    (4 + 4 + 2 outputs); with an ideal ADC the RTL equals the fake-quant layer."""
     from cimdse.rtl.layer import run_layer
 
-    sets = ["crossbar.rows=32", "crossbar.active_rows=32", "crossbar.cols=16"]
     res = run_layer(
-        lenet_checkpoint,
-        "classifier.3",
-        tmp_path / "ideal",
-        arch_name="demo",
-        overrides=sets + IDEAL,
-        images=3,
-        vectors=1,
+        lenet_checkpoint, "classifier.3", tmp_path, arch_name="demo", overrides=LINEAR_SETS + IDEAL, images=3, vectors=1
     )
     assert [(i.row_block, i.col_block, i.rows, i.outputs) for i in res.instances] == [
         (r, c, (32 * r, 32 * r + 32), (4 * c, min(10, 4 * c + 4))) for r in range(2) for c in range(3)
     ]
     assert res.ok and res.lossless and res.vectors == 3
     assert res.vs_model == 0 and res.vs_fake_quant == 0 and res.float_equal
-    lossy = run_layer(
-        lenet_checkpoint,
-        "classifier.3",
-        tmp_path / "lossy",
-        arch_name="demo",
-        overrides=[*sets, "crossbar.adc_bits=3", "crossbar.adc_mode=clip"],
-        images=3,
-        vectors=1,
+
+
+@needs_icarus
+@pytest.mark.slow
+def test_linear_layer_with_a_lossy_adc(lenet_checkpoint, tmp_path):
+    """With a 3-bit clipping ADC the RTL equals the functional model, and both differ
+    from the fake-quant layer in the same values."""
+    from cimdse.rtl.layer import run_layer
+
+    lossy = ["crossbar.adc_bits=3", "crossbar.adc_mode=clip"]
+    res = run_layer(
+        lenet_checkpoint, "classifier.3", tmp_path, arch_name="demo", overrides=LINEAR_SETS + lossy, images=3, vectors=1
     )
-    assert lossy.ok and not lossy.lossless and lossy.vs_model == 0
-    assert lossy.model_vs_fake_quant > 0 and lossy.vs_fake_quant == lossy.model_vs_fake_quant
+    assert res.ok and not res.lossless and res.vs_model == 0
+    assert res.model_vs_fake_quant > 0 and res.vs_fake_quant == res.model_vs_fake_quant
 
 
 def test_layer_errors_are_clear(lenet_checkpoint, tmp_path):
