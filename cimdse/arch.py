@@ -128,6 +128,8 @@ class CrossbarSpec(_Strict):
         if unknown:
             raise ValueError(f"unknown cost constant(s) {unknown}; known: {sorted(CONSTANTS)}")
         for key, value in v.items():
+            if key in Timing.model_fields:  # the constant is only the field's default
+                raise ValueError(f"{key} is set by crossbar.timing.{key}, not here (it would have no effect)")
             const = CONSTANTS[key]
             if not (math.isfinite(value) and (value > 0 or (value == 0 and const.zero_ok))):
                 rule = ">= 0" if const.zero_ok else "> 0"

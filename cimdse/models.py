@@ -3,8 +3,9 @@ module names, plus loading of user models from ``path/to/file.py:factory``.
 
 ImageNet models (``resnet18``, ``vgg11``, ``vgg16``, ``mobilenetv2``) follow
 torchvision's definitions layer for layer, so their compiled shapes match published
-tables; ``resnet20`` is the CIFAR ResNet of He et al. (2016); ``lenet`` and ``mlp``
-are sized for the embedded 8x8 digits.
+tables; ``resnet20`` is the CIFAR ResNet of He et al. (2016); ``lenet``, ``mlp``,
+``vit`` (a small Vision Transformer, Dosovitskiy et al. 2021) and ``lstm`` (a 2-layer
+LSTM reading the image row by row) are sized for the embedded 8x8 digits.
 
 Layer order: a residual block here runs its ``downsample`` (the 1x1 shortcut conv)
 before ``conv1``, as CIM-AQ's (HAQ's) ResNet-18 does, while torchvision runs it after
@@ -62,6 +63,76 @@ class LeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+# ---------------------------------------------------------------- small ViT and LSTM
+class Attention(nn.Module):
+    """Multi-head self-attention written out: its projections are Linear layers (crossbars,
+    V = tokens), ``Q K^T`` and ``A V`` are activation x activation matmuls (digital)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads, self.scale = heads, (dim // heads) ** -0.5
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        qkv = self.qkv(x).reshape(b, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, t, c))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm encoder block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class ViT(nn.Module):
+    """A small Vision Transformer: patch embedding (a strided conv), class token, learned
+    position embedding, pre-norm blocks, the class token's LayerNorm -> Linear head."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 8, patch: int = 2,
+                 dim: int = 32, depth: int = 2, heads: int = 2, mlp_dim: int = 64) -> None:  # fmt: skip
+        super().__init__()
+        tokens = (image_size // patch) ** 2
+        self.patch_embed = nn.Conv2d(in_channels, dim, patch, patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.randn(1, tokens + 1, dim) * 0.02)
+        self.blocks = nn.Sequential(*[TransformerBlock(dim, heads, mlp_dim) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+class LSTMClassifier(nn.Module):
+    """Reads a C x H x W image as H steps of C * W values with a stacked LSTM and
+    classifies from the last step's hidden state."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 8, hidden: int = 64,
+                 layers: int = 2) -> None:  # fmt: skip
+        super().__init__()
+        self.lstm = nn.LSTM(in_channels * width, hidden, layers, batch_first=True)
+        self.fc = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x.permute(0, 2, 1, 3).flatten(2))
+        return self.fc(out[:, -1])
 
 
 # ---------------------------------------------------------------- ResNets
@@ -258,6 +329,8 @@ class ZooEntry:
 ZOO: dict[str, ZooEntry] = {
     "mlp": ZooEntry(mlp, (1, 8, 8), 10, "3-layer MLP for 8x8 digits"),
     "lenet": ZooEntry(LeNet, (1, 8, 8), 10, "LeNet-style CNN for 8x8 digits"),
+    "vit": ZooEntry(ViT, (1, 8, 8), 10, "small Vision Transformer for 8x8 digits (2x2 patches, 2 blocks)"),
+    "lstm": ZooEntry(LSTMClassifier, (1, 8, 8), 10, "2-layer LSTM reading 8x8 digits row by row"),
     "resnet20": ZooEntry(lambda **kw: CifarResNet(20, **kw), (3, 32, 32), 10, "CIFAR ResNet-20"),
     "resnet18": ZooEntry(lambda **kw: ResNet([2, 2, 2, 2], **kw), (3, 224, 224), 1000, "ImageNet ResNet-18"),
     "vgg11": ZooEntry(lambda **kw: VGG(VGG_CFG["vgg11"], **kw), (3, 224, 224), 1000, "ImageNet VGG-11"),
@@ -275,16 +348,25 @@ def build(name: str, num_classes: int | None = None, seed: int = 0) -> nn.Module
     return entry.factory(num_classes=num_classes or entry.num_classes)
 
 
+def check_model_spec(spec: str) -> None:
+    """Raise the one clear error for a name that is neither a zoo model nor an existing
+    ``path/to/file.py:factory``."""
+    if spec in ZOO:
+        return
+    path_text, sep, _ = spec.rpartition(":")
+    if not sep or not path_text.endswith(".py"):
+        raise CimdseError(f"unknown model {spec!r}; zoo: {', '.join(ZOO)}, or a user file path/to/file.py:factory")
+    if not Path(path_text).is_file():
+        raise CimdseError(f"{path_text}: no such model file")
+
+
 def load_model(spec: str, num_classes: int | None = None, seed: int = 0) -> nn.Module:
     """A zoo name, or ``path/to/file.py:factory`` where ``factory()`` returns an nn.Module."""
     if spec in ZOO:
         return build(spec, num_classes, seed)
-    path_text, sep, factory_name = spec.rpartition(":")
-    if not sep or not path_text.endswith(".py"):
-        raise CimdseError(f"unknown model {spec!r}; zoo: {', '.join(ZOO)}, or a user file path/to/file.py:factory")
+    check_model_spec(spec)
+    path_text, _, factory_name = spec.rpartition(":")
     path = Path(path_text)
-    if not path.is_file():
-        raise CimdseError(f"{path}: no such model file")
     mod_name = f"cimdse_user_model_{abs(hash(path.resolve()))}"
     module_spec = importlib.util.spec_from_file_location(mod_name, path)
     assert module_spec is not None and module_spec.loader is not None

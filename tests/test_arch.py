@@ -62,6 +62,10 @@ def test_every_cost_constant_is_checked():
     negative one, and refuses 0 unless the constant says 0 means "not counted"."""
     assert {k for k, c in costs.CONSTANTS.items() if c.zero_ok} >= {"digital_ns_per_op"}  # cim-aq needs it
     for key, const in costs.CONSTANTS.items():
+        if key in arch.Timing.model_fields:  # a spec field's default: set there, not in costs
+            with pytest.raises(CimdseError, match=rf"{key} is set by crossbar\.timing\.{key}, not here"):
+                arch.load("demo", [f"crossbar.costs.{key}={const.value * 2}"])
+            continue
         spec = arch.load("demo", [f"crossbar.costs.{key}={const.value * 2}"])
         assert costs.constant(spec.crossbar, key) == const.value * 2
         with pytest.raises(CimdseError, match=rf"{key} = -1\.0: must be a finite number"):
@@ -89,8 +93,9 @@ def test_cost_overrides_change_costs():
         (["crossbar.adc_mode=clip", "crossbar.adc_bits=null"], "adc_mode 'ideal' goes with adc_bits null"),
         (["crossbar.costs.adc_rate_gsps=0"], r"crossbar\.costs: adc_rate_gsps = 0\.0: must be a finite number > 0"),
         (["crossbar.costs.adc_power_mw=-5"], r"adc_power_mw = -5\.0: must be a finite number > 0 \(mW per "),
-        (["crossbar.costs.read_ns=.nan"], r"read_ns = nan: must be a finite number > 0"),
-        (["crossbar.costs.write_us=.inf"], r"write_us = inf: must be a finite number > 0"),
+        (["crossbar.costs.adc_area_mm2=.nan"], r"adc_area_mm2 = nan: must be a finite number > 0"),
+        (["crossbar.costs.write_pj_per_cell=.inf"], r"write_pj_per_cell = inf: must be a finite number > 0"),
+        (["crossbar.costs.read_ns=50"], r"read_ns is set by crossbar\.timing\.read_ns"),
         (["crossbar.costs.adc_power_mw=lots"], r"crossbar\.costs\.adc_power_mw: Input should be a valid number"),
         (["crossbar.costs.adc_power_mw=true"], r"adc_power_mw: True is not a number"),
         (["crossbar.adcs=1000"], r"adcs \(1000\) cannot exceed cols"),

@@ -159,10 +159,10 @@ class _Rnn(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.Linear(8, 8))
-        self.rnn = nn.LSTM(8, 8)
+        self.rnn = nn.Bilinear(8, 8, 8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rnn(self.body(x))[0]
+        return self.rnn(self.body(x), x)
 
 
 def test_unsupported_ops_name_op_and_module():
@@ -170,7 +170,7 @@ def test_unsupported_ops_name_op_and_module():
     wrapper.add_module("spectral", _FFT())
     with pytest.raises(CimdseError, match=r"unsupported op .*fft.* at module 'spectral'"):
         trace(wrapper, (8,))
-    with pytest.raises(CimdseError, match=r"unsupported op nn\.LSTM at module 'rnn'"):
+    with pytest.raises(CimdseError, match=r"unsupported op nn\.Bilinear at module 'rnn'.*; supported: crossbar layers"):
         trace(_Rnn(), (4, 8))
 
 
@@ -419,12 +419,12 @@ def test_an_absurd_input_shape_is_one_message(capsys, shape, message):
 def test_cli_bad_model_in_a_process(run_cli, tmp_path):
     bad_model = tmp_path / "bad.py"
     bad_model.write_text(
-        "from torch import nn\n\ndef make():\n    return nn.Sequential(nn.Linear(4, 4), nn.LSTM(4, 4))\n"
+        "from torch import nn\n\ndef make():\n    return nn.Sequential(nn.Linear(4, 4), nn.Conv3d(4, 4, 1))\n"
     )
     proc = run_cli("compile", "--model", f"{bad_model}:make", "--input", "3x4", "--arch", "demo", "--bits", "4,4",
                    "--out", str(tmp_path / "o"))  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stdout == ""
-    assert "unsupported op nn.LSTM at module '1'" in proc.stderr
+    assert "unsupported op nn.Conv3d at module '1'" in proc.stderr
     assert not (tmp_path / "o").exists()
 
 

@@ -9,6 +9,7 @@ from cimdse.cli.common import add_arch_options, load_arch, output_dir, write_csv
 from cimdse.compiler import compile_network
 from cimdse.compiler.frontend import trace_spec
 from cimdse.compiler.ir import Network
+from cimdse.compiler.runtime import MATMUL_UNITS
 from cimdse.compiler.tables import digital_frame
 from cimdse.models import parse_input_shape
 from cimdse.policy import load_policy, parse_bits, uniform_policy
@@ -22,7 +23,11 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     lp = sub.add_parser("layers", help="print a model's crossbar layers (or digital ops) as CSV on stdout")
     _model_options(lp)
-    lp.add_argument("--digital", action="store_true", help="print the digital ops instead of the crossbar layers")
+    what = lp.add_mutually_exclusive_group()
+    what.add_argument(
+        "--all", action="store_true", help="crossbar layers and digital ops in execution order, with a unit column"
+    )
+    what.add_argument("--digital", action="store_true", help="print the digital ops instead of the crossbar layers")
     lp.set_defaults(func=_layers)
 
     cp = sub.add_parser("compile", help="map a model onto an architecture; write layers.csv and summary.csv")
@@ -33,6 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     bits.add_argument(
         "--policy", metavar="FILE", help="per-layer bits: YAML/JSON by layer name or list, or .npy [L, 2]"
     )
+    cp.add_argument(
+        "--matmul", choices=MATMUL_UNITS, default="digital",
+        help="where activation x activation matmuls (attention's Q K^T, A V) run: the digital unit (default) or "
+        "crossbars written at run time",
+    )  # fmt: skip
+    cp.add_argument("--matmul-bits", default="8,8", metavar="W,A", help="bits of those matmuls on crossbars (8,8)")
     cp.add_argument("--out", required=True, metavar="DIR", help="output folder")
     cp.set_defaults(func=_compile)
 
@@ -44,24 +55,30 @@ def _network(args: argparse.Namespace) -> Network:
 
 def _layers(args: argparse.Namespace) -> int:
     net = _network(args)
-    df = net.digital_frame() if args.digital else net.layers_frame()
+    df = net.all_frame() if args.all else net.digital_frame() if args.digital else net.layers_frame()
     df.to_csv(sys.stdout, index=False)
-    print(f"# {len(net.layers)} crossbar layers, {len(net.digital_ops)} digital ops", file=sys.stderr)
+    print(
+        f"# {len(net.layers)} crossbar layers ({net.crossbar_macs:,} MACs), {len(net.digital_ops)} digital ops "
+        f"({net.matmul_macs:,} MACs in activation x activation matmuls)",
+        file=sys.stderr,
+    )
     return 0
 
 
 def _compile(args: argparse.Namespace) -> int:
     # Everything is validated and computed before the first file is written.
+    matmul_bits = parse_bits(args.matmul_bits)
     net = _network(args)
     arch = load_arch(args.arch, args.overrides)
     policy = uniform_policy(*parse_bits(args.bits), len(net)) if args.bits else load_policy(args.policy, net)
-    cn = compile_network(net, arch)
+    cn = compile_network(net, arch, matmul=args.matmul, matmul_bits=matmul_bits)
     layers_df, summary_df = cn.report(policy)
     digital_df = digital_frame(cn, policy)
     out = output_dir(args.out)
     for df, name in ((layers_df, "layers.csv"), (digital_df, "digital.csv"), (summary_df, "summary.csv")):
         write_csv(df, out / name)
     print(_table(layers_df, summary_df))
+    print(_where_time_goes(layers_df, digital_df))
     print(f"# wrote {out / 'layers.csv'}, {out / 'digital.csv'}, {out / 'summary.csv'}", file=sys.stderr)
     return 0
 
@@ -87,3 +104,12 @@ def _table(layers_df, summary_df) -> str:  # noqa: ANN001 - pandas frames
         + ", ".join(f"{c.removeprefix('energy_').removesuffix('_j')} {s[c] * 1e6:.4g} uJ" for c in parts)
     )
     return "\n".join(lines)
+
+
+def _where_time_goes(layers_df, digital_df) -> str:  # noqa: ANN001 - pandas frames
+    """Shares of the latency: crossbar layers, then the digital ops by category and unit."""
+    parts = [f"crossbar layers {layers_df['latency_share'].sum():.1%}"]
+    if len(digital_df):
+        by = digital_df.groupby(["unit", "category"], sort=False)["latency_share"].sum().sort_values(ascending=False)
+        parts += [f"{cat} on {unit} {share:.1%}" for (unit, cat), share in by.items() if share > 0]
+    return "# where the time goes: " + ", ".join(parts)

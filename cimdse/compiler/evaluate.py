@@ -13,10 +13,16 @@ slices, V_l MVMs and t_op the time of one crossbar operation (``costs.op_ns``):
 - re-programmed (it does not fit): the layer runs in ``ceil(t_l / X)`` rounds of at most
   X crossbars, each programmed ``parallel_writes`` at a time and then computing
   ``V_l * S_l * t_op``; every inference writes every cell once.
-- digital ops (pooling, add, concat, activations, unfolded norms) run after the layer
+- digital ops (pooling, add, concat, activations, unfolded norms, attention's
+  activation x activation matmuls at one op per MAC, recurrent gates) run after the layer
   they follow, on the tiles that hold it: ``digital_l = E_l * digital_ns_per_op /
   (digital_lanes * tiles_l)``, ``tiles_l = ceil(crossbars_l / crossbars_per_tile)``.
   A layer's stage is ``crossbar_l + digital_l``.
+- with ``matmul="crossbar"`` the activation x activation matmuls run instead on crossbars
+  written at run time (``runtime``: write, then stream), added to the stage of the layer
+  they follow; their energy counts as crossbar operations and writes.
+- a layer gets at most ``Layer.copies_limit`` copies: V, or 1 for recurrent weights,
+  whose time steps depend on each other.
 - schedule: latency (one inference through every stage) is the sum of the stages;
   the interval between inferences is that sum when ``sequential`` (or re-programmed)
   and the slowest stage when ``pipelined``. Copies are allocated on the stage times
@@ -46,6 +52,8 @@ from cimdse.arch import ArchSpec
 from cimdse.compiler.ir import Network
 from cimdse.compiler.mapping import MappingTables, build_tables
 from cimdse.compiler.replication import allocate_max, allocate_sum
+from cimdse.compiler.runtime import MATMUL_UNITS, RuntimeMatmul, runtime_matmul
+from cimdse.errors import CimdseError
 from cimdse.policy import check_policy, uniform_policy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -104,6 +112,10 @@ class CompiledNetwork:
     tables: MappingTables
     area_power: costs.AreaPower
     digital_elements: np.ndarray  # [L] element ops run after each layer
+    matmul_unit: str = "digital"
+    runtime_matmuls: list[RuntimeMatmul] = field(default_factory=list)
+    runtime_ns: np.ndarray | None = None  # [L] run-time written matmuls after each layer: latency
+    runtime_pj: np.ndarray | None = None  # [L, OP_PARTS + 1] their energy: crossbar operations by part, writes
     _w8a8: tuple[float, float] | None = field(default=None, repr=False)
 
     @property
@@ -152,7 +164,7 @@ class CompiledNetwork:
             alloc = allocate_max if chip.schedule == "pipelined" else allocate_sum
             # a copy shortens both parts (more crossbars, and in time more tiles for the digital ops)
             stage_one = base_ns[idx] + digital_work / -(-t[idx] // per_tile)
-            copies[idx] = alloc(stage_one, t[idx], tb.V, spare)
+            copies[idx] = alloc(stage_one, t[idx], tb.max_copies, spare)
         layer_xbars = t * copies
         rounds = -(-t // x)
         full, rest = t // x, t % x
@@ -163,6 +175,8 @@ class CompiledNetwork:
         tiles = -(-np.minimum(layer_xbars, x) // per_tile)
         digital_ns = digital_work / tiles
         stage_ns = xbar_ns + digital_ns
+        if self.runtime_ns is not None:  # activation x activation matmuls on run-time written crossbars
+            stage_ns = stage_ns + self.runtime_ns[None, :]
         latency_ns = stage_ns.sum(axis=1)
         pipelined = fits & (chip.schedule == "pipelined")
         interval_ns = np.where(pipelined, stage_ns.max(axis=1), latency_ns)
@@ -177,6 +191,9 @@ class CompiledNetwork:
         parts[..., ENERGY_PARTS.index("network")] = out_bytes * k["network_pj"]
         parts[..., ENERGY_PARTS.index("digital")] = self.digital_elements[None, :] * k["digital_pj"]
         parts[..., ENERGY_PARTS.index("write")] = np.where(fits[:, None], 0.0, cells * k["write_pj"])
+        if self.runtime_pj is not None:
+            parts[..., :_N_OP] += self.runtime_pj[None, :, :_N_OP]
+            parts[..., ENERGY_PARTS.index("write")] += self.runtime_pj[None, :, _N_OP]
         totals = parts.sum(axis=1)
         totals[:, ENERGY_PARTS.index("leakage")] = k["leak_mw"] * interval_ns
 
@@ -237,12 +254,38 @@ class CompiledNetwork:
         return policy_tables(self, policy)
 
 
-def compile_network(network: Network, arch: ArchSpec) -> CompiledNetwork:
-    """Map every layer of ``network`` onto ``arch`` at every weight width."""
+def compile_network(
+    network: Network, arch: ArchSpec, *, matmul: str = "digital", matmul_bits: tuple[int, int] = (8, 8)
+) -> CompiledNetwork:
+    """Map every layer of ``network`` onto ``arch`` at every weight width; activation x
+    activation matmuls on the digital unit (``matmul="digital"``, one op per MAC) or on
+    crossbars written at run time (``"crossbar"``, at ``matmul_bits`` (w, a): the written
+    operand's bits and the streamed one's), in the stage of the layer they follow."""
+    if matmul not in MATMUL_UNITS:
+        raise CimdseError(f"matmul unit {matmul!r}: expected one of {', '.join(MATMUL_UNITS)}")
+    on_crossbar = matmul == "crossbar"
+    runtime: list[RuntimeMatmul] = []
+    runtime_ns = runtime_pj = None
+    if on_crossbar:
+        check_policy([list(matmul_bits)], 1, "matmul bits")
+        index = {name: i for i, name in enumerate(network.names)}
+        runtime_ns, runtime_pj = np.zeros(len(network.layers)), np.zeros((len(network.layers), _N_OP + 1))
+        for op in network.digital_ops:
+            if op.matmul:
+                m = runtime_matmul(op, arch, *matmul_bits)
+                runtime.append(m)
+                i = index.get(op.layer, 0)
+                runtime_ns[i] += m.latency_s * 1e9
+                runtime_pj[i, :_N_OP] += m.op_energy_parts_j * 1e12
+                runtime_pj[i, _N_OP] += m.write_energy_j * 1e12
     return CompiledNetwork(
         network=network,
         arch=arch,
         tables=build_tables(network.layers, arch.crossbar),
         area_power=costs.area_power(arch),
-        digital_elements=np.array(network.digital_elements(), dtype=np.float64),
+        digital_elements=np.array(network.digital_elements(skip_matmuls=on_crossbar), dtype=np.float64),
+        matmul_unit=matmul,
+        runtime_matmuls=runtime,
+        runtime_ns=runtime_ns,
+        runtime_pj=runtime_pj,
     )

@@ -1,12 +1,31 @@
 """Front end: a ``torch.nn.Module`` plus an input shape -> :class:`Network`.
 
-The model is traced with ``torch.fx.symbolic_trace`` and its shapes are propagated
-without computing anything: on the meta device when the model's weights are there
-(the CLI builds zoo models on meta), else under a FakeTensorMode. Every graph node is
-then either a crossbar layer (conv, linear), folded into one (a BatchNorm right after
-it), a digital op (activation, pooling, add, concat, unfolded norm) or free data
-movement (flatten, reshape, dropout, shape arithmetic). Anything else is an error
-that names the op and the module path it sits in.
+The model is put in eval mode and traced with ``torch.fx.symbolic_trace``; its shapes
+are propagated without computing anything: on the meta device when the model's
+weights are there (the CLI builds zoo models on meta), else under a FakeTensorMode.
+Every graph node is then one of:
+
+- a crossbar layer: Conv1d/Conv2d/Linear modules; ``F.linear``/``F.conv1d``/``F.conv2d``,
+  ``@``/``matmul``/``einsum`` with one operand that does not depend on the input (a
+  parameter); the projections of ``nn.MultiheadAttention`` (V = tokens); the input and
+  recurrent weights of ``nn.LSTM``/``GRU``/``RNN`` and their cells (V = time steps).
+  ``K x N x V`` MACs each;
+- folded into one (a BatchNorm module right after it);
+- a digital op: activations, pooling, add/mul, concat, norms (LayerNorm, GroupNorm,
+  functional batch/layer/group norm), softmax, the activation x activation matmuls of
+  attention (``Q K^T`` and ``A V``: ``batch x M x K x N`` MACs, counted as MACs), the
+  gates of recurrent layers, table reads (embeddings, relative position bias);
+- free: data movement (reshape, permute, transpose, flatten, pad, roll ...), eval-mode
+  no-ops (dropout of every kind, stochastic depth), and anything that does not depend
+  on the input (weight preprocessing, index tables: computed once, not per inference).
+
+Anything else is an error that names the op and the module path it sits in, and
+lists what is supported (:data:`SUPPORTED`).
+
+A digital op's ``elements`` is its op count: one per output element, window reads for
+pooling, MACs for matmuls, and for recurrent gates per time step ``13 H`` (LSTM: 4 adds
+of the two products, 3 sigmoids, 2 tanh, 3 multiplies, 1 add), ``11 H`` (GRU) or ``2 H``
+(Elman RNN).
 """
 
 from __future__ import annotations
@@ -29,51 +48,111 @@ from cimdse.errors import CimdseError, first_line
 MAX_INPUT_ELEMENTS = 2**31 - 1  # one sample; beyond it a shape is a typo, not a network
 
 SUPPORTED = (
-    "Conv1d/Conv2d (any stride, padding, dilation, groups), Linear, BatchNorm (folded), elementwise activations, "
-    "max/avg/adaptive pooling, add/sub/mul, concat, flatten/reshape/view, dropout"
+    "crossbar layers: nn.Conv1d/Conv2d (any stride, padding, dilation, groups), nn.Linear, F.linear/F.conv1d/"
+    "F.conv2d and @/matmul/bmm/einsum with a parameter operand, nn.MultiheadAttention, nn.LSTM/GRU/RNN and "
+    "LSTMCell/GRUCell/RNNCell; folded: BatchNorm1d/2d after a layer; digital: activations (ReLU, ReLU6, "
+    "LeakyReLU, PReLU, RReLU, ELU, SELU, CELU, GELU, SiLU, Mish, Sigmoid, LogSigmoid, Tanh, Hardtanh, "
+    "Hardswish, Hardsigmoid, Softplus, Softsign, GLU, Threshold, clamp, softmax/log_softmax/softmin, exp, "
+    "log, sqrt, rsqrt, pow, abs, erf, where, masked_fill), max/avg/adaptive pooling, mean/sum/amax, "
+    "add/sub/mul/div, comparisons and logical ops, cat/stack, norms (BatchNorm not after a layer, LayerNorm, "
+    "GroupNorm, InstanceNorm, RMSNorm, LocalResponseNorm, F.batch_norm, F.layer_norm, F.group_norm, "
+    "F.instance_norm, F.rms_norm, F.normalize), activation x activation "
+    "@/matmul/bmm/einsum, F.scaled_dot_product_attention, torchvision's shifted_window_attention, "
+    "nn.Embedding and indexing of a parameter (relative position bias tables), interpolate/upsample; free: "
+    "flatten/reshape/view/permute/transpose/squeeze/unsqueeze/expand/repeat/roll/flip/pad/chunk/split/"
+    "unbind/getitem/contiguous, PixelShuffle, ChannelShuffle, padding modules, Identity, dropout of every kind "
+    "and stochastic depth (eval mode), and anything that does not depend on the input"
 )
 
 _ACT_MODULES: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid,
-    nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Softmax, nn.LogSoftmax,
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+    nn.Sigmoid, nn.LogSigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Softsign,
+    nn.Softmax, nn.Softmax2d, nn.Softmin, nn.LogSoftmax, nn.GLU, nn.Threshold, nn.Tanhshrink, nn.Hardshrink,
+    nn.Softshrink,
 )  # fmt: skip
 _POOL_MODULES: tuple[type[nn.Module], ...] = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d)
 _ADAPTIVE_MODULES: tuple[type[nn.Module], ...] = (
     nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
 )  # fmt: skip
 _NORM_MODULES: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d)
-_DIGITAL_NORM_MODULES: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm)
-_FREE_MODULES: tuple[type[nn.Module], ...] = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d,
-                                              nn.Dropout2d, nn.AlphaDropout)  # fmt: skip
+_DIGITAL_NORM_MODULES: tuple[type[nn.Module], ...] = (
+    nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.LocalResponseNorm,
+    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
+)  # fmt: skip
+_FREE_MODULES: tuple[type[nn.Module], ...] = (
+    nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+    nn.FeatureAlphaDropout, nn.PixelShuffle, nn.PixelUnshuffle, nn.ChannelShuffle, nn.ZeroPad1d, nn.ZeroPad2d,
+    nn.ConstantPad1d, nn.ConstantPad2d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReplicationPad1d,
+    nn.ReplicationPad2d,
+)  # fmt: skip
+_UPSAMPLE_MODULES: tuple[type[nn.Module], ...] = (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
+_RNN_MODULES: tuple[type[nn.Module], ...] = (nn.LSTM, nn.GRU, nn.RNN)
+_CELL_MODULES: tuple[type[nn.Module], ...] = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
 
 _ACT_FUNCTIONS = {
-    F.relu, torch.relu, F.relu_, torch.relu_, F.relu6, F.leaky_relu, F.elu, F.selu, F.gelu, F.silu, F.mish,
-    F.hardtanh, F.hardswish, F.hardsigmoid, F.softplus, F.sigmoid, torch.sigmoid, F.tanh, torch.tanh, F.softmax,
-    torch.softmax, F.log_softmax, torch.clamp, torch.clip,
+    F.relu, torch.relu, F.relu_, torch.relu_, F.relu6, F.leaky_relu, F.rrelu, F.elu, F.selu, F.celu, F.gelu, F.silu,
+    F.mish, F.hardtanh, F.hardswish, F.hardsigmoid, F.softplus, F.softsign, F.logsigmoid, F.glu, F.threshold,
+    F.prelu, F.tanhshrink, F.hardshrink, F.softshrink, F.sigmoid, torch.sigmoid, F.tanh, torch.tanh, F.softmax,
+    torch.softmax, F.softmin, F.log_softmax, torch.log_softmax, torch.clamp, torch.clip, torch.exp, torch.log,
+    torch.sqrt, torch.rsqrt, torch.pow, torch.abs, torch.neg, torch.erf, torch.reciprocal, torch.square,
+    torch.maximum, torch.minimum, torch.where, torch.nn.functional.interpolate,
 }  # fmt: skip
-_ACT_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clip", "softmax"}
+_ACT_METHODS = {
+    "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clip", "softmax", "log_softmax",
+    "exp", "log", "sqrt", "rsqrt", "pow", "abs", "neg", "erf", "reciprocal", "square", "masked_fill",
+    "masked_fill_",
+}  # fmt: skip
 _POOL_FUNCTIONS = {
     F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
-    F.adaptive_max_pool1d, F.adaptive_max_pool2d, torch.mean, torch.amax,
+    F.adaptive_max_pool1d, F.adaptive_max_pool2d, torch.mean, torch.amax, torch.sum, torch.amin,
 }  # fmt: skip
-_POOL_METHODS = {"mean", "amax"}
-_ADD_TARGETS = {operator.add, operator.iadd, operator.sub, operator.isub, torch.add, torch.sub, "add", "add_", "sub"}
-_MUL_TARGETS = {operator.mul, operator.imul, operator.truediv, torch.mul, torch.div, "mul", "mul_", "div"}
+_POOL_METHODS = {"mean", "amax", "sum", "amin"}
+_COMPARE_TARGETS = {
+    operator.gt, operator.lt, operator.ge, operator.le, operator.eq, operator.ne, operator.and_, operator.or_,
+    operator.invert, torch.gt, torch.lt, torch.ge, torch.le, torch.eq, torch.ne, torch.logical_and,
+    torch.logical_or, torch.logical_not, "gt", "lt", "ge", "le", "eq", "ne", "logical_and", "logical_or",
+    "logical_not",
+}  # fmt: skip
+_ADD_TARGETS = {
+    operator.add, operator.iadd, operator.sub, operator.isub, operator.neg, torch.add, torch.sub, "add", "add_",
+    "sub", "sub_", "rsub",
+}  # fmt: skip
+_MUL_TARGETS = {
+    operator.mul, operator.imul, operator.truediv, operator.itruediv, torch.mul, torch.div, "mul", "mul_", "div",
+    "div_",
+}  # fmt: skip
 _CONCAT_TARGETS = {torch.cat, torch.concat, torch.stack}
+_NORM_FUNCTIONS = {
+    F.layer_norm, F.group_norm, F.batch_norm, F.instance_norm, F.normalize, F.local_response_norm,
+    *((F.rms_norm,) if hasattr(F, "rms_norm") else ()),
+}  # fmt: skip
+_MATMUL_TARGETS = {operator.matmul, torch.matmul, torch.bmm, torch.mm, torch.einsum, "matmul", "bmm", "mm"}
 _FREE_TARGETS = {
     torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.permute, torch.transpose, torch.chunk,
-    torch.split, F.dropout, operator.getitem, getattr, "flatten", "view", "reshape", "squeeze", "unsqueeze",
-    "permute", "transpose", "contiguous", "size", "dim", "chunk", "split", "clone", "detach", "to", "float",
-    "type_as", "expand", "expand_as", "view_as", "reshape_as",
+    torch.split, torch.unbind, torch.roll, torch.flip, torch.movedim, torch.narrow, torch.t, torch.tile,
+    F.pad, F.pixel_shuffle, F.pixel_unshuffle, F.channel_shuffle, F.dropout, F.dropout1d, F.dropout2d,
+    F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout, operator.getitem, getattr, "flatten", "view",
+    "reshape", "squeeze", "unsqueeze", "permute", "transpose", "contiguous", "size", "dim", "chunk", "split",
+    "unbind", "clone", "detach", "to", "float", "type_as", "expand", "expand_as", "view_as", "reshape_as",
+    "repeat", "roll", "flip", "t", "movedim", "narrow", "unflatten", "tile", "unfold", "long", "int", "double", "half",
+    "bfloat16", "new_zeros", "new_ones", "new_empty", "zeros_like", torch.zeros_like, torch.ones_like,
 }  # fmt: skip
-
-
-_DIGITAL_CATEGORIES = ("activation", "pool", "add", "elementwise", "concat", "norm")
+# torchvision's fx-wrapped helpers (leaf functions in its graphs), recognized by name.
+_NAMED_FUNCTIONS = {
+    "stochastic_depth": "free",  # eval mode: identity
+    "_patch_merging_pad": "free",  # Swin: pad to even H, W
+    "_get_relative_position_bias": "gather",  # Swin: read the bias table
+    "shifted_window_attention": "attention",  # Swin: window attention with its qkv and proj weights
+}
+_DIGITAL_CATEGORIES = ("activation", "pool", "add", "elementwise", "concat", "norm", "gather")
+_GATE_OPS_PER_STEP = {"LSTM": 13, "GRU": 11, "RNN_TANH": 2, "RNN_RELU": 2}  # element ops per hidden unit
+_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 
 def trace_spec(model: str, input_shape: Sequence[int] | None = None) -> Network:
-    """Trace a zoo name or ``path/to/file.py:factory``; zoo models default to their
-    usual input and are built on the meta device (no weights are needed to map them)."""
+    """Trace a zoo name or ``path/to/file.py:factory``; zoo models default to their usual
+    input. Mapping needs shapes, not weights, so models are built on the meta device (a
+    user model that cannot be built or traced there is built on the CPU instead)."""
     from cimdse import models
 
     if model in models.ZOO:
@@ -81,17 +160,24 @@ def trace_spec(model: str, input_shape: Sequence[int] | None = None) -> Network:
             module = models.build(model)
         name = model
     else:
-        module = models.load_model(model)  # an unknown name is reported here, first
+        models.check_model_spec(model)  # an unknown name or missing file is reported here, first
         path_text, _, factory = model.rpartition(":")
         name = f"{Path(path_text).name}:{factory}"  # the factory, not just the file
     shape = input_shape or models.default_input_shape(model)
     if shape is None:
         raise CimdseError(f"{model}: --input is required for a user model (e.g. --input 3x32x32)")
-    return trace(module, shape, name)
+    if model in models.ZOO:
+        return trace(module, shape, name)
+    try:
+        with torch.device("meta"):
+            module = models.load_model(model)
+        return trace(module, shape, name)
+    except Exception:  # noqa: BLE001 - retried with real weights; that attempt's error is the one reported
+        return trace(models.load_model(model), shape, name)
 
 
 def trace(model: nn.Module, input_shape: Sequence[int], name: str = "model") -> Network:
-    """Trace ``model`` for one sample of ``input_shape`` (no batch dimension)."""
+    """Trace ``model`` in eval mode for one sample of ``input_shape`` (no batch dimension)."""
     shape = tuple(int(d) for d in input_shape)
     if not shape or any(d <= 0 for d in shape):
         raise CimdseError(f"{name}: input shape {shape} must be positive dimensions, e.g. 3x224x224")
@@ -100,16 +186,16 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str = "model") -> 
             f"{name}: input shape {'x'.join(map(str, shape))} has {math.prod(shape)} elements per sample; "
             f"at most {MAX_INPUT_ELEMENTS} (2^31 - 1) are supported"
         )
-    try:
-        gm = fx.symbolic_trace(model)
-    except Exception as err:  # noqa: BLE001 - any tracing failure is the model's, reported in one line
-        raise CimdseError(
-            f"{name}: torch.fx cannot trace the model ({type(err).__name__}: {first_line(err)}); "
-            "data-dependent control flow in forward() is not supported"
-        ) from None
     modes = {m: m.training for m in model.modules()}
-    model.eval()  # inference shapes: batch norm on one sample must not need batch statistics
+    model.eval()  # inference graph: dropout and stochastic depth are identities, BN uses running statistics
     try:
+        try:
+            gm = fx.symbolic_trace(model)
+        except Exception as err:  # noqa: BLE001 - any tracing failure is the model's, reported in one line
+            raise CimdseError(
+                f"{name}: torch.fx cannot trace the model ({type(err).__name__}: {first_line(err)}); "
+                "data-dependent control flow in forward() is not supported"
+            ) from None
         _propagate_shapes(gm, model, shape, name)
     finally:
         for m, training in modes.items():
@@ -124,6 +210,16 @@ class _NodeFailure(Exception):
         self.node, self.err = node, err
 
 
+def _shape_of(value: Any) -> tuple[int, ...] | None:
+    return tuple(int(d) for d in value.shape) if isinstance(value, torch.Tensor) else None
+
+
+def _flatten(value: Any) -> list[Any]:
+    if isinstance(value, (tuple, list)):
+        return [x for v in value for x in _flatten(v)]
+    return [value]
+
+
 class _ShapeRecorder(fx.Interpreter):
     """Runs the graph on meta/fake tensors and stores each node's output shape."""
 
@@ -132,7 +228,8 @@ class _ShapeRecorder(fx.Interpreter):
             result = super().run_node(n)
         except Exception as err:  # noqa: BLE001
             raise _NodeFailure(n, err) from None
-        n.meta["cimdse_shape"] = tuple(result.shape) if isinstance(result, torch.Tensor) else None
+        n.meta["cimdse_shape"] = _shape_of(result)
+        n.meta["cimdse_tensor"] = any(isinstance(r, torch.Tensor) for r in _flatten(result))
         return result
 
 
@@ -149,9 +246,8 @@ def _propagate_shapes(gm: fx.GraphModule, model: nn.Module, shape: tuple[int, ..
                 _ShapeRecorder(gm).run(torch.empty((1, *shape), device=device))
     except _NodeFailure as failure:
         n = failure.node
-        problem = _unsupported(gm, n)
-        if problem:
-            raise CimdseError(f"{name}: {problem}") from None
+        if _category(gm, n) is None and n.op == "call_module":
+            raise CimdseError(f"{name}: {_unsupported_text(gm, n)}") from None
         raise CimdseError(
             f"{name}: input shape {'x'.join(map(str, shape))} does not fit the model: {_describe(gm, n)} "
             f"at {_where(gm, n)} failed: {type(failure.err).__name__}: {first_line(failure.err)}"
@@ -186,45 +282,54 @@ def _describe(gm: fx.GraphModule, n: fx.Node) -> str:
 
 
 def _category(gm: fx.GraphModule, n: fx.Node) -> str | None:
-    """What a node is: layer, bn, activation, pool, add, mul, concat, norm, free, io; None if unsupported."""
+    """What a node is: layer, bn, rnn, cell, mha, activation, pool, add, elementwise, concat, norm, matmul,
+    linear_fn, conv_fn, sdpa, attention, gather, upsample, free, io; None if unsupported."""
     if n.op in ("placeholder", "output", "get_attr"):
         return "io"
     if n.op == "call_module":
         mod = gm.get_submodule(str(n.target))
-        if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Linear)):
-            return "layer"
-        if isinstance(mod, _NORM_MODULES):
-            return "bn"
-        if isinstance(mod, _ACT_MODULES):
-            return "activation"
-        if isinstance(mod, _POOL_MODULES + _ADAPTIVE_MODULES):
-            return "pool"
-        if isinstance(mod, _DIGITAL_NORM_MODULES):
-            return "norm"
-        if isinstance(mod, _FREE_MODULES):
-            return "free"
-        return None
+        checks: tuple[tuple[tuple[type[nn.Module], ...], str], ...] = (
+            ((nn.Conv1d, nn.Conv2d, nn.Linear), "layer"),
+            (_NORM_MODULES, "bn"),
+            (_ACT_MODULES, "activation"),
+            (_POOL_MODULES + _ADAPTIVE_MODULES, "pool"),
+            (_DIGITAL_NORM_MODULES, "norm"),
+            (_FREE_MODULES, "free"),
+            (_UPSAMPLE_MODULES, "activation"),
+            ((nn.Embedding,), "gather"),
+            (_RNN_MODULES, "rnn"),
+            (_CELL_MODULES, "cell"),
+            ((nn.MultiheadAttention,), "mha"),
+        )
+        return next((cat for types, cat in checks if isinstance(mod, types)), None)
     t = n.target
-    if t in _FREE_TARGETS:
-        return "free"
-    if t in _ACT_FUNCTIONS or t in _ACT_METHODS:
-        return "activation"
-    if t in _POOL_FUNCTIONS or t in _POOL_METHODS:
-        return "pool"
-    if t in _ADD_TARGETS:
-        return "add"
-    if t in _MUL_TARGETS:
-        return "elementwise"
-    if t in _CONCAT_TARGETS:
-        return "concat"
+    if n.op == "call_function" and getattr(t, "__name__", None) in _NAMED_FUNCTIONS:
+        return _NAMED_FUNCTIONS[t.__name__]  # type: ignore[union-attr]
+    for targets, cat in (
+        (_FREE_TARGETS, "free"),
+        (_MATMUL_TARGETS, "matmul"),
+        (_ACT_FUNCTIONS, "activation"),
+        (_ACT_METHODS, "activation"),
+        (_POOL_FUNCTIONS, "pool"),
+        (_POOL_METHODS, "pool"),
+        (_ADD_TARGETS, "add"),
+        (_MUL_TARGETS, "elementwise"),
+        (_COMPARE_TARGETS, "elementwise"),
+        (_CONCAT_TARGETS, "concat"),
+        (_NORM_FUNCTIONS, "norm"),
+    ):
+        if t in targets:
+            return cat
+    if t is F.linear:
+        return "linear_fn"
+    if t in (F.conv1d, F.conv2d):
+        return "conv_fn"
+    if t is F.scaled_dot_product_attention:
+        return "sdpa"
     return None
 
 
-def _unsupported(gm: fx.GraphModule, n: fx.Node) -> str | None:
-    if _category(gm, n) is not None:
-        return None
-    if n.op != "call_module" and "cimdse_shape" in n.meta and n.meta["cimdse_shape"] is None:
-        return None  # arithmetic on sizes and other non-tensor values
+def _unsupported_text(gm: fx.GraphModule, n: fx.Node) -> str:
     return f"unsupported op {_describe(gm, n)} at {_where(gm, n)} (graph node '{n.name}'); supported: {SUPPORTED}"
 
 
@@ -238,7 +343,20 @@ def _tuple(v: Any) -> tuple[int, ...]:
 
 
 def _numel(shape: tuple[int, ...] | None) -> int:
+    """Elements of one sample (the leading batch dimension of 1 dropped)."""
     return math.prod(shape[1:]) if shape else 0
+
+
+def _arg(n: fx.Node, index: int, key: str, default: Any = None) -> Any:
+    if len(n.args) > index:
+        return n.args[index]
+    return n.kwargs.get(key, default)
+
+
+def _nodes_in(value: Any) -> list[fx.Node]:
+    out: list[fx.Node] = []
+    fx.node.map_arg(value, out.append)
+    return out
 
 
 class _Lowering:
@@ -248,28 +366,90 @@ class _Lowering:
         self.layer_of_node: dict[fx.Node, str] = {}
         self.digital: list[DigitalOp] = []
         self.seen: dict[str, int] = {}
-        self.last_layer = ""
+        self.dynamic: set[fx.Node] = set()  # nodes whose tensor depends on the input
+        self.last_layer = ""  # the crossbar layer that ran last (digital ops follow it)
 
+    # -- helpers
+    def _shape(self, v: Any) -> tuple[int, ...]:
+        return (v.meta.get("cimdse_shape") or ()) if isinstance(v, fx.Node) else ()
+
+    def _is_dynamic(self, v: Any) -> bool:
+        return any(a in self.dynamic for a in _nodes_in(v))
+
+    def _static_source(self, v: Any) -> str | None:
+        """The parameter a static (input-independent) operand is read from, else None."""
+        if not isinstance(v, fx.Node) or v in self.dynamic:
+            return None
+        stack, seen = [v], set()
+        while stack:
+            cur = stack.pop()
+            if cur in seen:
+                continue
+            seen.add(cur)
+            if cur.op == "get_attr":
+                return str(cur.target)
+            stack.extend(_nodes_in((cur.args, cur.kwargs)))
+        return None
+
+    @staticmethod
+    def _weight_name(param: str) -> str:
+        return param.removesuffix(".weight")
+
+    def _add_layer(self, layer: Layer, n: fx.Node | None = None) -> None:
+        old = self.layers.get(layer.name)
+        if old is not None:  # called again (a module reused, a recurrent step): weights mapped once, MVMs add up
+            layer = dataclasses.replace(
+                old, V=old.V + layer.V, max_copies=max(old.max_copies, layer.max_copies) if old.max_copies else 0
+            )
+        self.layers[layer.name] = layer
+        if n is not None:
+            self.layer_of_node[n] = layer.name
+        self.last_layer = layer.name
+
+    def _add_digital(self, name: str, kind: str, category: str, elements: int, out_shape: tuple[int, ...],
+                     module: str, matmul: tuple[int, int, int, int] = ()) -> None:  # fmt: skip
+        self.seen[name] = self.seen.get(name, 0) + 1
+        if self.seen[name] > 1:  # a module called again (one ReLU used twice): keep names unique
+            name = f"{name}#{self.seen[name]}"
+        self.digital.append(
+            DigitalOp(name, kind, category, int(elements), tuple(out_shape), module, self.last_layer, matmul)
+        )
+
+    # -- driver
     def run(self) -> Network:
+        handlers = {
+            "layer": self._layer, "bn": self._batchnorm, "matmul": self._matmul, "linear_fn": self._linear_fn,
+            "conv_fn": self._conv_fn, "sdpa": self._sdpa, "mha": self._mha, "rnn": self._rnn, "cell": self._cell,
+            "attention": self._window_attention, "gather": self._gather,
+        }  # fmt: skip
         for n in self.gm.graph.nodes:
-            problem = _unsupported(self.gm, n)
-            if problem:
-                raise CimdseError(f"{self.name}: {problem}")
+            if n.op == "placeholder":
+                self.dynamic.add(n)
+                continue
+            if n.op == "output":
+                continue
+            is_tensor = n.meta.get("cimdse_shape") is not None
+            if n.op != "call_module" and not (n.meta.get("cimdse_tensor") and self._is_dynamic((n.args, n.kwargs))):
+                continue  # sizes and other non-tensor values, or computed once: independent of the input
+            self.dynamic.add(n)
             cat = _category(self.gm, n)
-            if cat == "layer":
-                self._layer(n)
-            elif cat == "bn":
-                self._batchnorm(n)
-            elif cat in _DIGITAL_CATEGORIES and n.meta.get("cimdse_shape") is not None:
-                self._digital(n, cat)  # (x + 1 on sizes, with no tensor out, is shape arithmetic)
+            if cat is None:
+                raise CimdseError(f"{self.name}: {_unsupported_text(self.gm, n)}")
+            if n.target is operator.getitem and is_tensor and self._static_source(n.args[0]):
+                cat = "gather"  # a parameter indexed by the input (a table read)
+            handler = handlers.get(cat)
+            if handler is not None:
+                handler(n)
+            elif cat in _DIGITAL_CATEGORIES and is_tensor:
+                self._digital(n, cat)
         if not self.layers:
             raise CimdseError(f"{self.name}: no Conv1d/Conv2d/Linear layer to map onto crossbars")
         return Network(list(self.layers.values()), self.digital, self.shape, self.name)
 
     def _in_shape(self, n: fx.Node) -> tuple[int, ...]:
-        arg = n.args[0] if n.args else None
-        return arg.meta.get("cimdse_shape") or () if isinstance(arg, fx.Node) else ()
+        return self._shape(n.args[0] if n.args else None)
 
+    # -- crossbar layers
     def _layer(self, n: fx.Node) -> None:
         target = str(n.target)
         mod = self.gm.get_submodule(target)
@@ -288,12 +468,7 @@ class _Lowering:
                 groups=mod.groups, kernel=kernel, stride=_tuple(mod.stride), padding=_tuple(mod.padding),
                 dilation=_tuple(mod.dilation), in_shape=ins[1:], out_shape=outs[1:], bias=mod.bias is not None,
             )  # fmt: skip
-        old = self.layers.get(target)
-        if old is not None:  # a module called twice: its weights are mapped once, its MVMs add up
-            layer = dataclasses.replace(old, V=old.V + layer.V)
-        self.layers[target] = layer
-        self.layer_of_node[n] = target
-        self.last_layer = target
+        self._add_layer(layer, n)
 
     def _batchnorm(self, n: fx.Node) -> None:
         src = n.args[0] if n.args else None
@@ -304,10 +479,208 @@ class _Lowering:
             return
         self._digital(n, "norm")  # not right after a layer: a per-element affine on the digital unit
 
+    def _functional_layer(self, n: fx.Node, param: str, K: int, N: int, origin: str, **kw: Any) -> None:
+        outs = n.meta["cimdse_shape"]
+        V = kw.pop("V", None) or max(1, math.prod(outs) // N)
+        layer = Layer(self._weight_name(param), kw.pop("kind", "linear"), K, N, V, out_shape=outs[1:], origin=origin,
+                      **kw)  # fmt: skip
+        self._add_layer(layer, n)
+
+    def _linear_fn(self, n: fx.Node) -> None:
+        x, w, b = _arg(n, 0, "input"), _arg(n, 1, "weight"), _arg(n, 2, "bias")
+        param = self._static_source(w)
+        if param is None:
+            raise CimdseError(f"{self.name}: F.linear at {_where(self.gm, n)} with a weight computed from the "
+                              "input cannot be mapped onto crossbars (its weights change per inference)")  # fmt: skip
+        N, K = self._shape(w)[-2:] if len(self._shape(w)) == 2 else (1, self._shape(w)[-1])
+        self._functional_layer(n, param, K, N, "F.linear", bias=b is not None, in_shape=self._shape(x)[1:])
+
+    def _conv_fn(self, n: fx.Node) -> None:
+        w = _arg(n, 1, "weight")
+        param = self._static_source(w)
+        if param is None:
+            raise CimdseError(f"{self.name}: {_describe(self.gm, n)} at {_where(self.gm, n)} with a weight computed "
+                              "from the input cannot be mapped onto crossbars")  # fmt: skip
+        ws, outs = self._shape(w), n.meta["cimdse_shape"]
+        nd = len(ws) - 2
+
+        def geo(index: int, key: str, default: int) -> tuple[int, ...]:
+            v = _tuple(_arg(n, index, key, default))
+            return v * nd if len(v) == 1 else v
+
+        groups = int(_arg(n, 6, "groups", 1))
+        self._functional_layer(
+            n, param, ws[1] * math.prod(ws[2:]), ws[0], "F.conv", kind=f"conv{nd}d", V=math.prod(outs[2:]),
+            groups=groups, kernel=tuple(ws[2:]), stride=geo(3, "stride", 1), padding=geo(4, "padding", 0),
+            dilation=geo(5, "dilation", 1), bias=_arg(n, 2, "bias") is not None, in_shape=self._in_shape(n)[1:],
+        )  # fmt: skip
+
+    def _matmul(self, n: fx.Node) -> None:
+        outs = n.meta["cimdse_shape"]
+        if n.target is torch.einsum:
+            dims = self._einsum_dims(n)
+        else:
+            a, b = n.args[0], n.args[1]
+            sa, sb = self._shape(a), self._shape(b)
+            K = sa[-1]
+            M = sa[-2] if len(sa) >= 2 else 1
+            N_ = sb[-1] if len(sb) >= 2 else 1
+            dims = (max(1, math.prod(outs) // (M * N_)), M, K, N_)
+            operands = (a, b)
+        if n.target is torch.einsum:
+            operands = tuple(n.args[1:]) if len(n.args) > 2 else tuple(n.args[1])
+        params = [self._static_source(o) for o in operands]
+        batch, M, K, N_ = dims
+        if params[1] is not None and params[0] is None:  # x @ W: W [K, N] on crossbars
+            self._functional_layer(n, params[1], K, N_, "matmul", V=batch * M, in_shape=self._shape(operands[0])[1:])
+        elif params[0] is not None and params[1] is None:  # W @ x: W [M, K], V = columns of x
+            self._functional_layer(n, params[0], K, M, "matmul", V=batch * N_, in_shape=self._shape(operands[1])[1:])
+        else:  # activation x activation: the right operand would be the one written into a crossbar
+            self._add_digital(n.name, "matmul", "matmul", batch * M * K * N_, outs[1:], _module_path(n),
+                              (batch, M, K, N_))  # fmt: skip
+
+    def _einsum_dims(self, n: fx.Node) -> tuple[int, int, int, int]:
+        eq = str(n.args[0]).replace(" ", "")
+        ops = list(n.args[1:]) if len(n.args) > 2 else list(n.args[1])
+        if len(ops) != 2 or "..." in eq:
+            raise CimdseError(f"{self.name}: einsum '{eq}' at {_where(self.gm, n)}: only two operands without "
+                              "'...' are supported")  # fmt: skip
+        lhs, _, out = eq.partition("->")
+        ia, ib = lhs.split(",")
+        if not _:
+            out = "".join(sorted(c for c in set(ia + ib) if (ia + ib).count(c) == 1))
+        size: dict[str, int] = {}
+        for spec, op in ((ia, ops[0]), (ib, ops[1])):
+            for c, d in zip(spec, self._shape(op), strict=True):
+                size[c] = d
+        prod = lambda cs: math.prod(size[c] for c in cs)  # noqa: E731
+        K = prod(c for c in set(ia + ib) if c not in out)
+        M = prod(c for c in set(ia) if c in out and c not in ib)
+        N_ = prod(c for c in set(ib) if c in out and c not in ia)
+        batch = prod(c for c in set(ia) & set(ib) if c in out)
+        return batch, M, K, N_
+
+    # -- attention
+    def _attention_ops(self, n: fx.Node, prefix: str, b: int, L: int, S: int, E: int, Ev: int,
+                       adds: tuple[str, ...] = ()) -> None:  # fmt: skip
+        """Q K^T, softmax (after the score ``adds``: bias, mask) and A V of ``b`` heads (x windows),
+        L queries, S keys."""
+        module = _module_path(n)
+        self._add_digital(f"{prefix}.qk", "matmul", "matmul", b * L * E * S, (b, L, S), module, (b, L, E, S))
+        for add in adds:
+            self._add_digital(f"{prefix}.{add}", "add", "add", b * L * S, (b, L, S), module)
+        self._add_digital(f"{prefix}.softmax", "softmax", "activation", b * L * S, (b, L, S), module)
+        self._add_digital(f"{prefix}.av", "matmul", "matmul", b * L * S * Ev, (b, L, Ev), module, (b, L, S, Ev))
+
+    def _sdpa(self, n: fx.Node) -> None:
+        q, k, v = (_arg(n, i, key) for i, key in enumerate(("query", "key", "value")))
+        sq, sk, sv = self._shape(q), self._shape(k), self._shape(v)
+        b = math.prod(sq[:-2])
+        mask = _arg(n, 3, "attn_mask") is not None or bool(_arg(n, 5, "is_causal", False))
+        self._attention_ops(n, n.name, b, sq[-2], sk[-2], sq[-1], sv[-1], ("mask",) if mask else ())
+
+    def _mha(self, n: fx.Node) -> None:
+        path = str(n.target)
+        mod = self.gm.get_submodule(path)
+        assert isinstance(mod, nn.MultiheadAttention)
+        q, k, v = (_arg(n, i, key) for i, key in enumerate(("query", "key", "value")))
+        sq, sk = self._shape(q), self._shape(k)
+        tokens_axis = (1 if mod.batch_first else 0) if len(sq) == 3 else 0
+        L, S = sq[tokens_axis], sk[tokens_axis]
+        E, h = mod.embed_dim, mod.num_heads
+        origin = "nn.MultiheadAttention"
+        bias = mod.in_proj_bias is not None
+        if q is k and k is v and mod._qkv_same_embed_dim:
+            self._add_layer(Layer(f"{path}.in_proj", "linear", E, 3 * E, L, bias=bias, origin=origin))
+        else:
+            self._add_layer(Layer(f"{path}.q_proj", "linear", E, E, L, bias=bias, origin=origin))
+            self._add_layer(Layer(f"{path}.k_proj", "linear", mod.kdim, E, S, bias=bias, origin=origin))
+            self._add_layer(Layer(f"{path}.v_proj", "linear", mod.vdim, E, S, bias=bias, origin=origin))
+        S += int(mod.bias_k is not None) + int(mod.add_zero_attn)
+        mask = _arg(n, 3, "key_padding_mask") is not None or _arg(n, 5, "attn_mask") is not None
+        self._attention_ops(n, path, h, L, S, E // h, E // h, ("mask",) if mask else ())
+        self._add_layer(
+            Layer(f"{path}.out_proj", "linear", E, E, L, bias=mod.out_proj.bias is not None, origin=origin), n
+        )
+
+    def _window_attention(self, n: fx.Node) -> None:
+        """torchvision's ``shifted_window_attention(input, qkv_weight, proj_weight, relative_position_bias,
+        window_size, num_heads, shift_size, ...)`` (Swin): qkv and proj on crossbars, V = tokens after padding
+        to whole windows; per window Q K^T, bias (+ mask when shifted), softmax, A V."""
+        x = _arg(n, 0, "input")
+        _, H, W, C = self._shape(x)
+        ws = list(_tuple(_arg(n, 4, "window_size")))
+        heads = int(_arg(n, 5, "num_heads"))
+        shift = list(_tuple(_arg(n, 6, "shift_size")))
+        pH, pW = H + (ws[0] - H % ws[0]) % ws[0], W + (ws[1] - W % ws[1]) % ws[1]
+        if ws[0] >= pH:
+            shift[0] = 0
+        if ws[1] >= pW:
+            shift[1] = 0
+        tokens, per_window = pH * pW, ws[0] * ws[1]
+        origin = "shifted_window_attention"
+        qkv, proj = self._static_source(_arg(n, 1, "qkv_weight")), self._static_source(_arg(n, 2, "proj_weight"))
+        if qkv is None or proj is None:
+            raise CimdseError(f"{self.name}: shifted_window_attention at {_where(self.gm, n)}: weights must be "
+                              "parameters")  # fmt: skip
+        qkv_bias, proj_bias = _arg(n, 9, "qkv_bias"), _arg(n, 10, "proj_bias")
+        self._add_layer(Layer(self._weight_name(qkv), "linear", C, 3 * C, tokens, bias=qkv_bias is not None,
+                              in_shape=(H, W, C), origin=origin))  # fmt: skip
+        if _arg(n, 11, "logit_scale") is not None:  # Swin V2: cosine attention normalizes q and k
+            self._add_digital(f"{n.name}.normalize", "normalize", "norm", 2 * tokens * C, (tokens, C),
+                              _module_path(n))  # fmt: skip
+        b = tokens // per_window * heads
+        self._attention_ops(n, n.name, b, per_window, per_window, C // heads, C // heads,
+                            ("bias", "mask") if any(shift) else ("bias",))  # fmt: skip
+        self._add_layer(Layer(self._weight_name(proj), "linear", C, C, tokens, bias=proj_bias is not None,
+                              out_shape=(H, W, C), origin=origin), n)  # fmt: skip
+
+    # -- recurrent layers
+    def _rnn(self, n: fx.Node) -> None:
+        path = str(n.target)
+        mod = self.gm.get_submodule(path)
+        assert isinstance(mod, nn.RNNBase)
+        sx = self._in_shape(n)
+        L = sx[1 if mod.batch_first else 0] if len(sx) == 3 else sx[0]
+        H, P = mod.hidden_size, mod.proj_size or mod.hidden_size
+        g, dirs = _GATES[mod.mode], 2 if mod.bidirectional else 1
+        origin = f"nn.{type(mod).__name__}"
+        kind = mod.mode.lower().split("_")[0]
+        for layer in range(mod.num_layers):
+            k_in = mod.input_size if layer == 0 else P * dirs
+            for d in range(dirs):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                self._add_layer(Layer(f"{path}.weight_ih{sfx}", kind, k_in, g * H, L, bias=mod.bias, origin=origin))
+                self._add_layer(Layer(f"{path}.weight_hh{sfx}", kind, P, g * H, L, bias=mod.bias, origin=origin,
+                                      max_copies=1))  # fmt: skip
+                self._add_digital(f"{path}.gates{sfx}", f"{kind}_gates", "recurrent",
+                                  L * _GATE_OPS_PER_STEP[mod.mode] * H, (L, H), path)  # fmt: skip
+                if mod.proj_size:
+                    self._add_layer(Layer(f"{path}.weight_hr{sfx}", kind, H, P, L, origin=origin, max_copies=1))
+
+    def _cell(self, n: fx.Node) -> None:
+        path = str(n.target)
+        mod = self.gm.get_submodule(path)
+        assert isinstance(mod, nn.RNNCellBase)
+        mode = {nn.LSTMCell: "LSTM", nn.GRUCell: "GRU"}.get(type(mod), "RNN_TANH")
+        g, H = _GATES[mode], mod.hidden_size
+        origin, kind = f"nn.{type(mod).__name__}", mode.lower().split("_")[0]
+        self._add_layer(Layer(f"{path}.weight_ih", kind, mod.input_size, g * H, 1, bias=mod.bias, origin=origin))
+        self._add_layer(Layer(f"{path}.weight_hh", kind, H, g * H, 1, bias=mod.bias, origin=origin, max_copies=1))
+        self._add_digital(f"{path}.gates", f"{kind}_gates", "recurrent", _GATE_OPS_PER_STEP[mode] * H, (H,), path)
+        self.layer_of_node[n] = f"{path}.weight_hh"
+
+    # -- digital ops
+    def _gather(self, n: fx.Node) -> None:
+        outs = n.meta.get("cimdse_shape")
+        if outs is None:
+            return
+        self._digital(n, "gather")
+
     def _digital(self, n: fx.Node, category: str) -> None:
         outs = n.meta["cimdse_shape"]
         elements = _numel(outs)
-        kind = _describe(self.gm, n).split(".")[-1].lower()
+        kind = _describe(self.gm, n).split(".")[-1].lower().lstrip("_")
         if category == "pool":
             ks = getattr(self.gm.get_submodule(str(n.target)), "kernel_size", None) if n.op == "call_module" else None
             if ks is None:  # adaptive or functional pooling: every input element is read once
@@ -316,9 +689,4 @@ class _Lowering:
                 ks = _tuple(ks)
                 elements = _numel(outs) * math.prod(ks * (len(outs) - 2) if len(ks) == 1 else ks)
         name = str(n.target) if n.op == "call_module" else n.name
-        self.seen[name] = self.seen.get(name, 0) + 1
-        if self.seen[name] > 1:  # a module called again (one ReLU used twice): keep names unique
-            name = f"{name}#{self.seen[name]}"
-        self.digital.append(
-            DigitalOp(name, kind, category, int(elements), tuple(outs[1:]), _module_path(n), self.last_layer)
-        )
+        self._add_digital(name, kind, category, elements, outs[1:], _module_path(n))

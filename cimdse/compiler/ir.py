@@ -23,7 +23,7 @@ class Layer:
     """
 
     name: str  # qualified module name, as in model.named_modules()
-    kind: str  # conv1d | conv2d | linear
+    kind: str  # conv1d | conv2d | linear | lstm | gru | rnn
     K: int
     N: int
     V: int
@@ -36,6 +36,12 @@ class Layer:
     out_shape: tuple[int, ...] = ()
     bias: bool = False
     folded_bn: str | None = None  # name of the BatchNorm folded into this layer
+    origin: str = ""  # '' for a Conv/Linear module call; else what holds the weight (nn.LSTM, F.linear, ...)
+    max_copies: int = 0  # copies that can work in parallel (0: V); 1 for recurrent weights (step t needs t-1)
+
+    @property
+    def copies_limit(self) -> int:
+        return self.max_copies or self.V
 
     @property
     def n_per_group(self) -> int:
@@ -57,15 +63,21 @@ class Layer:
 
 @dataclass(frozen=True)
 class DigitalOp:
-    """A non-crossbar op on the digital unit; ``elements`` is its element-op count."""
+    """A non-crossbar op on the digital unit; ``elements`` is its op count (element ops,
+    window reads for pooling, MACs for a matmul)."""
 
     name: str  # graph node name (module name for module calls)
-    kind: str  # relu, maxpool2d, add, concat, batchnorm ...
-    category: str  # activation | pool | add | concat | norm | elementwise
+    kind: str  # relu, maxpool2d, add, concat, layer_norm, softmax, matmul, lstm_gates ...
+    category: str  # activation | pool | add | concat | norm | elementwise | matmul | recurrent | gather
     elements: int
     out_shape: tuple[int, ...] = ()
     module: str = ""  # module path the op sits in ('' = top level)
     layer: str = ""  # the crossbar layer run last before it: the op runs on that layer's tiles
+    matmul: tuple[int, ...] = ()  # activation x activation matmul: (batch, M, K, N), the K x N operand on the right
+
+    @property
+    def macs(self) -> int:
+        return self.elements if self.matmul else 0
 
 
 @dataclass(frozen=True)
@@ -84,13 +96,15 @@ class Network:
     def __len__(self) -> int:
         return len(self.layers)
 
-    def digital_elements(self) -> list[int]:
+    def digital_elements(self, skip_matmuls: bool = False) -> list[int]:
         """Element ops of the digital ops run after each crossbar layer (ops before the first
-        layer count with it), in layer order."""
+        layer count with it), in layer order; without the activation x activation matmuls
+        when they run elsewhere."""
         index = {name: i for i, name in enumerate(self.names)}
         out = [0] * len(self.layers)
         for op in self.digital_ops:
-            out[index.get(op.layer, 0)] += op.elements
+            if not (skip_matmuls and op.matmul):
+                out[index.get(op.layer, 0)] += op.elements
         return out
 
     def layers_frame(self) -> pd.DataFrame:
@@ -121,7 +135,45 @@ class Network:
             rows.append({c: r[c] for c in cols})
         return pd.DataFrame(rows, columns=cols)
 
+    @property
+    def crossbar_macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def matmul_macs(self) -> int:
+        """MACs of the activation x activation matmuls (attention's Q K^T and A V)."""
+        return sum(op.macs for op in self.digital_ops)
+
     def digital_frame(self) -> pd.DataFrame:
         cols = ["name", "kind", "category", "elements", "out_shape", "module", "layer"]
         rows = [{**asdict(op), "out_shape": "x".join(str(v) for v in op.out_shape)} for op in self.digital_ops]
-        return pd.DataFrame(rows, columns=cols)
+        return pd.DataFrame([{c: r[c] for c in cols} for r in rows], columns=cols)
+
+    def all_frame(self) -> pd.DataFrame:
+        """Crossbar layers and digital ops in execution order, with the unit each runs on
+        (``cimdse layers --all``): ``ops`` is MACs for a crossbar layer, the op count else."""
+        cols = ["name", "kind", "unit", "K", "N", "V", "groups", "params", "macs", "ops", "category", "module"]
+        after: dict[str, list[DigitalOp]] = {}
+        for op in self.digital_ops:
+            after.setdefault(op.layer, []).append(op)
+
+        def digital_rows(key: str) -> list[dict[str, object]]:
+            return [
+                {"name": op.name, "kind": op.kind, "unit": "digital", "K": op.matmul[2] if op.matmul else None,
+                 "N": op.matmul[3] if op.matmul else None, "V": op.matmul[0] * op.matmul[1] if op.matmul else None,
+                 "groups": None, "params": 0, "macs": op.macs, "ops": op.elements, "category": op.category,
+                 "module": op.module}
+                for op in after.get(key, [])
+            ]  # fmt: skip
+
+        rows = digital_rows("")
+        for layer in self.layers:
+            rows.append(
+                {"name": layer.name, "kind": layer.kind, "unit": "crossbar", "K": layer.K, "N": layer.N,
+                 "V": layer.V, "groups": layer.groups, "params": layer.params, "macs": layer.macs,
+                 "ops": layer.macs, "category": "layer", "module": layer.name.rsplit(".", 1)[0]
+                 if layer.origin else layer.name}
+            )  # fmt: skip
+            rows.extend(digital_rows(layer.name))
+        df = pd.DataFrame(rows, columns=cols)
+        return df.astype({c: "Int64" for c in ("K", "N", "V", "groups")})

@@ -106,6 +106,7 @@ class MappingTables:
     cells: np.ndarray
     input_slices: np.ndarray
     V: np.ndarray
+    max_copies: np.ndarray  # [L] copies that can work in parallel (V, or 1 for recurrent weights)
     N: np.ndarray  # [L] outputs per MVM
     K_total: np.ndarray  # [L] inputs per MVM, all groups
 
@@ -126,6 +127,7 @@ def build_tables(layers: Sequence[Layer], spec: CrossbarSpec) -> MappingTables:
         cells=table("cells", np.int64),
         input_slices=np.array([input_slices(spec, a) for a in range(1, MAX_BITS + 1)], dtype=np.int64),
         V=np.array([layer.V for layer in layers], dtype=np.int64),
+        max_copies=np.array([layer.copies_limit for layer in layers], dtype=np.int64),
         N=np.array([layer.N for layer in layers], dtype=np.int64),
         K_total=np.array([layer.K * layer.groups for layer in layers], dtype=np.int64),
     )

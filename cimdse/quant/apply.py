@@ -30,6 +30,7 @@ from cimdse.quant.quantizers import act_range, mse_scale, weight_range
 
 __all__ = [
     "PreparedModel",
+    "check_quantizable",
     "crossbar_layers",
     "fold_batchnorm",
     "quant_layers",
@@ -47,10 +48,29 @@ def _example(model: nn.Module, example: torch.Tensor) -> torch.Tensor:
     return example.to(dev)
 
 
+def check_quantizable(network: Network) -> None:
+    """Quantization-aware training and hardware evaluation swap Conv1d/Conv2d/Linear
+    modules for quantized ones; weights held elsewhere (nn.LSTM/GRU/RNN and their cells,
+    nn.MultiheadAttention's in-projection, functional F.linear/matmul with a parameter)
+    are refused here with one message, before any work."""
+    others = [layer for layer in network.layers if layer.origin]
+    if others:
+        first = others[0]
+        raise CimdseError(
+            f"{network.name}: layer '{first.name}' ({first.origin} weight) cannot be quantized: quantization-aware "
+            "training and hardware evaluation support Conv1d/Conv2d/Linear modules (attention written with "
+            "nn.Linear projections works, as in the zoo's vit); compile and layers handle it"
+            + (f" ({len(others)} such layers)" if len(others) > 1 else "")
+        )
+
+
 def crossbar_layers(model: nn.Module, input_shape: Sequence[int]) -> list[str]:
     """Names of the crossbar layers (Conv1d, Conv2d, Linear) in execution order: the
-    compiler's ``trace(model, input_shape).layers``, the order of policy rows."""
-    return trace(model, input_shape).names
+    compiler's ``trace(model, input_shape).layers``, the order of policy rows; refuses
+    a model with layers that cannot be quantized (:func:`check_quantizable`)."""
+    network = trace(model, input_shape)
+    check_quantizable(network)
+    return network.names
 
 
 def quant_layers(qmodel: nn.Module) -> dict[str, QuantLayer]:
@@ -115,6 +135,7 @@ class PreparedModel:
         self.float_model = copy.deepcopy(model).eval()
         self.input_shape = tuple(int(d) for d in calib.shape[1:])
         self.network = trace(self.float_model, self.input_shape)
+        check_quantizable(self.network)
         if fold_bn:
             fold_batchnorm(self.float_model, self.input_shape, self.network)
         self.names = self.network.names
@@ -188,6 +209,7 @@ def quantized_structure(model: nn.Module, policy: Policy, input_shape: Sequence[
     """The quantized model's structure (folded, swapped, uncalibrated): what a
     checkpoint's state dict is loaded into."""
     network = trace(model, input_shape)
+    check_quantizable(network)
     qmodel = fold_batchnorm(copy.deepcopy(model).eval(), input_shape, network)
     for name, (w, a) in resolve_policy(policy, network.names).items():
         _set_module(qmodel, name, to_quant(qmodel.get_submodule(name), w, a, name))

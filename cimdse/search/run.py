@@ -442,6 +442,7 @@ def prepare(config: SearchConfig, archs: Sequence[ArchSpec], policy_file: str | 
     from cimdse import models
     from cimdse.compiler import trace
     from cimdse.data import load_dataset
+    from cimdse.quant.apply import check_quantizable
     from cimdse.quant.train import check_model_fits
 
     if not archs:
@@ -450,6 +451,7 @@ def prepare(config: SearchConfig, archs: Sequence[ArchSpec], policy_file: str | 
     probe = models.load_model(config.model, splits.num_classes, seed=config.seed)
     check_model_fits(probe, splits, config.model)
     network = trace(probe, splits.input_shape)
+    check_quantizable(network)  # the search quantizes every policy it scores
     for spec in archs:
         compile_network(network, spec)  # a spec the mapper rejects fails here
         cells = spec.crossbar.cell_bits  # and a bit range the constraints leave empty
