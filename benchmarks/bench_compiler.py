@@ -21,7 +21,7 @@ from cimdse.compiler.frontend import trace_spec
 CASES = [
     ("cim-aq", [], "1 crossbar: re-programmed"),
     ("demo", [], "64 crossbars: re-programmed"),
-    ("puma", [], "2208 crossbars: mostly re-programmed"),
+    ("puma", [], "17664 crossbars: resident, pipelined"),
     ("isaac", [], "16128 crossbars: resident, pipelined (min-max copies)"),
     ("isaac", ["chip.schedule=sequential"], "16128 crossbars: resident, sequential (greedy copies)"),
 ]

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from timing import best_of, run_per_thread_setting, thread_label  # noqa: E402
 
-REPEAT = 9
+REPEAT = 15
 
 
 def crosssim_core(w, rows: int, adc_range: str):

@@ -41,7 +41,8 @@ def run_per_thread_setting(script: str, extra: list[str] | None = None) -> None:
 
 
 def thread_label(threads: int) -> str:
+    """What ran, and how loaded the machine was (1-minute load average) when it started."""
     blas = os.environ.get("OPENBLAS_NUM_THREADS", "unset")
-    return (
-        f"{threads} thread{'s' if threads > 1 else ''} (torch.set_num_threads({threads}), OPENBLAS_NUM_THREADS={blas})"
-    )
+    load = f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if hasattr(os, "getloadavg") else ""
+    plural = "s" if threads > 1 else ""
+    return f"{threads} thread{plural} (torch.set_num_threads({threads}), OPENBLAS_NUM_THREADS={blas}{load})"

@@ -5,11 +5,13 @@ The public API, lowest layer first (data flows arch -> compiler -> costs -> sear
     cimdse.arch.load(name_or_path, overrides)       architecture spec (presets or YAML)
     cimdse.crossbar.mvm(x, w, spec, w_bits, a_bits) bit-exact crossbar tile model
     cimdse.crossbar.program(w, spec, w_bits)        cell matrices the crossbars hold
+    cimdse.crossbar_torch.TorchCrossbar             the same model on torch (backend="torch"), CPU or CUDA
     cimdse.costs                                    component cost models with cited constants
     cimdse.policy.load_policy(file, net)            per-layer bit widths: parse, load, check, save
     cimdse.compiler.trace(model, input_shape)       torch model -> layer IR
     cimdse.compiler.compile_network(net, spec)      layer IR -> mapping, schedule, costs
     cimdse.quant                                    mixed-precision QAT and integer export
+    cimdse.quant.hardware.hardware_aware(q, arch)   ADC-aware QAT: the crossbar model in the forward pass
     cimdse.search.run.run_search(config, archs, out) per-layer bit-width search
     cimdse.sweep.run_sweep(plan, out)               sweeps over models, archs and bits
     cimdse.plots.make_report(folder)                plots and report.md from result folders

@@ -4,6 +4,17 @@ Every constant carries its source beside it. Models are small pure functions of 
 crossbar/chip spec so that the compiler, the sweep and the reports share one truth.
 A spec may override any constant by name (``crossbar.costs`` in the YAML file).
 
+- ADC (``crossbar.adc_model``): conversion time ``(b + 1) / ((b_ref + 1) rate_ref)``
+  (``sar``) or ``b * adc_ns_per_bit`` (``linear``); energy per conversion and area
+  ``ref * (floor + (1 - floor) 2^(b - b_ref))`` with the survey's floors; an ideal ADC
+  costs nothing.
+- One crossbar operation: ``t_op = G (t_read + ceil(c' / adcs) t_adc)`` (or the max of
+  the two with ``timing.adc_overlap``), energy by part (:data:`OP_PARTS`) as power x
+  busy time, each DAC row once per input slice.
+- Activation traffic per byte (eDRAM, bus + router), leakage as a fraction of the
+  chip's power, writes ``parallel_writes`` crossbars at a time, and the chip's peak
+  throughput at its native precision (:func:`peak`).
+
 Units: area mm2, power mW, energy pJ, time ns.
 """
 
@@ -285,7 +296,7 @@ def op_ns(spec: CrossbarSpec, rows_used: int, cols_used: int) -> float:
     if spec.timing.op_ns is not None:
         return spec.timing.op_ns
     if spec.timing.cycle_ns is not None:
-        return tile_slice_cycles(spec, rows_used, cols_used) * spec.timing.cycle_ns
+        return tile_slice_cycles(spec, rows_used, conversions(spec, cols_used)) * spec.timing.cycle_ns
     conv = math.ceil(conversions(spec, cols_used) / spec.adcs) * adc_conversion_ns(spec)
     read = spec.timing.read_ns
     return row_groups(spec, rows_used) * (max(read, conv) if spec.timing.adc_overlap else read + conv)

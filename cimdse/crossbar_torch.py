@@ -29,9 +29,15 @@ holds (checked per crossbar, not assumed):
   (BLAS summation order), which seeded tests do not meet.
 
 A lossless ADC (and ideal cells) takes the fast path, as in numpy: one int8 GEMM of
-the centred operands, ``x @ W = (x - c_x) @ (W - c_w) + c_w * sum_k x + c_x * sum_k W
-- K c_x c_w``, exact while ``K * 128 * 128 < 2^31``; else float32/float64 by the same
-bound as numpy's.
+the centred operands (on CPU, 8-bit inputs enter it as uint8, uncentred),
+
+    x @ W = (x - c_x) @ (W - c_w) + c_w * sum_k x + c_x * sum_k W - K c_x c_w,
+
+exact while ``K * 128 * 128 < 2^31``; else float32/float64 by numpy's bound.
+
+ISAAC's flip encoding rides on the same shared pieces: the unit column is one more
+column of the GEMM, and the flipped columns are restored after the ADC with
+:func:`cimdse.crossbar.restore_flipped`, the numpy model's own function.
 
 Mappings: every mapping that :mod:`cimdse.crossbar` expresses through the shared
 pieces above runs here; :data:`MAPPINGS` lists those verified bit for bit (the
@@ -40,6 +46,7 @@ property tests run each), and any other raises instead of silently differing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -52,6 +59,7 @@ __all__ = ["MAPPINGS", "TorchCrossbar", "mvm"]
 
 MAPPINGS = frozenset({"differential-column", "differential-row", "offset"})
 
+CHUNK_ELEMENTS = 2**21  # partial sums per chunk (all groups): the ADC passes stay in cache
 _I32 = 2**31
 _F32 = 2**24
 _F64 = 2**53
@@ -68,14 +76,15 @@ def _device(device: Any) -> torch.device:
     return dev
 
 
-def int_mm(a: torch.Tensor, b: torch.Tensor, pad: bool | None = None) -> torch.Tensor:
-    """``a @ b`` of int8 matrices with int32 accumulation. ``pad`` (default: on
-    CUDA) zero-pads to cuBLASLt's shape rules (rows > 16, inner and column counts
-    multiples of 8); zeros add nothing to any sum, so the result is the same."""
+def int_mm(a: torch.Tensor, b: torch.Tensor, pad: bool | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``a @ b`` of int8 matrices with int32 accumulation (into ``out`` when given).
+    ``pad`` (default: on CUDA) zero-pads to cuBLASLt's shape rules (rows > 16, inner
+    and column counts multiples of 8); zeros add nothing to any sum, so the result is
+    the same."""
     if pad is None:
         pad = a.is_cuda
     if not pad:
-        return torch._int_mm(a, b)
+        return torch._int_mm(a, b) if out is None else torch._int_mm(a, b, out=out)
     m, k = a.shape
     n = b.shape[1]
     mp, kp, np_ = max(24, -(-m // 8) * 8), -(-k // 8) * 8, -(-n // 8) * 8
@@ -83,7 +92,13 @@ def int_mm(a: torch.Tensor, b: torch.Tensor, pad: bool | None = None) -> torch.T
     ap[:m, :k] = a
     bp = torch.zeros((kp, np_), dtype=torch.int8, device=b.device)
     bp[:k, :n] = b
-    return torch._int_mm(ap, bp)[:m, :n]
+    res = torch._int_mm(ap, bp)[:m, :n]
+    return res if out is None else out.copy_(res)
+
+
+def uint8_inputs(device: torch.device) -> bool:
+    """Whether ``torch._int_mm`` takes uint8 left operands on ``device`` (CPU: yes)."""
+    return device.type == "cpu"
 
 
 class TorchCrossbar:
@@ -110,17 +125,42 @@ class TorchCrossbar:
             self.kernel = "float32" if pmax < _F32 else "float64"
         wg, idx = cb._grouped_weights(programmed, np.float64 if not ideal else np.int64)
         self.weights = torch.from_numpy(np.ascontiguousarray(wg)).to(self.device, self._dtype(self.kernel))
-        self.index = None if idx is None else torch.from_numpy(idx).to(self.device)
+        # Row groups as column ranges of the input slices: in order, possibly after zero
+        # padding at the end (a short last group), else gathered by index.
+        kp = programmed.cells.shape[2]
+        flat = None if idx is None else idx.ravel()
+        self.pad = 0
+        self.index = None
+        if flat is not None and np.array_equal(flat[:kp], np.arange(kp)) and np.all(flat[kp:] == kp):
+            self.pad = flat.size - kp
+        elif flat is not None:
+            self.index = torch.from_numpy(idx).to(self.device)
         self.coef = [int(v) for v in cb.column_coefficients(programmed)]
         # the flip encoding's columns per row group [G, 1, data columns]; the unit column is the last
         self.flip = (
             None
             if programmed.flip is None
-            else torch.from_numpy(programmed.flip.reshape(programmed.flip.shape[0], 1, -1).astype(np.int64)).to(
+            else torch.from_numpy(programmed.flip.reshape(programmed.flip.shape[0], 1, -1).astype(np.int32)).to(
                 self.device
             )
         )
         self._lossless: tuple | None = None
+        # The ADC's rounding offset h = 2^(s-1) folded into the int8 GEMM: each row group
+        # gets one more input fixed at 1 and one more cell row holding h, so the GEMM
+        # returns p + h and the ADC is one shift. (Groups in order only; h <= 127.)
+        s = cb.adc_shift(spec)
+        self.round_row = self.kernel == "int8" and self.index is None and s is not None and 0 < s <= 7
+        if self.round_row:
+            g, _, cols = self.weights.shape
+            h = torch.full((g, 1, cols), 2 ** (s - 1), dtype=torch.int8, device=self.device)
+            self.weights = torch.cat([self.weights, h], dim=1)
+        # Saturation is skipped where no partial sum can reach it (a full-range ADC).
+        self.saturates = True
+        if s is not None:
+            lo, hi = cb.adc_code_range(spec)
+            h = 2 ** (s - 1) if s else 0
+            low = 0 if not cb.signed_sums(spec) else (-pmax + h) >> s
+            self.saturates = ideal is False or (pmax + h) >> s > hi or low < lo
 
     # ------------------------------------------------------------ description
     @property
@@ -167,7 +207,8 @@ class TorchCrossbar:
         smax = self.programmed.stored_max
         bound = k * (2**a_bits - 1) * float(smax)
         cb._float_type(bound)  # the numpy reference's range check, same message
-        cx = 0 if a_bits <= 7 else 128
+        # CPU: unsigned 8-bit inputs go to _int_mm as uint8 as they are; CUDA takes int8 only.
+        cx = 0 if a_bits <= 7 or (a_bits == 8 and uint8_inputs(self.device)) else 128
         lo, hi = (int(stored.min()), int(stored.max())) if stored.size else (0, 0)
         cw = 0 if lo >= -_INT8_MAX and hi <= _INT8_MAX else 128 if lo >= 0 and hi <= 255 else None
         if a_bits <= 8 and cw is not None and k * 128 * 128 < _I32:
@@ -240,7 +281,8 @@ def _lossless(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
     if kernel != "int8":
         dt = TorchCrossbar._dtype(kernel)
         return (x.to(dt) @ w).to(torch.int64)  # exact: integral sums below the type's bound
-    y = int_mm((x - cx).to(torch.int8), w).to(torch.int64)
+    a = x.to(torch.uint8) if cx == 0 and a_bits == 8 else (x - cx).to(torch.int8)
+    y = int_mm(a, w).to(torch.int64)
     if cx:
         y += cx * colsum[None, :]
     if cw:
@@ -248,99 +290,170 @@ def _lossless(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
     return y
 
 
-def _input_slices(x: torch.Tensor, xt: TorchCrossbar, a_bits: int, nx: int, dtype: torch.dtype) -> torch.Tensor:
-    """[nx * B, physical rows] input slices, LSB first (each duplicated onto the row
-    pair for differential-row), in the GEMM's operand type."""
-    d = xt.spec.dac_bits
-    small = x.to(torch.uint8) if a_bits <= 8 else x.to(torch.int32)  # x is range-checked to a_bits
-    mask = 2**d - 1
-    xs = torch.stack([(small >> (i * d)) & mask for i in range(nx)])
-    # int8 kernel: slices are at most 127, so the uint8 bytes are the int8 values.
-    xs = xs.view(torch.int8) if dtype == torch.int8 and xs.dtype == torch.uint8 else xs.to(dtype)
+def _input_slices(x: torch.Tensor, xt: TorchCrossbar, shifts: torch.Tensor) -> torch.Tensor:
+    """Input slices, LSB first, on physical rows (each input on both rows of its pair
+    for differential-row), in the GEMM's operand type, batch-major: [B, nx, G, A (+1)]
+    for row groups in order (a short last group zero-padded; with the rounding row, a
+    last input whose every slice is 1), else [B, nx, physical rows + 1] (a zero row
+    for the gather). The layout is made on the inputs, then sliced in one pass."""
+    d, nx = xt.spec.dac_bits, shifts.shape[0]
+    small = x.to(shifts.dtype)  # x is range-checked to a_bits: uint8 up to 8 bits, else int32
     if cb.signed_sums(xt.spec):
-        xs = xs.repeat_interleave(2, dim=2)
-    return xs.reshape(nx * x.shape[0], -1)
+        small = small.repeat_interleave(2, dim=1)
+    pad = torch.nn.functional.pad
+    if xt.index is not None:
+        small = pad(small, (0, 1))
+    else:
+        small = pad(small, (0, xt.pad)).view(x.shape[0], xt.weights.shape[0], -1)
+        if xt.round_row:  # sum_i 2^(i d) < 2^a: every d-bit slice of it is 1
+            small = pad(small, (0, 1), value=sum(2 ** (i * d) for i in range(nx)))
+    xs = small.unsqueeze(1) >> shifts.view(1, nx, *([1] * (small.dim() - 1)))
+    xs &= 2**d - 1
+    # int8 kernel: slices are at most 127, so the uint8 bytes are the int8 values.
+    return xs.view(torch.int8) if xt.kernel == "int8" and xs.dtype == torch.uint8 else xs.to(xt.weights.dtype)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one call's chunks share."""
+
+    nx: int
+    s: int | None
+    code_range: tuple[int, int]
+    scale: list[int]  # 2^(i d + s) per input slice
+    acc_dtype: torch.dtype  # of the integer shift-and-add (int32 while exact)
 
 
 def _sliced(x: torch.Tensor, xt: TorchCrossbar, a_bits: int, read_seed: int | None) -> torch.Tensor:
     spec = xt.spec
     nx = cb.input_slices(spec, a_bits)
     g, _, cols = xt.weights.shape
-    chunk = cb.batch_chunk(g, cols, nx)
-    rng = cb.read_noise_rng(spec, read_seed) if spec.nonideal.read_noise_sigma else None
-    parts = [_sliced_chunk(x[i : i + chunk], xt, a_bits, nx, rng) for i in range(0, x.shape[0], chunk)]
+    s = cb.adc_shift(spec)
+    scale = [2 ** (i * spec.dac_bits + (s or 0)) for i in range(nx)]
+    code_bound = cb.partial_sum_max(spec) if s is None else max(abs(v) for v in cb.adc_code_range(spec))
+    if xt.flip is not None:
+        code_bound *= 2**spec.cell_bits - 1  # a restored flipped column: (2^c - 1) * unit - code
+    bound = g * code_bound * sum(abs(c) for c in xt.coef) * sum(scale)
+    plan = _Plan(
+        nx=nx,
+        s=s,
+        code_range=cb.adc_code_range(spec) if s is not None else (0, 0),
+        scale=scale,
+        acc_dtype=torch.int32 if bound < _I32 else torch.int64,
+    )
+    shifts = (torch.arange(nx, device=xt.device) * spec.dac_bits).to(torch.uint8 if a_bits <= 8 else torch.int32)
+    if xt.programmed.conductance is None:
+        xs = _input_slices(x, xt, shifts)  # once: chunks are views of it
+        chunk = max(1, CHUNK_ELEMENTS // (g * cols * nx))
+        parts = [_ideal_chunk(xs[i : i + chunk], xt, plan) for i in range(0, x.shape[0], chunk)]
+    else:
+        rng = cb.read_noise_rng(spec, read_seed) if spec.nonideal.read_noise_sigma else None
+        chunk = cb.batch_chunk(g, cols, nx)  # numpy's chunks: read noise is drawn per chunk
+        parts = [_real_chunk(x[i : i + chunk], xt, plan, shifts, rng) for i in range(0, x.shape[0], chunk)]
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
-def _code_bound(xt: TorchCrossbar, s: int | None) -> int:
-    if s is None:
-        bound = cb.partial_sum_max(xt.spec)
-    else:
-        lo, hi = cb.adc_code_range(xt.spec)
-        bound = max(-lo, hi)
-    return bound * (2**xt.spec.cell_bits - 1) if xt.flip is not None else bound  # (2^c - 1) * unit - code
+def _gemm(xg: torch.Tensor, w: torch.Tensor, kernel: str, out: torch.Tensor | None = None) -> torch.Tensor:
+    if kernel == "int8":
+        return int_mm(xg, w, out=out)
+    return torch.matmul(xg, w) if out is None else torch.matmul(xg, w, out=out)
 
 
-def _sliced_chunk(
-    x: torch.Tensor, xt: TorchCrossbar, a_bits: int, nx: int, rng: np.random.Generator | None
+def _ideal_chunk(xs: torch.Tensor, xt: TorchCrossbar, plan: _Plan) -> torch.Tensor:
+    """Ideal cells: integer partial sums of every group in one tensor [G, B*nx, cols]
+    (rows batch-major), one ADC pass, then the shift-and-add over groups, input slices
+    (contiguous) and columns; all exact integers, so the order is free."""
+    g, _, cols = xt.weights.shape
+    b, nx, n, q = xs.shape[0], plan.nx, xt.n, len(xt.coef)
+    rows = xs.reshape(b * nx, *xs.shape[2:])  # a view: xs is a batch slice of a contiguous tensor
+    dtype = torch.int32 if xt.kernel == "int8" else xt.weights.dtype
+    p = torch.empty((g, b * nx, cols), dtype=dtype, device=xt.device)
+    for gi in range(g):
+        xg = rows[:, gi, :] if xt.index is None else rows.index_select(1, xt.index[gi])
+        _gemm(xg, xt.weights[gi], xt.kernel, out=p[gi])
+    if plan.s is not None:
+        _adc_codes_(p, plan.s, plan.code_range, True, xt.round_row, xt.saturates)
+    if p.dtype != plan.acc_dtype:
+        p = p.to(plan.acc_dtype)  # integer-valued; exact
+    if xt.flip is not None:
+        p = cb.restore_flipped(p[..., :-1], p[..., -1:], xt.flip.to(p.dtype), xt.spec.cell_bits)
+    codes = (p[0] if g == 1 else p.sum(0, dtype=plan.acc_dtype)).view(b, nx, q * n)
+    t = codes[:, 0, :] * plan.scale[0]
+    for i in range(1, nx):
+        t.add_(codes[:, i, :], alpha=plan.scale[i])
+    t = t.view(b, q, n)
+    y = t[:, 0, :] * xt.coef[0]
+    for qi in range(1, q):
+        y.add_(t[:, qi, :], alpha=xt.coef[qi])
+    return y.to(torch.int64)
+
+
+def _real_chunk(
+    x: torch.Tensor, xt: TorchCrossbar, plan: _Plan, shifts: torch.Tensor, rng: np.random.Generator | None
 ) -> torch.Tensor:
-    spec, xb = xt.spec, xt.programmed
-    d = spec.dac_bits
-    g, a, cols = xt.weights.shape
-    b, n = x.shape[0], xt.n
-    q = len(xt.coef)
-    s = cb.adc_shift(spec)
-    ideal = xb.conductance is None
-    xs = _input_slices(x, xt, a_bits, nx, xt.weights.dtype)
-    if xt.index is not None:
-        xs = torch.cat([xs, xs.new_zeros((xs.shape[0], 1))], dim=1)
+    """Non-ideal cells, as numpy's ``_sliced_chunk`` does it: float64 partial sums per
+    group with rows (input slice, vector), read noise from the same draws, the ADC on
+    real sums, and (without an ADC) numpy's order of the real shift-and-add."""
+    spec = xt.spec
+    g, _, cols = xt.weights.shape
+    b, nx, n, q, s = x.shape[0], plan.nx, xt.n, len(xt.coef), plan.s
+    xs = _input_slices(x, xt, shifts).transpose(0, 1)
+    xs = xs.reshape(nx * b, *xs.shape[2:])
     noise = None
     if rng is not None:  # one draw per chunk, shaped as numpy's [G, nx*B, cols]
         noise = torch.from_numpy(rng.standard_normal((g, nx * b, cols))).to(xt.device)
-    scale = [2 ** (i * d + (s or 0)) for i in range(nx)]
-    # Integer shift-and-add when every code is an integer; int32 while that is exact.
-    integer = ideal or s is not None
-    bound = g * _code_bound(xt, s) * sum(abs(c) for c in xt.coef) * sum(scale)
-    acc_dtype = torch.int32 if bound < _I32 else torch.int64
-    if integer:
-        y = torch.zeros((b, n), dtype=acc_dtype, device=xt.device)
-    else:
-        y = torch.zeros((b, n), dtype=torch.float64, device=xt.device)
+    integer = s is not None
+    y = torch.zeros((b, n), dtype=plan.acc_dtype if integer else torch.float64, device=xt.device)
     for gi in range(g):
-        xg = xs[:, gi * a : (gi + 1) * a] if xt.index is None else xs.index_select(1, xt.index[gi])
+        xg = xs[:, gi, :] if xt.index is None else xs.index_select(1, xt.index[gi])
         wg = xt.weights[gi]
-        p = int_mm(xg, wg) if xt.kernel == "int8" else xg @ wg
-        if not ideal:
-            if noise is not None:
-                var = (xg * xg) @ (wg * wg)
-                p += spec.nonideal.read_noise_sigma * torch.sqrt(var) * noise[gi]
-            if s is not None and not cb.signed_sums(spec):
-                p.clamp_(min=0.0)  # a column current cannot be negative
-        if s is not None:
-            _adc_codes_(p, s, cb.adc_code_range(spec), exact_integers=ideal)
-        if integer and p.dtype != acc_dtype:
-            p = p.to(acc_dtype)  # integer-valued codes; exact
+        p = xg @ wg
+        if noise is not None:
+            var = (xg * xg) @ (wg * wg)
+            p += spec.nonideal.read_noise_sigma * torch.sqrt(var) * noise[gi]
+        if s is not None and not cb.signed_sums(spec):
+            p.clamp_(min=0.0)  # a column current cannot be negative
+        if integer:
+            _adc_codes_(p, s, plan.code_range, False, False, True)
         if xt.flip is not None:
             p = cb.restore_flipped(p[:, :-1], p[:, -1:], xt.flip[gi].to(p.dtype), spec.cell_bits)
-        codes = p.view(nx, b, q, n)
-        t = codes[:, :, 0, :] * xt.coef[0]
-        for qi in range(1, q):
-            t.add_(codes[:, :, qi, :], alpha=xt.coef[qi])
-        for i in range(nx):
-            y.add_(t[i], alpha=scale[i])
+        if integer:  # ADC codes: integers, exact in any order
+            codes = p.to(plan.acc_dtype).view(nx, b, q * n)
+            t = codes[0] * plan.scale[0]
+            for i in range(1, nx):
+                t.add_(codes[i], alpha=plan.scale[i])
+            t = t.view(b, q, n)
+            for qi in range(q):
+                y.add_(t[:, qi, :], alpha=xt.coef[qi])
+        else:  # real sums: numpy's order, columns first
+            codes = p.view(nx, b, q, n)
+            t = codes[:, :, 0, :] * xt.coef[0]
+            for qi in range(1, q):
+                t.add_(codes[:, :, qi, :], alpha=xt.coef[qi])
+            for i in range(nx):
+                y.add_(t[i], alpha=plan.scale[i])
     return y.to(torch.int64) if integer else torch.round(y).to(torch.int64)
 
 
-def _adc_codes_(p: torch.Tensor, s: int, code_range: tuple[int, int], exact_integers: bool) -> None:
+def _adc_codes_(
+    p: torch.Tensor, s: int, code_range: tuple[int, int], exact_integers: bool, rounded: bool, saturates: bool
+) -> None:
     """In place, as :func:`cimdse.crossbar._adc_codes_inplace`: ``(p + 2^(s-1)) >> s``
-    for integer sums, ``floor(p / 2^s + 1/2)`` for real ones, then saturate."""
+    for integer sums (``rounded``: the GEMM added 2^(s-1) already), ``floor(p / 2^s +
+    1/2)`` for real ones, then saturate (where it can happen)."""
     lo, hi = code_range
     if p.is_floating_point():
         if s > 0 or not exact_integers:
             p.mul_(1.0 / 2**s).add_(0.5).floor_()
-    elif s > 0:
-        p.add_(2 ** (s - 1)).bitwise_right_shift_(s)
-    if lo == 0 and not p.is_floating_point():
+        p.clamp_(lo, hi)
+        return
+    if s > 0:
+        if not rounded:
+            p.add_(2 ** (s - 1))
+        p.bitwise_right_shift_(s)
+    if not saturates:
+        return
+    if lo == 0:
         p.clamp_max_(hi)  # integer sums of unsigned mappings are never negative
     else:
         p.clamp_(lo, hi)

@@ -115,14 +115,53 @@ def pareto_mask(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return mask
 
 
+def _pareto_figure(ok: pd.DataFrame, area: str, path: Path) -> tuple[pd.Series, Path]:
+    """Latency against ``area`` per model with its Pareto front, saved to ``path``; returns
+    the front as a mask over ``ok``, and the file."""
+    pareto = pd.Series(False, index=ok.index)
+    models = list(dict.fromkeys(ok["model"]))
+    ncols = min(len(models), 2)
+    nrows = math.ceil(len(models) / ncols)
+    fig = _figure(6.0 * ncols, 4.2 * nrows)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    series = "bits" if ok["bits"].notna().any() else "policy"
+    for ax, model in zip(axes, models, strict=False):
+        sub = ok[ok["model"] == model]
+        mask = pareto_mask(sub[area].to_numpy(float), sub["latency_s"].to_numpy(float))
+        pareto.loc[sub.index[mask]] = True
+        for name, grp in sub.groupby(sub[series].fillna(sub["policy"]).astype(str), sort=True):
+            ax.scatter(grp[area], grp["latency_s"] * 1e6, s=18, alpha=0.75, label=f"{series} {name}")
+        front = sub[mask].sort_values(area)
+        ax.step(front[area], front["latency_s"] * 1e6, where="post", color="black", lw=1.2, label="Pareto front")
+        ax.scatter(front[area], front["latency_s"] * 1e6, s=46, facecolors="none", edgecolors="black")
+        for axis, col in (("x", area), ("y", "latency_s")):
+            vals = sub[col].to_numpy(float)
+            if vals.min() > 0 and vals.max() / vals.min() > 20:
+                getattr(ax, f"set_{axis}scale")("log")
+        ax.set_xlabel(AREAS[area][0])
+        ax.set_ylabel("latency per inference (µs)")
+        ax.set_title(f"{model}: {len(sub)} points, {int(mask.sum())} on the front")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes[len(models) :]:
+        ax.set_visible(False)
+    return pareto, _save(fig, path)
+
+
+AREAS = {"area_mm2": ("chip area (mm²)", "sweep_pareto.png"), "occupied_area_mm2": ("occupied area (mm²)",
+                                                                                    "sweep_occupied.png")}  # fmt: skip
+
+
 def sweep_section(folder: Path, out: Path) -> tuple[str, list[Path]]:
     df = _read_csv(
         folder / "sweep.csv",
         ["point_id", "model", "arch", "latency_s", "area_mm2", "status"],
-        numeric=["latency_s", "energy_j", "area_mm2", "crossbars", "speedup_vs_w8a8", "val_acc"],
-    )
-    fixed = {"point_id", "model", "input", "arch", "bits", "policy", "latency_s", "energy_j", "area_mm2",
-             "crossbars", "speedup_vs_w8a8", "val_acc", "status"}  # fmt: skip
+        numeric=["latency_s", "interval_s", "energy_j", "area_mm2", "occupied_area_mm2", "resident_area_mm2",
+                 "crossbars", "speedup_vs_w8a8", "val_acc"],
+    )  # fmt: skip
+    fixed = {"point_id", "model", "input", "arch", "bits", "policy", "latency_s", "interval_s", "energy_j",
+             "area_mm2", "occupied_area_mm2", "resident_area_mm2", "crossbars", "speedup_vs_w8a8", "val_acc",
+             "status"}  # fmt: skip
     grid_keys = [c for c in df.columns if c not in fixed]
     ok = df[df["status"] == "ok"].copy()
     md = [
@@ -134,34 +173,12 @@ def sweep_section(folder: Path, out: Path) -> tuple[str, list[Path]]:
     files: list[Path] = []
     if ok.empty:
         return "\n".join(md), files
-    ok["pareto"] = False
-    models = list(dict.fromkeys(ok["model"]))
-    ncols = min(len(models), 2)
-    nrows = math.ceil(len(models) / ncols)
-    fig = _figure(6.0 * ncols, 4.2 * nrows)
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-    series = "bits" if ok["bits"].notna().any() else "policy"
-    for ax, model in zip(axes, models, strict=False):
-        sub = ok[ok["model"] == model]
-        mask = pareto_mask(sub["area_mm2"].to_numpy(float), sub["latency_s"].to_numpy(float))
-        ok.loc[sub.index[mask], "pareto"] = True
-        for name, grp in sub.groupby(sub[series].fillna(sub["policy"]).astype(str), sort=True):
-            ax.scatter(grp["area_mm2"], grp["latency_s"] * 1e6, s=18, alpha=0.75, label=f"{series} {name}")
-        front = sub[mask].sort_values("area_mm2")
-        ax.step(front["area_mm2"], front["latency_s"] * 1e6, where="post", color="black", lw=1.2, label="Pareto front")
-        ax.scatter(front["area_mm2"], front["latency_s"] * 1e6, s=46, facecolors="none", edgecolors="black")
-        for axis, col in (("x", "area_mm2"), ("y", "latency_s")):
-            vals = sub[col].to_numpy(float)
-            if vals.min() > 0 and vals.max() / vals.min() > 20:
-                getattr(ax, f"set_{axis}scale")("log")
-        ax.set_xlabel("chip area (mm²)")
-        ax.set_ylabel("latency per inference (µs)")
-        ax.set_title(f"{model}: {len(sub)} points, {int(mask.sum())} on the front")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    for ax in axes[len(models) :]:
-        ax.set_visible(False)
-    files.append(_save(fig, out / "sweep_pareto.png"))
+    areas = [c for c in AREAS if c in ok.columns and ok[c].notna().all()]
+    for area in areas:
+        front_mask, path = _pareto_figure(ok, area, out / AREAS[area][1])
+        files.append(path)
+        if area == "area_mm2":
+            ok["pareto"] = front_mask
     front = ok[ok["pareto"]].sort_values(["model", "area_mm2"])
     cols = [c for c in ["model", "arch", *grid_keys, "bits", "policy", "latency_s", "area_mm2", "energy_j",
                         "speedup_vs_w8a8"] if c in front.columns]  # fmt: skip
@@ -172,6 +189,17 @@ def sweep_section(folder: Path, out: Path) -> tuple[str, list[Path]]:
         "",
         "![latency vs area](sweep_pareto.png)",
         "",
+        *(
+            [
+                "Latency against the area of the tiles each point occupies (a small network or policy "
+                "leaves tiles idle; this is the front to size a chip by).",
+                "",
+                "![latency vs occupied area](sweep_occupied.png)",
+                "",
+            ]
+            if "occupied_area_mm2" in areas
+            else []
+        ),
         "### Pareto front",
         "",
         markdown_table(front[cols], max_rows=40),

@@ -32,10 +32,14 @@ def fake_evaluator(unit: Unit) -> UnitResult:
     for p in unit.points:
         w, a = parse_bits(p.bits) if p.bits else (len(Path(p.policy).name), 8)
         lat = 1e-6 * w * a * 4096 / spec.crossbar.rows / spec.crossbar.cell_bits
+        area = spec.crossbar.rows * spec.crossbar.cols * 1e-6
         out[p.id] = {
             "latency_s": lat,
+            "interval_s": lat / 2,
             "energy_j": lat * 1e-3,
-            "area_mm2": spec.crossbar.rows * spec.crossbar.cols * 1e-6,
+            "area_mm2": area,
+            "occupied_area_mm2": area * w / 16,  # fewer weight bits, fewer tiles
+            "resident_area_mm2": area * w / 16,
             "crossbars": 4,
             "speedup_vs_w8a8": 64 / (w * a),
             "status": "ok",

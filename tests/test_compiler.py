@@ -244,7 +244,8 @@ def test_replication_speeds_up_and_respects_the_chip(resnet18):
 
 
 def test_reprogramming_when_the_network_does_not_fit(resnet18):
-    cn = compile_network(resnet18, arch.load("puma", ["chip.tiles=2"]))  # 32 crossbars
+    sets = ["chip.tiles=2", "chip.crossbars_per_tile=16"]  # 32 crossbars
+    cn = compile_network(resnet18, arch.load("puma", sets))
     ev = cn.evaluate(uniform_policy(8, 8, len(resnet18)))
     assert not ev.fits[0] and ev.write_energy_j[0] > 0 and ev.programming_energy_j[0] == 0
     assert (ev.replicas == 1).all() and ev.crossbars[0] <= 32
@@ -256,7 +257,7 @@ def test_reprogramming_when_the_network_does_not_fit(resnet18):
     writes = full * 16 + math.ceil(rest / 2)
     expected = writes * 56e-6 + math.ceil(t / 32) * resnet18.layers[i].V * 8 * tb.op_ns[i, 7] * 1e-9
     assert ev.layer_latency_s[0, i] - ev.layer_digital_latency_s[0, i] == pytest.approx(expected)
-    serial = compile_network(resnet18, arch.load("puma", ["chip.tiles=2", "chip.parallel_writes=1"]))
+    serial = compile_network(resnet18, arch.load("puma", [*sets, "chip.parallel_writes=1"]))
     extra = serial.evaluate(uniform_policy(8, 8, len(resnet18))).layer_latency_s[0, i] - ev.layer_latency_s[0, i]
     assert extra == pytest.approx((t - writes) * 56e-6)
 

@@ -309,3 +309,12 @@ def test_torch_backend_follows_the_flip_encoding():
         xb = cb.program(w, spec, 8)
         expected = cb.mvm(x, xb, a_bits=8, fast_path=False)
         np.testing.assert_array_equal(ct.mvm(x, ct.TorchCrossbar(xb), a_bits=8, fast_path=False), expected)
+
+
+def test_puma_peak_from_its_simulator_structure():
+    pk = costs.peak(arch.load("puma"))
+    # offset weights: a reference column leaves 127 data columns, 15 weights of 8 cells;
+    # 121 columns at 1 GS/s outlast the 100 ns read; 138 tiles x 128 crossbars
+    assert pk.peak_gops == pytest.approx(2 * 128 * 15 * 138 * 128 / (16 * 121.0))
+    ap = costs.area_power(arch.load("puma"))
+    assert ap.chip_area_mm2 == pytest.approx(138 * ap.tile_area_mm2 + 22.88)

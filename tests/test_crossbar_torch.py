@@ -11,12 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cimdse import crossbar_torch
-from cimdse.arch import Mapping
+from cimdse.arch import Encoding, Mapping
 from cimdse.crossbar import CrossbarSpec, mvm, program
 from cimdse.crossbar_torch import TorchCrossbar, int_mm
 from cimdse.errors import CimdseError
 
 MAPPINGS = list(typing.get_args(Mapping))
+ENCODINGS = list(typing.get_args(Encoding))
 
 
 def _rand(rng, b, k, n, w_bits, a_bits, signed=False):
@@ -44,6 +45,7 @@ def _both(x, w, spec, **kw):
     adc_bits=st.integers(1, 9),
     shift=st.integers(0, 6),
     mapping=st.sampled_from(MAPPINGS),
+    encoding=st.sampled_from(ENCODINGS),
     w_bits=st.integers(2, 8),
     a_bits=st.integers(1, 9),
     signed=st.booleans(),
@@ -55,10 +57,28 @@ def _both(x, w, spec, **kw):
     seed=st.integers(0, 2**31),
 )
 def test_torch_backend_is_bit_exact(
-    rows, cell_bits, dac_bits, adc, adc_bits, shift, mapping, w_bits, a_bits, signed, k, n, b, active, fast, seed
+    rows,
+    cell_bits,
+    dac_bits,
+    adc,
+    adc_bits,
+    shift,
+    mapping,
+    encoding,
+    w_bits,
+    a_bits,
+    signed,
+    k,
+    n,
+    b,
+    active,
+    fast,
+    seed,
 ):
-    """Random specs over every mapping, ADC mode (small ADCs saturate often), kernel
-    (cell/DAC bits above 7 leave int8) and signed inputs."""
+    """Random specs over every mapping and encoding, ADC mode (small ADCs saturate
+    often), kernel (cell/DAC bits above 7 leave int8) and signed inputs."""
+    if encoding == "flip" and mapping == "differential-row":
+        encoding = "plain"  # flip needs unsigned column sums
     conv = {"adc_bits": None} if adc is None else {"adc_bits": adc_bits, "adc_mode": shift if adc == "shift" else adc}
     spec = CrossbarSpec(
         rows=rows,
@@ -66,6 +86,7 @@ def test_torch_backend_is_bit_exact(
         cell_bits=cell_bits,
         dac_bits=dac_bits,
         mapping=mapping,
+        encoding=encoding,
         active_rows=min(active, rows),
         **conv,
     )
@@ -78,6 +99,7 @@ def test_torch_backend_is_bit_exact(
 @settings(max_examples=25, deadline=None)
 @given(
     mapping=st.sampled_from(MAPPINGS),
+    flip=st.booleans(),
     adc_bits=st.sampled_from([None, 3, 6]),
     sigma=st.sampled_from([0.0, 0.05]),
     stuck=st.sampled_from([0.0, 0.02]),
@@ -85,8 +107,10 @@ def test_torch_backend_is_bit_exact(
     b=st.integers(1, 5),
     seed=st.integers(0, 1000),
 )
-def test_torch_backend_matches_seeded_nonidealities(mapping, adc_bits, sigma, stuck, read, b, seed):
+def test_torch_backend_matches_seeded_nonidealities(mapping, flip, adc_bits, sigma, stuck, read, b, seed):
     conv = {"adc_bits": adc_bits} if adc_bits else {}
+    if flip and mapping != "differential-row":
+        conv["encoding"] = "flip"
     spec = CrossbarSpec(
         rows=16,
         cols=16,
@@ -145,6 +169,16 @@ def test_lossless_path_centres_operands_exactly():
     spec = CrossbarSpec(rows=128, cols=64)
     assert program(w, spec, 8, backend="torch").lossless_operands(16)[0] == "float64"
     np.testing.assert_array_equal(mvm(x16, w, spec, a_bits=16, backend="torch"), x16 @ w)
+
+
+def test_lossless_path_centres_inputs_where_int_mm_takes_int8_only(monkeypatch):
+    # CUDA's _int_mm takes int8 only: 8-bit inputs run as x - 128, and 128 * sum_k w is added back.
+    monkeypatch.setattr(crossbar_torch, "uint8_inputs", lambda device: False)
+    x, w = _rand(np.random.default_rng(5), 6, 90, 4, 8, 8)
+    for mapping in MAPPINGS:
+        xt = program(w, CrossbarSpec(rows=64, cols=64, mapping=mapping), 8, backend="torch")
+        assert xt.lossless_operands(8)[2] == 128
+        np.testing.assert_array_equal(mvm(x, xt, a_bits=8), x @ w)
 
 
 def test_padded_int_mm_matches_unpadded():

@@ -112,6 +112,10 @@ def test_sweep_report_has_a_pareto_plot_and_table(sweep_dir):
         same = ok[ok["model"] == r["model"]]
         assert not ((same["latency_s"] < r["latency_s"]) & (same["area_mm2"] < r["area_mm2"])).any()
     assert sweep_dir / "report.md" in files
+    # and against the area each point occupies, which a small network leaves mostly idle
+    assert is_png(sweep_dir / "sweep_occupied.png") and sweep_dir / "sweep_occupied.png" in files
+    assert "![latency vs occupied area](sweep_occupied.png)" in md
+    assert (ok["occupied_area_mm2"] < ok["area_mm2"]).all() and (ok["resident_area_mm2"] <= ok["area_mm2"]).all()
 
 
 def test_pareto_mask():

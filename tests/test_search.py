@@ -367,7 +367,10 @@ def test_sweep_point_runs_one_search(tmp_path):
 
     opts = {"episodes": 2, "pretrain_epochs": 1, "final_epochs": 0, "methods": ["random"]}
     row = sweep_point("lenet", None, arch.load("demo"), opts, tmp_path / "p")
-    assert set(row) == {"latency_s", "energy_j", "area_mm2", "crossbars", "speedup_vs_w8a8", "val_acc", "policy"}
+    assert set(row) == {
+        "latency_s", "interval_s", "energy_j", "area_mm2", "occupied_area_mm2", "resident_area_mm2", "crossbars",
+        "speedup_vs_w8a8", "val_acc", "policy",
+    }  # fmt: skip
     assert yaml.safe_load(Path(row["policy"]).read_text())  # the best policy file
     with pytest.raises(CimdseError, match="unknown"):
         sweep_point("lenet", None, arch.load("demo"), {"episodes": 2, "lr": 0.1}, tmp_path / "q")

@@ -90,7 +90,8 @@ def test_plan_expands_the_cross_product_with_stable_unique_ids(tmp_path):
     assert [p.id for p in again.points] == ids  # ids do not depend on where the sweep runs
     assert plan.columns == [
         "point_id", "model", "input", "arch", "crossbar.rows", "crossbar.adcs", "bits", "policy",
-        "latency_s", "energy_j", "area_mm2", "crossbars", "speedup_vs_w8a8", "status",
+        "latency_s", "interval_s", "energy_j", "area_mm2", "occupied_area_mm2", "resident_area_mm2",
+        "crossbars", "speedup_vs_w8a8", "status",
     ]  # fmt: skip
     assert plan.points[0].input == (1, 8, 8)
 

@@ -70,7 +70,8 @@ def test_cli_sweep_reports_invalid_points_and_agrees_with_compile(tmp_path, caps
         "--set", "crossbar.adcs=4", "--bits", "4,4", "--out", str(cdir),
     ]) == 0  # fmt: skip
     summary = pd.read_csv(cdir / "summary.csv").iloc[0]
-    for col in ("latency_s", "energy_j", "area_mm2", "crossbars", "speedup_vs_w8a8"):
+    for col in ("latency_s", "interval_s", "energy_j", "area_mm2", "occupied_area_mm2", "resident_area_mm2",
+                "crossbars", "speedup_vs_w8a8"):  # fmt: skip
         assert float(point[col]) == pytest.approx(float(summary[col]), rel=1e-9), col
 
     # Reports from both kinds of folder.

@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from cimdse.cli import main
 
@@ -140,3 +141,18 @@ def test_a_subprocess_error_has_no_traceback(run_cli, tmp_path):
     proc = run_cli("evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and proc.stderr.strip().endswith("no such checkpoint")
     assert proc.stderr.count("\n") == 1 and not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_hardware_aware_training_and_evaluation_on_cuda(tmp_path):
+    """ADC-aware QAT and hardware-accurate evaluation on the GPU, end to end; the
+    evaluation agrees with the CPU's sample for sample (the crossbar model is bit-exact)."""
+    common = ["--arch", "demo", "--set", "crossbar.adc_mode=full_range", "--quiet"]
+    args = ["train", "--model", "lenet", "--bits", "4,4", "--epochs", "2", "--qat-epochs", "1", "--hardware-aware"]
+    assert main([*args, *common, "--device", "cuda", "--out", str(tmp_path / "t")]) == 0
+    ckpt = str(tmp_path / "t" / "checkpoint.pt")
+    for device in ("cuda", "cpu"):
+        ev = ["evaluate", "--checkpoint", ckpt, "--hardware", "--device", device, "--out", str(tmp_path / device)]
+        assert main([*ev, *common]) == 0
+    gpu, cpu = (pd.read_csv(tmp_path / d / "predictions.csv") for d in ("cuda", "cpu"))
+    assert gpu["hardware"].equals(cpu["hardware"])

@@ -67,4 +67,3 @@ def _sweep(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
-

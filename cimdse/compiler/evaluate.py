@@ -41,6 +41,7 @@ slices, V_l MVMs and t_op the time of one crossbar operation (``costs.op_ns``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -70,13 +71,12 @@ class Evaluation:
     latency_s: np.ndarray  # [P] one inference through every stage, digital ops included
     interval_s: np.ndarray  # [P] between inferences (= latency unless pipelined and resident)
     energy_j: np.ndarray  # [P] per inference, every part (programming of resident weights not)
-    energy_parts_j: np.ndarray  # [P, parts] by ENERGY_PARTS, summing to energy_j
+    leakage_j: np.ndarray  # [P] the chip's leakage over the interval
     crossbars: np.ndarray  # [P] crossbars occupied on the chip
     crossbars_needed: np.ndarray  # [P] one copy of every layer
     layer_latency_s: np.ndarray  # [P, L] the layer's stage: crossbars then its digital ops
     layer_digital_latency_s: np.ndarray  # [P, L]
     layer_energy_j: np.ndarray  # [P, L] every part but leakage
-    layer_energy_parts_j: np.ndarray  # [P, L, parts] (leakage column 0)
     layer_crossbars: np.ndarray  # [P, L] crossbars per copy x copies
     replicas: np.ndarray  # [P, L] copies (1 when re-programmed)
     fits: np.ndarray  # [P] weights resident
@@ -89,6 +89,19 @@ class Evaluation:
     resident_tiles: np.ndarray  # [P] the smallest chip holding every layer once
     resident_area_mm2: np.ndarray  # [P] that chip's area, chip-level parts included
     area_mm2: float  # the whole chip
+    _by_part: Callable[[], np.ndarray] = field(repr=False, compare=False)
+
+    @cached_property
+    def layer_energy_parts_j(self) -> np.ndarray:
+        """[P, L, parts] by ENERGY_PARTS (the leakage column is 0: it belongs to the chip)."""
+        return self._by_part()
+
+    @cached_property
+    def energy_parts_j(self) -> np.ndarray:
+        """[P, parts] by ENERGY_PARTS, summing to energy_j."""
+        totals = self.layer_energy_parts_j.sum(axis=1)
+        totals[:, ENERGY_PARTS.index("leakage")] = self.leakage_j
+        return totals
 
     def part(self, name: str) -> np.ndarray:
         """Energy per inference of one part [P]."""
@@ -181,21 +194,28 @@ class CompiledNetwork:
         pipelined = fits & (chip.schedule == "pipelined")
         interval_ns = np.where(pipelined, stage_ns.max(axis=1), latency_ns)
 
-        # energy by part [P, L, parts], in pJ
-        parts = np.zeros((*t.shape, len(ENERGY_PARTS)))
-        parts[..., :_N_OP] = mvm_ops[..., None] * tb.op_energy_pj[rows, wi]
+        # energy [P, L] in pJ; its breakdown by part is computed only when asked for
         a = pol[..., 1]
-        out_bytes = v * tb.N[None, :] * a / 8
-        in_bytes = v * tb.K_total[None, :] * a / 8
-        parts[..., ENERGY_PARTS.index("buffer")] = (in_bytes + out_bytes) * k["buffer_pj"]
-        parts[..., ENERGY_PARTS.index("network")] = out_bytes * k["network_pj"]
-        parts[..., ENERGY_PARTS.index("digital")] = self.digital_elements[None, :] * k["digital_pj"]
-        parts[..., ENERGY_PARTS.index("write")] = np.where(fits[:, None], 0.0, cells * k["write_pj"])
-        if self.runtime_pj is not None:
-            parts[..., :_N_OP] += self.runtime_pj[None, :, :_N_OP]
-            parts[..., ENERGY_PARTS.index("write")] += self.runtime_pj[None, :, _N_OP]
-        totals = parts.sum(axis=1)
-        totals[:, ENERGY_PARTS.index("leakage")] = k["leak_mw"] * interval_ns
+        write_pj = np.where(fits[:, None], 0.0, cells * k["write_pj"])
+        op_pj = mvm_ops * self._op_total_pj[rows, wi]
+        layer_pj = op_pj + a * self._traffic_pj_per_bit[None, :] + self._digital_pj[None, :] + write_pj
+        if self.runtime_pj is not None:  # run-time written matmuls: their operations and writes
+            layer_pj = layer_pj + self.runtime_pj.sum(axis=1)[None, :]
+        leakage_pj = k["leak_mw"] * interval_ns
+
+        def by_part() -> np.ndarray:
+            parts = np.zeros((*t.shape, len(ENERGY_PARTS)))
+            parts[..., :_N_OP] = mvm_ops[..., None] * tb.op_energy_pj[rows, wi]
+            out_bytes = v * tb.N[None, :] * a / 8
+            in_bytes = v * tb.K_total[None, :] * a / 8
+            parts[..., ENERGY_PARTS.index("buffer")] = (in_bytes + out_bytes) * k["buffer_pj"]
+            parts[..., ENERGY_PARTS.index("network")] = out_bytes * k["network_pj"]
+            parts[..., ENERGY_PARTS.index("digital")] = self._digital_pj[None, :]
+            parts[..., ENERGY_PARTS.index("write")] = write_pj
+            if self.runtime_pj is not None:
+                parts[..., :_N_OP] += self.runtime_pj[None, :, :_N_OP]
+                parts[..., ENERGY_PARTS.index("write")] += self.runtime_pj[None, :, _N_OP]
+            return parts * 1e-12
 
         occupied = np.where(fits, layer_xbars.sum(axis=1), np.minimum(t.max(axis=1), x))
         occupied_tiles = -(-occupied // per_tile)
@@ -205,14 +225,13 @@ class CompiledNetwork:
         return Evaluation(
             latency_s=latency_ns * 1e-9,
             interval_s=interval_ns * 1e-9,
-            energy_j=totals.sum(axis=1) * 1e-12,
-            energy_parts_j=totals * 1e-12,
+            energy_j=(layer_pj.sum(axis=1) + leakage_pj) * 1e-12,
+            leakage_j=leakage_pj * 1e-12,
             crossbars=occupied,
             crossbars_needed=needed,
             layer_latency_s=stage_ns * 1e-9,
             layer_digital_latency_s=digital_ns * 1e-9,
-            layer_energy_j=parts.sum(axis=2) * 1e-12,
-            layer_energy_parts_j=parts * 1e-12,
+            layer_energy_j=layer_pj * 1e-12,
             layer_crossbars=layer_xbars,
             replicas=copies,
             fits=fits,
@@ -225,7 +244,23 @@ class CompiledNetwork:
             resident_tiles=resident_tiles,
             resident_area_mm2=resident_tiles * tile_mm2 + self.area_power.chip_parts_area_mm2,
             area_mm2=self.area_mm2,
+            _by_part=by_part,
         )
+
+    @cached_property
+    def _op_total_pj(self) -> np.ndarray:
+        """[L, MAX_BITS] energy of one operation of every crossbar of a copy, all parts."""
+        return self.tables.op_energy_pj.sum(axis=2)
+
+    @cached_property
+    def _traffic_pj_per_bit(self) -> np.ndarray:
+        """[L] buffer and network energy per activation bit: V (K + N) reads and writes, V N sent."""
+        tb, k = self.tables, self._consts
+        return tb.V * ((tb.K_total + tb.N) * k["buffer_pj"] + tb.N * k["network_pj"]) / 8
+
+    @cached_property
+    def _digital_pj(self) -> np.ndarray:
+        return self.digital_elements * self._consts["digital_pj"]
 
     def _w8a8_times(self) -> tuple[float, float]:
         if self._w8a8 is None:

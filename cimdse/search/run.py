@@ -571,8 +571,11 @@ def sweep_point(
     ev = compiled.evaluate(policy)
     return {
         "latency_s": float(ev.latency_s[0]),
+        "interval_s": float(ev.interval_s[0]),
         "energy_j": float(ev.energy_j[0]),
         "area_mm2": float(ev.area_mm2),
+        "occupied_area_mm2": float(ev.occupied_area_mm2[0]),
+        "resident_area_mm2": float(ev.resident_area_mm2[0]),
         "crossbars": int(ev.crossbars[0]),
         "speedup_vs_w8a8": float(best["speedup_vs_w8a8"]),
         "val_acc": float(best["val_acc"]),

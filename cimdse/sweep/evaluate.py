@@ -72,7 +72,7 @@ def _metrics_row(ev: Any, speedup: Any, i: int) -> dict[str, Any]:
         v = arr.reshape(-1)[i] if arr.ndim else arr
         return int(v) if np.issubdtype(arr.dtype, np.integer) else float(v)
 
-    row = {k: pick(getattr(ev, k)) for k in ("latency_s", "energy_j", "area_mm2", "crossbars")}
+    row = {k: pick(getattr(ev, k)) for k in METRICS if k != "speedup_vs_w8a8"}
     row["speedup_vs_w8a8"] = pick(speedup)
     row["status"] = "ok"
     return row

@@ -21,7 +21,10 @@ from cimdse import arch as arch_mod
 from cimdse.errors import CimdseError
 from cimdse.sweep.config import Scalar, SweepConfig
 
-METRICS = ("latency_s", "energy_j", "area_mm2", "crossbars", "speedup_vs_w8a8")
+METRICS = (
+    "latency_s", "interval_s", "energy_j", "area_mm2", "occupied_area_mm2", "resident_area_mm2", "crossbars",
+    "speedup_vs_w8a8",
+)  # fmt: skip
 SEARCH_METRICS = ("val_acc",)
 
 
