@@ -28,7 +28,7 @@ from cimdse import arch, models  # noqa: E402
 from cimdse.data import load_dataset  # noqa: E402
 from cimdse.quant.hardware import evaluate_hardware  # noqa: E402
 from cimdse.quant.train import QAT_EPOCHS, finetune, pretrain, quantize_for  # noqa: E402
-from cimdse.search.run import SearchConfig, run_search  # noqa: E402
+from cimdse.search import SearchConfig, run_search  # noqa: E402
 
 
 def search_times(out: Path) -> None:

@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 
 from cimdse import arch  # noqa: E402
-from cimdse.search.run import SearchConfig, run_search  # noqa: E402
+from cimdse.search import SearchConfig, run_search  # noqa: E402
 
 
 def _markdown(df: pd.DataFrame) -> str:

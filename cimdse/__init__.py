@@ -12,7 +12,8 @@ The public API, lowest layer first (data flows arch -> compiler -> costs -> sear
     cimdse.compiler.compile_network(net, spec)      layer IR -> mapping, schedule, costs
     cimdse.quant                                    mixed-precision QAT and integer export
     cimdse.quant.hardware.hardware_aware(q, arch)   ADC-aware QAT: the crossbar model in the forward pass
-    cimdse.search.run.run_search(config, archs, out) per-layer bit-width search
+    cimdse.search.run.run_search(config, archs, out) per-layer bit-width search (PPO, TPE, ILP, ...)
+    cimdse.search.compare.compare_runs(runs)        methods' hypervolume over seeds
     cimdse.sweep.run_sweep(plan, out)               sweeps over models, archs and bits
     cimdse.plots.make_report(folder)                plots and report.md from result folders
 

@@ -1,5 +1,6 @@
-"""Datasets: the embedded default (scikit-learn's 8x8 digits) and loaders for local
-files (MNIST IDX, CIFAR-10 python batches, an image folder). Nothing downloads.
+"""Datasets: two embedded ones (scikit-learn's 8x8 digits, generated MNIST-1D) and
+loaders for local files (MNIST IDX, CIFAR-10 python batches, an image folder).
+Nothing downloads.
 
 Every loader returns :class:`Splits`: train / val / test ``TensorDataset`` s of
 float32 images [N, C, H, W] scaled to [0, 1] and int64 labels. Splits are fixed by
@@ -7,6 +8,13 @@ float32 images [N, C, H, W] scaled to [0, 1] and int64 labels. Splits are fixed 
 
 - ``digits``: the 1797 images of ``sklearn.datasets.load_digits`` (pixels 0..16,
   divided by 16), shape [N, 1, 8, 8], split 60/20/20 per class.
+- ``mnist1d``: MNIST-1D (Greydanus 2020), 1D signals [N, 1, 40] of the ten digit
+  templates, shifted, scaled, sheared and noised, generated offline by the
+  ``mnist1d`` package (its default transform settings); zero mean, unit variance.
+  Sizes and the generation seed are options of the name,
+  ``mnist1d:train=10000,val=2000,test=4000,seed=0`` (those are the defaults); the
+  generated arrays are cached in ``$XDG_CACHE_HOME/cimdse`` (``~/.cache/cimdse``)
+  and the split is stratified per class like digits'. See :mod:`cimdse.data_mnist1d`.
 - ``mnist``: ``DIR/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (optionally
   ``.gz``); the official test set is the test split, the official training set is
   split 5/6 train, 1/6 val.
@@ -33,9 +41,11 @@ from torch.utils.data import TensorDataset
 
 from cimdse.errors import CimdseError
 
-__all__ = ["DATASETS", "Splits", "load_dataset", "stratified_split"]
+__all__ = ["DATASETS", "EMBEDDED", "Splits", "load_dataset", "make_splits", "stratified_split"]
 
-DATASETS = ("digits", "mnist", "cifar10", "imagefolder")
+DATASETS = ("digits", "mnist1d", "mnist", "cifar10", "imagefolder")
+#: datasets that need no files; each has a default zoo model (``models.default_model``)
+EMBEDDED = ("digits", "mnist1d")
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,14 @@ class Splits:
 
 def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0) -> Splits:
     """The dataset ``name`` (see :data:`DATASETS`), split with ``seed``."""
-    key = name.lower().replace("-", "").replace("_", "")
+    base, _, options = name.partition(":")
+    key = base.lower().replace("-", "").replace("_", "")
+    if key == "mnist1d":
+        from cimdse.data_mnist1d import load_mnist1d
+
+        return load_mnist1d(options, seed)
+    if options:
+        raise CimdseError(f"dataset {name!r}: only mnist1d takes options after ':'")
     if key == "digits":
         return _digits(seed)
     loaders: dict[str, Callable[[Path, int], Splits]] = {
@@ -92,7 +109,7 @@ def _tensors(x: np.ndarray, y: np.ndarray) -> TensorDataset:
     return TensorDataset(torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32), torch.as_tensor(y).long())
 
 
-def _make(name: str, x: np.ndarray, y: np.ndarray, idx: list[np.ndarray], num_classes: int) -> Splits:
+def make_splits(name: str, x: np.ndarray, y: np.ndarray, idx: list[np.ndarray], num_classes: int) -> Splits:
     train, val, test = (_tensors(x[i], y[i]) for i in idx)
     return Splits(name, train, val, test, num_classes, tuple(int(d) for d in x.shape[1:]))
 
@@ -115,7 +132,7 @@ def _digits(seed: int) -> Splits:
     d = load_digits()
     x = (d.images.astype(np.float32) / 16.0)[:, None]
     y = d.target.astype(np.int64)
-    return _make("digits", x, y, stratified_split(y, (0.6, 0.2, 0.2), seed), 10)
+    return make_splits("digits", x, y, stratified_split(y, (0.6, 0.2, 0.2), seed), 10)
 
 
 # ---------------------------------------------------------------- MNIST IDX
@@ -269,4 +286,4 @@ def _imagefolder(root: Path, seed: int) -> Splits:
         splits = _with_test("imagefolder", x, y, xt, yt, 0.2, seed)
         return Splits(splits.name, splits.train, splits.val, splits.test, len(classes), splits.input_shape)
     x, y, classes = _read_folder(root)
-    return _make("imagefolder", x, y, stratified_split(y, (0.6, 0.2, 0.2), seed), len(classes))
+    return make_splits("imagefolder", x, y, stratified_split(y, (0.6, 0.2, 0.2), seed), len(classes))

@@ -5,7 +5,9 @@ ImageNet models (``resnet18``, ``vgg11``, ``vgg16``, ``mobilenetv2``) follow
 torchvision's definitions layer for layer, so their compiled shapes match published
 tables; ``resnet20`` is the CIFAR ResNet of He et al. (2016); ``lenet``, ``mlp``,
 ``vit`` (a small Vision Transformer, Dosovitskiy et al. 2021) and ``lstm`` (a 2-layer
-LSTM reading the image row by row) are sized for the embedded 8x8 digits.
+LSTM reading the image row by row) are sized for the embedded 8x8 digits, ``cnn1d``
+for the embedded MNIST-1D signals. Each embedded dataset has a default zoo model
+(:data:`DEFAULT_MODEL`).
 
 Layer order: a residual block here runs its ``downsample`` (the 1x1 shortcut conv)
 before ``conv1``, as CIM-AQ's (HAQ's) ResNet-18 does, while torchvision runs it after
@@ -63,6 +65,36 @@ class LeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+class CNN1d(nn.Module):
+    """An 8-conv 1D CNN for MNIST-1D signals [1, 40]: four stages of two 3-tap convs
+    (BatchNorm, ReLU), widths 32-64-96-128, max-pooled by 2 between stages, global
+    average pool, one linear classifier: 9 crossbar layers, about 155k parameters.
+    The first conv has 5 taps (its input is one channel). On the default 10,000
+    training signals it reaches about 98-99 % test accuracy (published MNIST-1D CNN
+    baseline: 94 % with 4,000)."""
+
+    WIDTHS = (32, 64, 96, 128)
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for stage, width in enumerate(self.WIDTHS):
+            for j in range(2):
+                k = 5 if (stage, j) == (0, 0) else 3
+                layers += [nn.Conv1d(c, width, k, padding=k // 2, bias=False), nn.BatchNorm1d(width), nn.ReLU()]
+                c = width
+            if stage < len(self.WIDTHS) - 1:
+                layers.append(nn.MaxPool1d(2))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.flatten(self.pool(self.features(x))))
 
 
 # ---------------------------------------------------------------- small ViT and LSTM
@@ -329,6 +361,7 @@ class ZooEntry:
 ZOO: dict[str, ZooEntry] = {
     "mlp": ZooEntry(mlp, (1, 8, 8), 10, "3-layer MLP for 8x8 digits"),
     "lenet": ZooEntry(LeNet, (1, 8, 8), 10, "LeNet-style CNN for 8x8 digits"),
+    "cnn1d": ZooEntry(CNN1d, (1, 40), 10, "8-conv 1D CNN for MNIST-1D signals"),
     "vit": ZooEntry(ViT, (1, 8, 8), 10, "small Vision Transformer for 8x8 digits (2x2 patches, 2 blocks)"),
     "lstm": ZooEntry(LSTMClassifier, (1, 8, 8), 10, "2-layer LSTM reading 8x8 digits row by row"),
     "resnet20": ZooEntry(lambda **kw: CifarResNet(20, **kw), (3, 32, 32), 10, "CIFAR ResNet-20"),
@@ -337,6 +370,15 @@ ZOO: dict[str, ZooEntry] = {
     "vgg16": ZooEntry(lambda **kw: VGG(VGG_CFG["vgg16"], **kw), (3, 224, 224), 1000, "ImageNet VGG-16"),
     "mobilenetv2": ZooEntry(MobileNetV2, (3, 224, 224), 1000, "ImageNet MobileNetV2"),
 }
+
+
+#: the zoo model each embedded dataset uses when no ``--model`` is given
+DEFAULT_MODEL = {"digits": "lenet", "mnist1d": "cnn1d"}
+
+
+def default_model(dataset: str) -> str | None:
+    """The zoo model for an embedded dataset (options after ':' ignored), else None."""
+    return DEFAULT_MODEL.get(dataset.partition(":")[0].lower())
 
 
 def build(name: str, num_classes: int | None = None, seed: int = 0) -> nn.Module:

@@ -348,7 +348,45 @@ def search_section(folder: Path, out: Path) -> tuple[str, list[Path]]:
         if best_row is not None:
             cols = [c for c in HISTORY_COLUMNS if c in hist.columns and c != "policy"]
             md += ["### Best episode", "", markdown_table(best_row[cols].to_frame().T), ""]
+    if (folder / "summary.csv").is_file() and hist is not None and not hist.empty:
+        summary = _read_csv(folder / "summary.csv", ["arch", "method", "evaluations", "hypervolume"])
+        files.append(_fronts_plot(hist, out / "search_fronts.png"))
+        cols = [c for c in ("arch", "method", "evaluations", "front_size", "hypervolume", "speedup_vs_w8a8",
+                            "final_val_acc", "test_acc", "acc_drop_pp") if c in summary.columns]  # fmt: skip
+        md += [
+            "### Fronts",
+            "",
+            "Each method's non-dominated (speedup, validation accuracy) policies; hypervolume: the area "
+            "(speedup x pp) they dominate above speedup 1.0 and the accuracy bound.",
+            "",
+            "![fronts](search_fronts.png)",
+            "",
+            markdown_table(summary[cols]),
+            "",
+        ]
     return "\n".join(md), files
+
+
+def _fronts_plot(hist: pd.DataFrame, out: Path) -> Path:
+    """Per arch, each method's own non-dominated points as a staircase."""
+    from cimdse.search.fronts import non_dominated
+
+    archs = list(dict.fromkeys(hist["arch"])) if "arch" in hist.columns else [None]
+    fig = _figure(5.5 * len(archs), 4.0)
+    axes = np.atleast_1d(fig.subplots(1, len(archs)))
+    for ax, arch in zip(axes, archs, strict=True):
+        rows = hist if arch is None else hist[hist["arch"] == arch]
+        for method, grp in rows.groupby("method", sort=False):
+            s, a = grp["speedup_vs_w8a8"].to_numpy(float), 100.0 * grp["val_acc"].to_numpy(float)
+            keep = non_dominated(s, a)
+            order = np.argsort(s[keep])
+            ax.step(s[keep][order], a[keep][order], where="post", marker="o", ms=3, lw=1.2, label=str(method))
+        ax.set_xlabel("speedup vs W8A8")
+        ax.set_ylabel("validation accuracy (%)")
+        ax.set_title(f"fronts per method{'' if arch is None else ' on ' + str(arch)}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, out)
 
 
 def _in_bound(rows: pd.DataFrame) -> pd.Series:

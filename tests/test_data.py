@@ -171,3 +171,45 @@ def test_unknown_and_missing(tmp_path):
         load_dataset("mnist")
     with pytest.raises(CimdseError, match="no such data folder"):
         load_dataset("cifar10", tmp_path / "nope")
+
+
+# ---------------------------------------------------------------- MNIST-1D
+def test_mnist1d_generated_cached_and_seeded(tmp_path, monkeypatch):
+    from cimdse import data_mnist1d
+
+    monkeypatch.setenv("CIMDSE_CACHE", str(tmp_path))
+    small = "mnist1d:train=100,val=40,test=60,seed=3"
+    np.random.seed(123)
+    a = load_dataset(small)
+    assert np.random.get_state()[1].tolist() == np.random.RandomState(123).get_state()[1].tolist()  # restored
+    assert a.sizes() == (100, 40, 60) and a.input_shape == (1, 40) and a.num_classes == 10
+    assert a.name == "mnist1d:train=100,val=40,test=60,seed=3"
+    assert torch.bincount(a.test.tensors[1], minlength=10).tolist() == [6] * 10  # stratified
+    x = torch.cat([a.train.tensors[0], a.val.tensors[0], a.test.tensors[0]])
+    assert abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1.0) < 1e-2  # the package centres and scales
+    assert [p.name for p in tmp_path.iterdir()] == ["mnist1d-200-s3.npz"]
+
+    def no_generation(*args):
+        raise AssertionError("generated again instead of read from the cache")
+
+    monkeypatch.setattr(data_mnist1d, "generate", no_generation)
+    b = load_dataset(small)
+    assert torch.equal(a.train.tensors[0], b.train.tensors[0]) and torch.equal(a.test.tensors[1], b.test.tensors[1])
+    monkeypatch.undo()
+    monkeypatch.setenv("CIMDSE_CACHE", str(tmp_path))
+    other = load_dataset("mnist1d:train=100,val=40,test=60,seed=4")
+    assert not torch.equal(other.train.tensors[0], a.train.tensors[0])
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("mnist1d:train=5", "at least 10"),
+        ("mnist1d:size=5", "KEY one of"),
+        ("mnist1d:test=many", "not an integer"),
+        ("digits:train=5", "only mnist1d takes options"),
+    ],
+)
+def test_mnist1d_bad_options(name, message):
+    with pytest.raises(CimdseError, match=message):
+        load_dataset(name)

@@ -16,6 +16,9 @@ PARAMS = {
     "mobilenetv2": 3_504_872,
     "lenet": 13_706,
     "mlp": 17_226,
+    # 8 convs (5 taps, then 3): 1*32*5 + 32*32*3 + 32*64*3 + 64*64*3 + 64*96*3 + 96*96*3 + 96*128*3 + 128*128*3
+    # = 153,760; BN 2 * 640 = 1,280; fc 128*10 + 10 = 1,290
+    "cnn1d": 156_330,
 }
 
 
@@ -24,7 +27,7 @@ def test_parameter_counts_match_reference_definitions(name):
     assert sum(p.numel() for p in models.build(name).parameters()) == PARAMS[name]
 
 
-@pytest.mark.parametrize("name", ["mlp", "lenet", "resnet20"])
+@pytest.mark.parametrize("name", ["mlp", "lenet", "resnet20", "cnn1d"])
 def test_small_models_run_on_their_input_shape(name):
     shape = models.default_input_shape(name)
     out = models.build(name).eval()(torch.zeros(2, *shape))
@@ -66,6 +69,14 @@ def test_unknown_model_and_shapes():
     assert models.parse_input_shape("40") == (40,)
     with pytest.raises(CimdseError, match="expected dimensions"):
         models.parse_input_shape("3xabc")
+
+
+def test_embedded_datasets_have_default_models():
+    from cimdse.compiler import trace
+
+    assert models.default_model("digits") == "lenet" and models.default_model("mnist1d:train=100") == "cnn1d"
+    assert models.default_model("mnist") is None
+    assert len(trace(models.build("cnn1d"), (1, 40)).layers) == 9  # 8 convs + the classifier on crossbars
 
 
 def test_resnet18_policy_order_is_cim_aqs():

@@ -244,3 +244,15 @@ def test_report_cli(tmp_path, capsys):
     assert str(folder / "report.md") in capsys.readouterr().out
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_search_report_shows_fronts_and_hypervolume(tmp_path):
+    folder = write_search(tmp_path / "s")
+    rows = [{"arch": "demo", "method": m, "evaluations": 30, "front_size": 3, "hypervolume": hv,
+             "speedup_vs_w8a8": 2.0, "final_val_acc": 0.9, "test_acc": 0.9, "acc_drop_pp": 0.1}
+            for m, hv in (("ppo", 12.5), ("random", 7.25))]  # fmt: skip
+    pd.DataFrame(rows).to_csv(folder / "summary.csv", index=False)
+    plots.make_report(folder)
+    assert is_png(folder / "search_fronts.png")
+    md = (folder / "report.md").read_text()
+    assert "### Fronts" in md and "12.5" in md and "7.25" in md

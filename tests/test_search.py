@@ -25,14 +25,15 @@ from cimdse.search import (
     SearchSpace,
 )
 from cimdse.search.baselines import greedy_search, random_search, uniform_method
-from cimdse.search.run import (
-    HISTORY_COLUMNS,
-    PARETO_COLUMNS,
-    SUMMARY_COLUMNS,
-    SearchConfig,
-    pareto_front,
-    search_archs,
-)
+from cimdse.search.config import HISTORY_COLUMNS, SUMMARY_COLUMNS, SearchConfig
+from cimdse.search.core import search_archs
+from cimdse.search.finals import FinalScores
+from cimdse.search.fronts import PARETO_COLUMNS, pareto_front
+
+
+def _finals(val: float, test: float):
+    """A final evaluator that scores every policy the same on every target."""
+    return lambda policy, targets: [FinalScores(val, test, val, test) for _ in targets]
 
 
 class ToyAccuracy:
@@ -223,13 +224,13 @@ def test_ppo_spends_the_budget_and_checkpoints(demo, tmp_path):
 def test_search_archs_rows_per_arch_and_method(net):
     cfg = SearchConfig(episodes=6, ppo=PPOConfig(episodes_per_update=2, n_epochs=1))
     toy = ToyAccuracy()
-    res = search_archs(net, [arch.load("demo"), arch.load("cim-aq")], cfg, lambda a: toy, lambda p: (0.9, 0.9))
+    res = search_archs(net, [arch.load("demo"), arch.load("cim-aq")], cfg, lambda a: toy, _finals(0.9, 0.9))
     s = res.summary
     assert list(s.columns) == SUMMARY_COLUMNS
     methods = ["uniform8", "uniform7", "uniform6", "uniform5", "uniform4", "uniform3", "uniform2"]
-    methods += ["greedy", "random", "ppo"]
+    methods += ["greedy", "ilp", "random", "tpe", "ppo"]
     assert list(zip(s.arch, s.method, strict=True)) == [(a, m) for a in ("demo", "cim-aq") for m in methods]
-    assert (s.evaluations[s.method.isin(["ppo", "random"])] == 6).all()
+    assert (s.evaluations[s.method.isin(["ppo", "random", "tpe", "ilp"])] == 6).all()
     assert (s.evaluations[s.method.str.startswith("uniform")] == 1).all()
     h = res.history
     assert list(h.columns) == HISTORY_COLUMNS
@@ -242,11 +243,13 @@ def test_final_choice_is_the_fastest_top_policy_within_the_bound_on_validation(n
     cfg = SearchConfig(episodes=20, final_top_k=3, ppo=PPOConfig(episodes_per_update=2, n_epochs=1))
     finetuned: list[tuple] = []
 
-    def final_eval(policy: np.ndarray) -> tuple[float, float]:
+    def final_eval(policy: np.ndarray, targets) -> list[FinalScores]:
+        assert targets == [None]  # fake-quant: one score, whatever the arch
         finetuned.append(tuple(map(tuple, policy)))
         val = 0.9 if policy.mean() >= 5.5 else 0.8  # low-bit policies fail the bound after fine-tuning
         # the test accuracy plays no part in the choice; it falls 0.5 pp per bit below 8 on average
-        return val, 0.9 - 0.005 * (8 - policy.mean())
+        test = 0.9 - 0.005 * (8 - policy.mean())
+        return [FinalScores(val, test, val, test)]
 
     res = search_archs(net, [arch.load("demo")], cfg, lambda a: ToyAccuracy(), final_eval)
     assert len(finetuned) == len(set(finetuned))  # each distinct policy fine-tuned once
@@ -308,7 +311,7 @@ def test_cli_search_end_to_end_two_archs_deterministic(tmp_path, capsys):
     assert list(pd.read_csv(out / "pareto.csv").columns) == PARETO_COLUMNS
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.columns) == SUMMARY_COLUMNS
-    assert len(summary) == 2 * 10 and set(summary.arch) == {"demo", "cim-aq"}
+    assert len(summary) == 2 * 12 and set(summary.arch) == {"demo", "cim-aq"}
     assert summary.test_acc.between(0, 1).all()
     best = yaml.safe_load((out / "best_policy.yaml").read_text())
     assert set(best["archs"]) == {"demo", "cim-aq"} and best["arch"] == "demo"
@@ -374,3 +377,161 @@ def test_sweep_point_runs_one_search(tmp_path):
     assert yaml.safe_load(Path(row["policy"]).read_text())  # the best policy file
     with pytest.raises(CimdseError, match="unknown"):
         sweep_point("lenet", None, arch.load("demo"), {"episodes": 2, "lr": 0.1}, tmp_path / "q")
+
+
+# ---------------------------------------------------------------- fronts, TPE, ILP, comparison
+def test_hypervolume_by_hand():
+    from cimdse.search.fronts import hypervolume
+
+    s = [2.0, 3.0, 1.5, 4.0, 0.9, 2.5]
+    a = [99.0, 98.0, 99.5, 96.0, 99.9, 97.9]  # 4x is below the bound, 0.9x slower than W8A8, 2.5x dominated
+    # union of [1, 3] x [97.5, 98], [1, 2] x [98, 99], [1, 1.5] x [99, 99.5]: 1 + 1 + 0.25
+    assert hypervolume(s, a, 97.5) == pytest.approx(2.25)
+    assert hypervolume([4.0], [96.0], 97.5) == 0.0 and hypervolume([], [], 97.5) == 0.0
+    assert hypervolume([2.0], [97.5], 97.5) == 0.0  # on the bound: zero height
+
+
+def test_tpe_and_ilp_spend_the_budget_on_legal_policies(demo):
+    from cimdse.search.ilp import ilp_search
+    from cimdse.search.tpe import tpe_search
+
+    space = SearchSpace(demo.n_layers, 2, first_last_8bit=True)
+    for run in (lambda r: tpe_search(r, space, seed=3), lambda r: ilp_search(r, space)):
+        rec = _recorder(demo, budget=30)
+        run(rec)
+        assert rec.count == 30
+        assert all(space.is_legal(np.array(o.policy)) for o in rec.outcomes.values())
+    first, again = _recorder(demo, budget=15), _recorder(demo, budget=15)
+    tpe_search(first, space, seed=3)
+    tpe_search(again, space, seed=3)
+    assert list(first.outcomes) == list(again.outcomes)  # seeded
+
+
+def test_ilp_allocation_by_hand():
+    from cimdse.search.ilp import solve_allocation
+
+    # two layers, two choices each (0: wide, 1: narrow); narrow saves 3 (layer 0) or 2 (layer 1)
+    cost = [np.array([0.0, 1.0]), np.array([0.0, 5.0])]
+    latency = [np.array([4.0, 1.0]), np.array([4.0, 2.0])]
+    assert solve_allocation(cost, latency, 8.0) == [0, 0]
+    assert solve_allocation(cost, latency, 6.0) == [1, 0]  # the cheap layer gives way first
+    assert solve_allocation(cost, latency, 3.0) == [1, 1]
+    assert solve_allocation(cost, latency, 2.0) is None
+
+
+def test_ilp_follows_the_measured_sensitivity(demo):
+    """Layer 0's activations are the costly ones in ToyAccuracy: the ILP keeps them widest longest."""
+    from cimdse.search.ilp import ilp_search, measure_sensitivity
+
+    space = SearchSpace(demo.n_layers, 2)
+    rec = _recorder(demo, budget=200, max_drop=5.0)
+    sens = measure_sensitivity(rec, space, 100)
+    # ToyAccuracy: a bit of layer-0 activation costs 0.0015 + 0.01, a weight bit 0.0008
+    assert sens[0, 1, 7] == pytest.approx(0.0115, abs=1e-5)
+    assert sens[1, 0, 6] == pytest.approx(0.0016, abs=1e-5)
+    rec = _recorder(demo, budget=40, max_drop=5.0)
+    ilp_search(rec, space)
+    fast = [o for o in rec.outcomes.values() if o.speedup > 1.5]
+    assert fast and np.mean([o.policy[0][1] for o in fast]) > np.mean([o.policy[1][1] for o in fast])
+
+
+def test_compare_runs_mean_and_spread(tmp_path):
+    from cimdse.search.compare import compare_runs
+
+    for i, (hv, sp) in enumerate([(2.0, 3.0), (4.0, 5.0)]):
+        run = tmp_path / f"s{i}"
+        run.mkdir()
+        rows = [
+            {"arch": "demo", "method": "ppo", "evaluations": 10, "hypervolume": hv, "speedup_vs_w8a8": sp,
+             "acc_drop_pp": 0.1 * i, "within_bound": i == 0},
+            {"arch": "demo", "method": "tpe", "evaluations": 10, "hypervolume": 1.5, "speedup_vs_w8a8": 2.0,
+             "acc_drop_pp": 0.0, "within_bound": True},
+        ]  # fmt: skip
+        pd.DataFrame(rows).to_csv(run / "summary.csv", index=False)
+    t = compare_runs([tmp_path / "s0", tmp_path / "s1"]).set_index("method")
+    assert t.loc["ppo", "hypervolume_mean"] == 3.0 and t.loc["ppo", "hypervolume_std"] == pytest.approx(2**0.5)
+    assert t.loc["tpe", "hypervolume_vs_best"] == 0.5 and t.loc["ppo", "within_bound_share"] == 0.5
+    assert t.loc["ppo", "runs"] == 2 and t.loc["ppo", "speedup_mean"] == 4.0
+    assert main(["compare", str(tmp_path / "s0"), str(tmp_path / "nothere")]) == 2
+
+
+# ---------------------------------------------------------------- hardware in the loop
+def test_lossy_adc_changes_the_chosen_policy():
+    """A constructed case, all real: an MLP on digits, uniform k/k only, on the demo chip
+    with 4-bit clip-mode ADCs. Fake quantization picks a 3-bit policy; on the crossbar
+    model that policy falls outside the bound (its partial sums saturate the ADC), so
+    the hardware-in-the-loop search keeps a wider one, and reports both accuracies."""
+    import torch
+
+    from cimdse.data import load_dataset
+    from cimdse.quant.train import pretrain
+    from cimdse.search.accuracy import QATAccuracy, final_scores
+
+    torch.set_num_threads(1)
+    splits = load_dataset("digits")
+    model = pretrain(models.build("mlp"), splits, 10, 0)
+    mlp = trace(model, (1, 8, 8))
+    lossy = arch.load("demo", ["crossbar.adc_bits=4"])
+    runs = {}
+    for mode in ("fake-quant", "hardware"):
+        cfg = SearchConfig(methods=(), final_epochs=1, final_top_k=1, max_acc_drop=1.0, accuracy=mode)
+        hw = mode == "hardware"
+        fq = QATAccuracy(model, splits)
+        runs[mode] = search_archs(
+            mlp,
+            [lossy],
+            cfg,
+            lambda spec, hw=hw: QATAccuracy(model, splits, hardware=spec if hw else None),
+            lambda policy, targets, fq=fq: final_scores(fq, policy, targets, 1, 0),
+            arch_dependent=hw,
+        )
+    fq_best, hw_best = runs["fake-quant"].best["demo"], runs["hardware"].best["demo"]
+    assert fq_best["policy"] != hw_best["policy"]
+    assert fq_best["speedup_vs_w8a8"] > hw_best["speedup_vs_w8a8"] and hw_best["within_bound"]
+    s = runs["hardware"].summary.set_index("method")
+    chosen_by_fq = s.loc[fq_best["method"]]
+    assert not chosen_by_fq["within_bound"]  # measured on the crossbars, the fake-quant choice fails
+    assert chosen_by_fq["fq_final_val_acc"] > chosen_by_fq["final_val_acc"] + 0.02  # the ADC's cost, shown beside
+    fq_sum = runs["fake-quant"].summary
+    assert (fq_sum["final_val_acc"] == fq_sum["fq_final_val_acc"]).all()
+
+
+def test_ppo_wide_prior_starts_near_w8a8(demo):
+    import torch
+
+    space = SearchSpace(demo.n_layers, 2)
+    env = BitWidthEnv(demo, space, _recorder(demo))
+    agent = PPOAgent(env, PPOConfig(wide_prior=3.0), seed=0)
+    obs, _ = env.reset(seed=0)
+    dist = agent.model.policy.get_distribution(torch.as_tensor(obs[None]))
+    probs = torch.softmax(dist.distribution[0].logits.detach(), -1)[0]  # weight widths 2..8
+    assert float(probs[-1] / probs[0]) == pytest.approx(np.exp(3.0), rel=0.05)  # logits 0 .. 3, plus ~0 from weights
+    plain = PPOAgent(BitWidthEnv(demo, space, _recorder(demo)), PPOConfig(), seed=0)
+    flat = plain.model.policy.get_distribution(torch.as_tensor(obs[None])).distribution[0].logits.detach()
+    flat = torch.softmax(flat, -1)
+    assert float(flat.max() / flat.min()) < 1.1
+
+
+def test_cli_search_mnist1d_default_model_all_methods(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CIMDSE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "m1d"
+    args = ["search", "--dataset", "mnist1d:train=200,val=100,test=100", "--methods", "ppo,tpe,ilp,random,greedy"]
+    assert main([*args, *TINY, "--final-top-k", "1", "--out", str(out), "--quiet"]) == 0
+    s = pd.read_csv(out / "summary.csv")
+    assert list(s.method) == [f"uniform{k}" for k in range(8, 1, -1)] + ["greedy", "ilp", "random", "tpe", "ppo"]
+    assert (s.evaluations[~s.method.str.startswith("uniform")] == 4).all() and (s.hypervolume >= 0).all()
+    config = yaml.safe_load((out / "search_config.yaml").read_text())
+    assert config["model"] == "cnn1d" and len(yaml.safe_load((out / "best_policy_demo.yaml").read_text())) == 9
+    assert main(["compare", str(out), str(out)]) == 0
+    assert "hypervolume_mean" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cli_search_hardware_accuracy_reports_both(tmp_path):
+    out = tmp_path / "hw"
+    args = ["search", "--accuracy", "hardware", "--arch", "demo", "--set", "crossbar.adc_bits=4", "--methods", "random"]
+    assert main([*args, *TINY, "--final-top-k", "1", "--out", str(out), "--quiet"]) == 0
+    s = pd.read_csv(out / "summary.csv")
+    assert s.fq_final_val_acc.between(0, 1).all() and (s.fq_final_val_acc != s.final_val_acc).any()
+    best = yaml.safe_load((out / "best_policy.yaml").read_text())["archs"]["demo"]
+    assert {"fq_final_val_acc", "fq_test_acc"} <= set(best)

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "train": "train_cmd",
     "evaluate": "train_cmd",
     "search": "search_cmd",
+    "compare": "search_cmd",
     "rtl": "rtl_cmd",
     "verify": "rtl_cmd",
     "sweep": "sweep_cmd",

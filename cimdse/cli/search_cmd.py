@@ -1,4 +1,5 @@
-"""``cimdse search``: per-layer bit widths found by PPO and the baselines, per arch."""
+"""``cimdse search``: per-layer bit widths found by PPO and the baselines, per arch;
+``cimdse compare``: several search runs (seeds) side by side."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from tqdm import tqdm
 from cimdse.cli.common import add_arch_options, load_archs
 from cimdse.errors import CimdseError
 from cimdse.search.agent import PPOConfig
-from cimdse.search.run import SEARCH_METHODS, SearchConfig, SearchEvent, run_search
+from cimdse.search.config import DATASET_DEFAULTS, DEFAULT_METHODS, SEARCH_METHODS, SearchConfig, SearchEvent
+from cimdse.search.reward import REWARDS
 
 _DEFAULTS = SearchConfig()
+_PER_DATASET = ", ".join(f"{d}: {v}" for d, v in DATASET_DEFAULTS.items() if d != "*")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,17 +26,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="search per-layer (w_bits, a_bits) with PPO and baselines; write history/pareto/summary CSVs",
         description=(
             "Pre-trains the float model once (cached as OUT/float_model.pt, or --from CKPT), then on every "
-            "--arch runs PPO, random search, greedy per-layer sensitivity (each --episodes distinct "
-            "evaluations) and uniform k/k for k = 8..2; finally fine-tunes each method's --final-top-k "
-            "highest-reward policies, keeps the fastest within the bound on validation and reports its test "
-            "accuracy. Writes OUT/history.csv, pareto.csv, summary.csv, best_policy.yaml "
+            "--arch runs the --methods (PPO, Optuna TPE, sensitivity + ILP, random search, greedy per-layer "
+            "sensitivity; each --episodes distinct evaluations) and uniform k/k for k = 8..2; finally "
+            "fine-tunes each method's --final-top-k highest-reward policies, keeps the fastest within the "
+            "bound on validation and reports its test "
+            "accuracy. Budgets not given take the dataset's defaults ("
+            + _PER_DATASET
+            + "; others: "
+            + str(DATASET_DEFAULTS["*"])
+            + "). Writes OUT/history.csv, pareto.csv, summary.csv, best_policy.yaml "
             "(+ best_policy_<arch>.yaml, loadable by `cimdse compile --policy`), agent_<arch>.zip, timing.csv."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--model", default=_DEFAULTS.model, help="zoo model or path/to/file.py:factory")
-    p.add_argument("--dataset", default=_DEFAULTS.dataset, help="digits (embedded), mnist, cifar10, imagefolder")
-    p.add_argument("--data-dir", default=None, help="folder with the dataset's files (all but digits)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="zoo model or path/to/file.py:factory (default: lenet on digits, cnn1d on mnist1d)",
+    )
+    p.add_argument(
+        "--dataset",
+        default=_DEFAULTS.dataset,
+        help="digits or mnist1d[:train=N,val=N,test=N,seed=S] (embedded), mnist, cifar10, imagefolder",
+    )
+    p.add_argument("--data-dir", default=None, help="folder with the dataset's files (not for embedded ones)")
     add_arch_options(p, multiple=True, required=False)
     p.add_argument(
         "--max-acc-drop",
@@ -45,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--episodes",
         type=int,
-        default=_DEFAULTS.episodes,
+        default=None,
         help="budget of each searching method: distinct policies evaluated",
     )
     p.add_argument(
@@ -65,30 +81,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--final-epochs",
         type=int,
-        default=_DEFAULTS.final_epochs,
+        default=None,
         help="QAT epochs of the final fine-tune of each method's top policies",
     )
     p.add_argument(
         "--final-top-k",
         type=int,
-        default=_DEFAULTS.final_top_k,
+        default=None,
         help="final fine-tune of each method's K highest-reward policies; the fastest within the bound "
         "on validation is kept",
     )
-    p.add_argument("--pretrain-epochs", type=int, default=_DEFAULTS.pretrain_epochs, help="float pre-training epochs")
+    p.add_argument("--pretrain-epochs", type=int, default=None, help="float pre-training epochs")
     p.add_argument(
         "--accuracy",
         choices=("fake-quant", "hardware"),
         default=_DEFAULTS.accuracy,
         help="evaluate on exact fake quantization or on the arch's crossbar model (slow)",
     )
+    p.add_argument(
+        "--hardware-aware",
+        action="store_true",
+        help="with --accuracy hardware: the final fine-tune is ADC-aware QAT on each arch's crossbar model",
+    )
     p.add_argument("--min-bits", type=int, default=_DEFAULTS.min_bits)
     p.add_argument("--max-bits", type=int, default=_DEFAULTS.max_bits)
     p.add_argument("--first-last-8bit", action="store_true", help="pin the first and last crossbar layer at 8/8")
     p.add_argument("--cell-multiple", action="store_true", help="weight bits a multiple of the arch's cell_bits")
     p.add_argument(
-        "--methods", default=",".join(SEARCH_METHODS), help="searching methods to run (uniform k/k always run)"
+        "--methods",
+        default=",".join(DEFAULT_METHODS),
+        help=f"searching methods to run, from {','.join(SEARCH_METHODS)} (uniform k/k always run)",
     )
+    p.add_argument("--reward", choices=tuple(REWARDS), default=_DEFAULTS.reward, help="what the searches maximize")
     p.add_argument("--policy", metavar="FILE", help="also evaluate this policy (method 'user')")
     p.add_argument("--from", dest="from_ckpt", metavar="CKPT", help="float checkpoint from `cimdse train`")
     p.add_argument(
@@ -109,6 +133,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_search)
+
+    c = sub.add_parser(
+        "compare",
+        help="several search runs (seeds) side by side: mean and spread of hypervolume, speedup, accuracy drop",
+        description="Reads each RUN/summary.csv and prints, per arch and method, the mean, standard deviation, "
+        "minimum and maximum of the hypervolume over the runs, the chosen policy's mean speedup and test-accuracy "
+        "drop, and the share of runs whose choice was within the bound. --out writes compare.csv.",
+    )
+    c.add_argument("runs", nargs="+", metavar="RUN", help="search output folders (e.g. one per seed)")
+    c.add_argument("--out", metavar="FILE", help="write the table as CSV")
+    c.set_defaults(func=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from cimdse.files import write_csv
+    from cimdse.search.compare import compare_runs
+
+    table = compare_runs(args.runs)
+    if args.out:
+        write_csv(table, args.out)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
 
 
 def _ppo_config(items: list[str]) -> PPOConfig:
@@ -145,6 +191,8 @@ def _pp_or_none(text: str) -> float | None:
 def _search(args: argparse.Namespace) -> int:
     import torch
 
+    from cimdse.search.run import run_search
+
     torch.set_num_threads(max(1, args.threads))
     if args.arch is None:
         args.arch = ["demo"]
@@ -166,7 +214,9 @@ def _search(args: argparse.Namespace) -> int:
         first_last_8bit=args.first_last_8bit,
         weight_cell_multiple=args.cell_multiple,
         accuracy=args.accuracy,
+        hardware_aware=args.hardware_aware,
         methods=methods,
+        reward=args.reward,
         ppo=_ppo_config(args.ppo),
     )
     archs = load_archs(args)
@@ -204,7 +254,11 @@ def _search(args: argparse.Namespace) -> int:
             bar.close()
     s = result.summary
     print(f"W8A8 validation accuracy {result.ref_val_acc:.4f}; bound {config.max_acc_drop} pp below it")
-    with_cols = s[["arch", "method", "rank", "speedup_vs_w8a8", "final_val_acc", "test_acc", "acc_drop_pp"]]
+    cols = ["arch", "method", "evaluations", "hypervolume", "speedup_vs_w8a8", "final_val_acc", "test_acc"]
+    cols.append("acc_drop_pp")
+    if config.accuracy == "hardware":
+        cols += ["fq_final_val_acc", "fq_test_acc"]
+    with_cols = s[cols]
     print(with_cols.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for label, b in result.best.items():
         bound = "within" if b["within_bound"] else "NOT within"

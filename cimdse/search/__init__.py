@@ -7,18 +7,40 @@ against accuracy.
     env.py        gymnasium env, one step per layer
     agent.py      stable-baselines3 PPO, seeded, checkpointed
     baselines.py  uniform k/k, random, greedy per-layer sensitivity
+    tpe.py        Optuna's TPE sampler over the same choices
+    ilp.py        HAWQ-V3-style measured sensitivity + ILP swept over latency budgets
+    methods.py    the methods by name, their order and budgets
+    fronts.py     Pareto fronts and hypervolume
+    finals.py     final fine-tune, the choice on validation, the summary table
+    config.py     SearchConfig, progress events, table columns
+    core.py       every method on every arch with injected evaluators (search_archs)
     accuracy.py   the real evaluators (fake-quant / hardware-accurate, optional QAT)
-    run.py        a whole search over archs and methods, its CSVs and YAML
+    run.py        the real run: dataset, float model, evaluators, files
+    compare.py    mean and spread over seeds of several runs' summaries
 """
 
-from cimdse.search.agent import PPOAgent, PPOConfig
-from cimdse.search.env import BitWidthEnv
-from cimdse.search.evaluator import AccuracyEvaluator, CachedEvaluator, MethodRecorder, Outcome, PolicyScorer
-from cimdse.search.reward import CimAqReward, RewardFn
-from cimdse.search.run import sweep_point
-from cimdse.search.space import SearchSpace
+from importlib import import_module
+
+#: public name -> its module; imported on first use, so light users (``cimdse report``
+#: reading fronts) do not pay for torch and stable-baselines3
+_API = {
+    "SEARCH_METHODS": "config", "SearchConfig": "config", "SearchEvent": "config",
+    "PPOAgent": "agent", "PPOConfig": "agent", "BitWidthEnv": "env",
+    "AccuracyEvaluator": "evaluator", "CachedEvaluator": "evaluator", "MethodRecorder": "evaluator",
+    "Outcome": "evaluator", "PolicyScorer": "evaluator", "SearchResult": "core", "search_archs": "core",
+    "hypervolume": "fronts", "pareto_front": "fronts", "CimAqReward": "reward", "RewardFn": "reward",
+    "run_search": "run", "sweep_point": "run", "SearchSpace": "space",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    if name in _API:
+        return getattr(import_module(f"cimdse.search.{_API[name]}"), name)
+    raise AttributeError(f"module 'cimdse.search' has no attribute {name!r}")
+
 
 __all__ = [
+    "SEARCH_METHODS",
     "AccuracyEvaluator",
     "BitWidthEnv",
     "CachedEvaluator",
@@ -29,6 +51,13 @@ __all__ = [
     "PPOConfig",
     "PolicyScorer",
     "RewardFn",
+    "SearchConfig",
+    "SearchEvent",
+    "SearchResult",
     "SearchSpace",
+    "hypervolume",
+    "pareto_front",
+    "run_search",
+    "search_archs",
     "sweep_point",
 ]

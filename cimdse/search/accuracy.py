@@ -15,6 +15,8 @@ Deterministic for a given seed, so a cached accuracy is the accuracy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from torch import nn
 
@@ -22,8 +24,9 @@ from cimdse.arch import ArchSpec
 from cimdse.data import Splits
 from cimdse.quant.hardware import integer_model
 from cimdse.quant.train import QAT_EPOCHS, PolicyEvaluator, accuracy, finetune
+from cimdse.search.finals import FinalScores
 
-__all__ = ["QATAccuracy", "final_finetune"]
+__all__ = ["QATAccuracy", "final_scores"]
 
 
 class QATAccuracy:
@@ -74,23 +77,41 @@ class QATAccuracy:
         return self.policy_evaluator(policy, self.finetune_epochs, self.seed, self.hardware)
 
 
-def final_finetune(
+def final_scores(
     evaluator: QATAccuracy,
     policy: np.ndarray,
+    targets: Sequence[ArchSpec | None],
     epochs: int = QAT_EPOCHS,
     seed: int = 0,
-    hardware_aware: ArchSpec | None = None,
-) -> tuple[float, float]:
-    """(val, test) accuracy of ``policy`` after a full QAT fine-tune from the float
-    model (fake quantization: what the training command reports).
+    hardware_aware: bool = False,
+) -> list[FinalScores]:
+    """Fine-tune ``policy`` (a full QAT from the float model), then score the model per
+    target: on an arch's crossbar model (val and test, the model's own integer export
+    programmed into the arch's crossbars), or with fake quantization (None). The
+    fake-quant accuracies of the same model are in every entry.
 
-    ``hardware_aware``: fine-tune with this arch's crossbar model in the forward pass
-    (ADC-aware QAT, :func:`cimdse.quant.finetune`); the accuracies are then measured
-    on that crossbar model."""
-    qmodel = evaluator.policy_evaluator.prepared.quantize(np.asarray(policy))
-    if epochs > 0:
-        finetune(qmodel, evaluator.splits, epochs, seed, hardware=hardware_aware)
-    if hardware_aware is not None:
-        hw = integer_model(qmodel, arch=hardware_aware)
-        return accuracy(hw, evaluator.splits.val), accuracy(hw, evaluator.splits.test)
-    return accuracy(qmodel, evaluator.splits.val), accuracy(qmodel, evaluator.splits.test)
+    One fake-quant fine-tune serves every target; with ``hardware_aware`` each arch
+    target gets its own ADC-aware fine-tune instead (its crossbar model in the forward
+    pass, :func:`cimdse.quant.finetune` with ``hardware``)."""
+    splits = evaluator.splits
+
+    def tuned(hardware: ArchSpec | None):
+        qmodel = evaluator.policy_evaluator.prepared.quantize(np.asarray(policy))
+        if epochs > 0:
+            finetune(qmodel, splits, epochs, seed, hardware=hardware)
+        return qmodel, accuracy(qmodel, splits.val), accuracy(qmodel, splits.test)
+
+    shared = None
+    out = []
+    for target in targets:
+        if hardware_aware and target is not None:
+            qmodel, fq_val, fq_test = tuned(target)
+        else:
+            shared = shared or tuned(None)
+            qmodel, fq_val, fq_test = shared
+        if target is None:
+            out.append(FinalScores(fq_val, fq_test, fq_val, fq_test))
+        else:
+            hw = integer_model(qmodel, arch=target)
+            out.append(FinalScores(accuracy(hw, splits.val), accuracy(hw, splits.test), fq_val, fq_test))
+    return out

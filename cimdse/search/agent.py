@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
@@ -48,6 +49,11 @@ class PPOConfig:
         reaches the hundreds; a value target near 1 trains better).
     :param max_episodes_factor: stop after ``factor * budget`` episodes even if the
         budget of distinct policies is not spent (a converged agent repeats itself).
+    :param wide_prior: initial preference for wide bit widths: the action logits start
+        at ``wide_prior * j / (n - 1)`` for the j-th of n widths (narrowest first), so
+        the first episodes sample near W8A8, where policies stay within the bound, and
+        the agent learns its way down instead of up from policies whose accuracy has
+        collapsed (0: uniform, stable-baselines3's own start). It uses no evaluation.
     """
 
     learning_rate: float = 1e-3
@@ -63,12 +69,15 @@ class PPOConfig:
     net_arch: tuple[int, ...] = (64, 64)
     reward_scale: float = 0.01
     max_episodes_factor: int = 10
+    wide_prior: float = 0.0
 
     def __post_init__(self) -> None:
         if self.episodes_per_update < 1 or self.minibatches < 1 or self.n_epochs < 1:
             raise CimdseError("PPO: episodes_per_update, minibatches and n_epochs must be >= 1")
         if not self.learning_rate > 0 or not self.reward_scale > 0:
             raise CimdseError("PPO: learning_rate and reward_scale must be > 0")
+        if not self.wide_prior >= 0:
+            raise CimdseError("PPO: wide_prior must be >= 0")
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -153,7 +162,15 @@ class PPOAgent:
                 device="cpu",
                 verbose=0,
             )
+            if self.config.wide_prior:
+                self._prefer_wide(env.space.n_choices)
         self.stats = SearchStats()
+
+    def _prefer_wide(self, n: int) -> None:
+        """Bias the initial action logits towards wide widths (see ``PPOConfig.wide_prior``)."""
+        ramp = torch.linspace(0.0, self.config.wide_prior, n) if n > 1 else torch.zeros(1)
+        with torch.no_grad():
+            self.model.policy.action_net.bias.copy_(ramp.repeat(2))
 
     def _load(self, path: str | Path, env: gym.Env) -> PPO:
         path = Path(path)

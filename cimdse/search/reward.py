@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["CimAqReward", "RewardFn"]
+__all__ = ["REWARDS", "CimAqReward", "RewardFn", "make_reward"]
 
 
 class RewardFn(Protocol):
@@ -24,7 +24,9 @@ class RewardFn(Protocol):
 
 @dataclass(frozen=True)
 class CimAqReward:
-    """CIM-AQ's reward (its ``linear_quantize_env.reward``), with accuracies in pp.
+    """CIM-AQ's reward as its later code has it (rpelke/cim-aq-dev,
+    ``linear_quantize_env.py``), with accuracies in pp. (jmkle/cim-aq's earlier
+    version kept HAQ's ``0.1 x (acc - org)`` under a hard latency wall.)
 
     With ``bound = 100 * ref_acc - max_acc_drop``:
 
@@ -52,3 +54,11 @@ class CimAqReward:
         if not self.within_bound(val_acc, ref_acc):
             return self.shortfall_weight * gap
         return self.speedup_weight * (speedup - 1.0) + self.margin_weight * max(gap, 0.0)
+
+
+#: reward name (``--reward``) -> its class, built with ``max_acc_drop``
+REWARDS: dict[str, type] = {"cim-aq": CimAqReward}
+
+
+def make_reward(name: str, max_acc_drop: float) -> RewardFn:
+    return REWARDS[name](max_acc_drop)

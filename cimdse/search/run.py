@@ -1,377 +1,30 @@
-"""A whole search: every method on every arch with the same budget, then a final
-fine-tune of each method's top policies, and the tables that report it.
-
-Final selection: the search ranks policies by reward, whose accuracy is the (cheap,
-pessimistic) search-time estimate. Each method's ``final_top_k`` highest-reward
-policies are fine-tuned in full (``final_epochs``), and the method's result is the
-fastest of them whose fine-tuned *validation* accuracy is within ``max_acc_drop`` of
-the fine-tuned W8A8 model's (if none is, the most accurate of them). The arch's
-best policy is chosen the same way among the methods' results. The test split is
-never used to choose: its accuracy is only reported.
-
-:func:`search_archs` is the core and takes its accuracy evaluators injected (so it
-runs anywhere); :func:`run_search` is the real thing: it loads the dataset,
-pre-trains the float model once (or reuses ``OUT/float_model.pt`` or ``--from``),
-builds the QAT evaluators, runs :func:`search_archs` and writes the files. Nothing
-here prints: progress goes to a callback with :class:`SearchEvent` s.
+"""The real search: load the dataset, pre-train the float model once (or reuse
+``OUT/float_model.pt`` or ``--from``), build the QAT accuracy evaluators, run
+:func:`cimdse.search.core.search_archs` and write the files. Nothing here prints:
+progress goes to a callback with :class:`SearchEvent` s.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import yaml
 
 from cimdse.arch import ArchSpec
-from cimdse.compiler import CompiledNetwork, Network, compile_network, trace_spec
+from cimdse.compiler import compile_network, trace_spec
 from cimdse.errors import CimdseError
 from cimdse.files import output_dir, write_csv, write_text
-from cimdse.policy import QUANT, check_search_range, load_policy, save_policy
-from cimdse.search.agent import PPOAgent, PPOConfig
-from cimdse.search.baselines import UNIFORM_BITS, greedy_search, random_search, uniform_method
-from cimdse.search.env import BitWidthEnv
-from cimdse.search.evaluator import (
-    AccuracyEvaluator,
-    CachedEvaluator,
-    MethodRecorder,
-    Outcome,
-    PolicyKey,
-    PolicyScorer,
-    policy_key,
-)
-from cimdse.search.reward import CimAqReward
+from cimdse.policy import QUANT, load_policy, save_policy
+from cimdse.search.config import Progress, SearchConfig, SearchEvent
+from cimdse.search.core import SearchResult, search_archs
+from cimdse.search.evaluator import AccuracyEvaluator
 from cimdse.search.space import SearchSpace
 
-__all__ = [
-    "HISTORY_COLUMNS",
-    "METHODS",
-    "PARETO_COLUMNS",
-    "SUMMARY_COLUMNS",
-    "SearchConfig",
-    "SearchEvent",
-    "SearchResult",
-    "pareto_front",
-    "run_search",
-    "search_archs",
-]
-
-SEARCH_METHODS = ("ppo", "random", "greedy")
-METHODS = SEARCH_METHODS + tuple(f"uniform{k}" for k in UNIFORM_BITS)
-HISTORY_COLUMNS = ["episode", "method", "arch", "policy", "latency_s", "speedup_vs_w8a8", "val_acc", "reward"]
-PARETO_COLUMNS = ["arch", "method", "policy", "latency_s", "speedup_vs_w8a8", "val_acc", "reward"]
-SUMMARY_COLUMNS = [
-    "arch",
-    "method",
-    "rank",
-    "speedup_vs_w8a8",
-    "val_acc",
-    "final_val_acc",
-    "within_bound",
-    "test_acc",
-    "acc_drop_pp",
-    "evaluations",
-]
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """Settings of a search (the ``cimdse search`` options).
-
-    :param episodes: budget of every searching method: distinct policies evaluated
-    :param max_acc_drop: accuracy bound, in pp below the W8A8 model's validation accuracy
-    :param finetune_epochs: QAT epochs inside each evaluation (0: calibrate only)
-    :param finetune_within_pp: with ``finetune_epochs``, fine-tune only the policies whose
-        calibration-only accuracy is at most this many pp below the calibration-only
-        W8A8 one (None: every policy); see :class:`cimdse.search.accuracy.QATAccuracy`
-    :param final_epochs: QAT epochs of the final fine-tune of each method's top policies
-    :param final_top_k: how many of each method's highest-reward policies get the final
-        fine-tune; the fastest within the bound on validation is the method's result
-    :param pretrain_epochs: float pre-training epochs (when no float model is given)
-    :param accuracy: ``fake-quant`` or ``hardware`` (the arch's crossbar model)
-    :param methods: which searching methods run; uniform k/k always do
-    """
-
-    model: str = "lenet"
-    dataset: str = "digits"
-    data_dir: str | None = None
-    episodes: int = 300
-    max_acc_drop: float = 0.5
-    finetune_epochs: int = 0
-    finetune_within_pp: float | None = None
-    final_epochs: int = 15
-    final_top_k: int = 3
-    pretrain_epochs: int = 40
-    seed: int = 0
-    min_bits: int = 2
-    max_bits: int = 8
-    first_last_8bit: bool = False
-    weight_cell_multiple: bool = False
-    accuracy: Literal["fake-quant", "hardware"] = "fake-quant"
-    methods: tuple[str, ...] = SEARCH_METHODS
-    ppo: PPOConfig = field(default_factory=PPOConfig)
-
-    def __post_init__(self) -> None:
-        if self.episodes < 1:
-            raise CimdseError(f"--episodes {self.episodes}: the budget must be at least 1 evaluation per method")
-        if not (self.max_acc_drop >= 0 and math.isfinite(self.max_acc_drop)):
-            raise CimdseError(f"--max-acc-drop {self.max_acc_drop}: must be a finite number of pp >= 0")
-        for name in ("finetune_epochs", "final_epochs", "pretrain_epochs"):
-            if getattr(self, name) < 0:
-                raise CimdseError(f"--{name.replace('_', '-')} must be >= 0")
-        if self.finetune_within_pp is not None and not self.finetune_within_pp >= 0:
-            raise CimdseError(f"--finetune-within {self.finetune_within_pp}: must be a number of pp >= 0")
-        if self.final_top_k < 1:
-            raise CimdseError(f"--final-top-k {self.final_top_k}: must be at least 1")
-        check_search_range(self.min_bits, self.max_bits)
-        unknown = [m for m in self.methods if m not in SEARCH_METHODS]
-        if unknown:
-            raise CimdseError(f"--methods: unknown {unknown}; choose from {', '.join(SEARCH_METHODS)}")
-        if self.accuracy not in ("fake-quant", "hardware"):
-            raise CimdseError(f"--accuracy {self.accuracy!r}: fake-quant or hardware")
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["methods"] = list(self.methods)
-        d["ppo"] = self.ppo.as_dict()
-        return d
-
-
-@dataclass(frozen=True)
-class SearchEvent:
-    """Progress: ``phase`` is ``pretrain`` (per epoch), ``search`` (per new policy) or
-    ``finetune`` (per final fine-tune); ``done`` of ``total`` in that phase."""
-
-    phase: str
-    done: int
-    total: int
-    arch: str = ""
-    method: str = ""
-    best_speedup: float | None = None
-
-
-Progress = Callable[[SearchEvent], None]
-
-
-@dataclass
-class SearchResult:
-    history: pd.DataFrame
-    pareto: pd.DataFrame
-    summary: pd.DataFrame
-    best: dict[str, dict]  # arch -> method, policy (by layer), speedup, accuracies
-    ref_val_acc: float
-    timings: dict[str, float]
-
-
-def pareto_front(history: pd.DataFrame) -> pd.DataFrame:
-    """Non-dominated (speedup_vs_w8a8, val_acc) points per arch, both maximized.
-
-    A policy found by several methods counts once (its first row); points with the
-    same speedup and accuracy are all kept (neither dominates). Sorted by arch, then
-    by decreasing speedup.
-    """
-    if history.empty:
-        return pd.DataFrame(columns=PARETO_COLUMNS)
-    keep = []
-    for _, group in history.drop_duplicates(["arch", "policy"]).groupby("arch", sort=False):
-        s = group["speedup_vs_w8a8"].to_numpy(float)
-        a = group["val_acc"].to_numpy(float)
-        ge = (s[None, :] >= s[:, None]) & (a[None, :] >= a[:, None])
-        gt = (s[None, :] > s[:, None]) | (a[None, :] > a[:, None])
-        dominated = (ge & gt).any(axis=1)  # row i: some j at least as good in both, better in one
-        keep.append(group[~dominated])
-    front = pd.concat(keep)
-    front = front.sort_values(["arch", "speedup_vs_w8a8", "val_acc"], ascending=[True, False, False], kind="stable")
-    return front[PARETO_COLUMNS].reset_index(drop=True)
-
-
-def _unique_labels(archs: Sequence[ArchSpec]) -> list[str]:
-    labels: list[str] = []
-    for spec in archs:
-        base, n = spec.name, 1
-        label = base
-        while label in labels:
-            n += 1
-            label = f"{base}-{n}"
-        labels.append(label)
-    return labels
-
-
-def search_archs(
-    network: Network,
-    archs: Sequence[ArchSpec],
-    config: SearchConfig,
-    make_accuracy: Callable[[ArchSpec], AccuracyEvaluator],
-    final_eval: Callable[[np.ndarray], tuple[float, float]],
-    *,
-    arch_dependent: bool = False,
-    user_policy: np.ndarray | None = None,
-    agent_from: Callable[[str], Path | None] | None = None,
-    agent_to: Callable[[str], Path] | None = None,
-    progress: Progress | None = None,
-) -> SearchResult:
-    """Every method on every arch, then the final fine-tune of each method's top
-    ``config.final_top_k`` policies and the choice among them (see the module doc).
-
-    :param make_accuracy: the accuracy evaluator for an arch; called once when
-        ``arch_dependent`` is False (its cache is then shared by all archs)
-    :param final_eval: (val, test) accuracy after the final fine-tune of a policy (it
-        must not depend on the arch); called once per distinct policy, W8A8 included
-    :param user_policy: an extra policy [L, 2] reported as method ``user``
-    :param agent_from: the agent checkpoint to continue from, per arch label (or None)
-    :param agent_to: where to save each arch's agent after its search
-    """
-    t_start = time.perf_counter()
-    labels = _unique_labels(archs)
-    n = len(network.layers)
-    compiled: dict[str, CompiledNetwork] = {
-        lab: compile_network(network, spec) for lab, spec in zip(labels, archs, strict=True)
-    }
-    shared = None if arch_dependent else CachedEvaluator(make_accuracy(archs[0]))
-    reward = CimAqReward(config.max_acc_drop)
-    methods = [f"uniform{k}" for k in UNIFORM_BITS] + [m for m in ("greedy", "random", "ppo") if m in config.methods]
-    if user_policy is not None:
-        methods.insert(0, "user")
-    total = len(labels) * sum(config.episodes if m in SEARCH_METHODS else 1 for m in methods)
-    done = 0
-    best_speedup: dict[str, float] = {}
-
-    def on_eval(arch: str, method: str, out: Outcome) -> None:
-        nonlocal done
-        done += 1
-        if out.within_bound:
-            best_speedup[arch] = max(best_speedup.get(arch, 0.0), out.speedup)
-        if progress is not None:
-            progress(SearchEvent("search", done, total, arch, method, best_speedup.get(arch)))
-
-    recorders: list[MethodRecorder] = []
-    timings = {"evaluations_s": 0.0, "ppo_s": 0.0, "baselines_s": 0.0}
-    ref_acc = math.nan
-    evaluators: list[CachedEvaluator] = []
-    for a_idx, (label, spec) in enumerate(zip(labels, archs, strict=True)):
-        acc = shared if shared is not None else CachedEvaluator(make_accuracy(spec))
-        if acc not in evaluators:
-            evaluators.append(acc)
-        ref_acc = acc(np.full((n, 2), 8))
-        scorer = PolicyScorer(compiled[label], acc, reward, ref_acc)
-        space = SearchSpace(
-            n,
-            spec.crossbar.cell_bits,
-            config.min_bits,
-            config.max_bits,
-            config.first_last_8bit,
-            config.weight_cell_multiple,
-        )
-        for method in methods:
-            budget = config.episodes if method in SEARCH_METHODS else 1
-            rec = MethodRecorder(scorer, label, method, budget, on_eval)
-            recorders.append(rec)
-            t0, e0 = time.perf_counter(), acc.seconds
-            if method == "user":
-                rec(user_policy)
-            elif method.startswith("uniform"):
-                uniform_method(rec, space, int(method[len("uniform") :]))
-            elif method == "random":
-                random_search(rec, space, np.random.default_rng([config.seed, a_idx]))
-            elif method == "greedy":
-                greedy_search(rec, space)
-            else:
-                env = BitWidthEnv(compiled[label], space, rec)
-                ckpt = agent_from(label) if agent_from is not None else None
-                agent = PPOAgent(env, config.ppo, seed=config.seed, checkpoint=ckpt)
-                agent.search(rec)
-                if agent_to is not None:
-                    agent.save(agent_to(label))
-            key = "ppo_s" if method == "ppo" else "baselines_s"
-            timings[key] += time.perf_counter() - t0 - (acc.seconds - e0)  # the method's own time
-    timings["evaluations_s"] = sum(e.seconds for e in evaluators)
-
-    # final fine-tune of each (arch, method)'s top policies; a policy shared by several costs once
-    t0 = time.perf_counter()
-    tops = [(rec, rec.top(config.final_top_k)) for rec in recorders]
-    w8a8 = policy_key(np.full((n, 2), 8))
-    todo = list(dict.fromkeys([w8a8] + [o.policy for _, top in tops for o in top]))
-    finals: dict[PolicyKey, tuple[float, float]] = {}
-    for i, key in enumerate(todo):
-        finals[key] = final_eval(np.asarray(key, dtype=np.int64))
-        if progress is not None:
-            progress(SearchEvent("finetune", i + 1, len(todo)))
-    timings["final_finetune_s"] = time.perf_counter() - t0
-
-    ref_val, ref_test = finals[w8a8]
-    rows = []
-    for rec, top in tops:
-        if not top:
-            continue
-        pick = _choose(top, finals, reward, ref_val)
-        val, test = finals[pick.policy]
-        rows.append(
-            {
-                "arch": rec.arch,
-                "method": rec.method,
-                "rank": 1 + top.index(pick),
-                "speedup_vs_w8a8": pick.speedup,
-                "val_acc": pick.val_acc,
-                "final_val_acc": val,
-                "within_bound": reward.within_bound(val, ref_val),
-                "test_acc": test,
-                "acc_drop_pp": 100.0 * (ref_test - test),
-                "evaluations": rec.count,
-                "_outcome": pick,
-            }
-        )
-    summary = pd.DataFrame(rows, columns=[*SUMMARY_COLUMNS, "_outcome"])
-    best = _best_per_arch(summary, finals, reward, ref_val, network)
-    summary = summary[SUMMARY_COLUMNS]
-    history = pd.DataFrame([r for rec in recorders for r in rec.rows], columns=HISTORY_COLUMNS)
-    timings["total_s"] = time.perf_counter() - t_start
-    return SearchResult(history, pareto_front(history), summary, best, ref_acc, timings)
-
-
-def _choose(
-    candidates: Sequence[Outcome], finals: dict[PolicyKey, tuple[float, float]], reward: CimAqReward, ref_val: float
-) -> Outcome:
-    """The fastest candidate whose fine-tuned validation accuracy is within the bound
-    (ties: the earlier, i.e. higher-reward, one); if none is, the most accurate."""
-    ok = [o for o in candidates if reward.within_bound(finals[o.policy][0], ref_val)]
-    if ok:
-        return max(ok, key=lambda o: o.speedup)
-    return max(candidates, key=lambda o: finals[o.policy][0])
-
-
-def _best_per_arch(
-    summary: pd.DataFrame,
-    finals: dict[PolicyKey, tuple[float, float]],
-    reward: CimAqReward,
-    ref_val: float,
-    network: Network,
-) -> dict[str, dict]:
-    """Per arch, the methods' results chosen among the same way (first method wins ties)."""
-    best: dict[str, dict] = {}
-    for arch, group in summary.groupby("arch", sort=False):
-        pick = _choose(list(group["_outcome"]), finals, reward, ref_val)
-        row = group[[o is pick for o in group["_outcome"]]].iloc[0]
-        val, test = finals[pick.policy]
-        best[arch] = {
-            "method": row["method"],
-            "rank": int(row["rank"]),
-            "reward": float(pick.reward),
-            "speedup_vs_w8a8": float(pick.speedup),
-            "latency_s": float(pick.latency_s),
-            "val_acc": float(pick.val_acc),
-            "final_val_acc": float(val),
-            "within_bound": bool(reward.within_bound(val, ref_val)),
-            "test_acc": float(test),
-            "acc_drop_pp": float(row["acc_drop_pp"]),
-            "policy": {name: [w, a] for name, (w, a) in zip(network.names, pick.policy, strict=True)},
-        }
-    return best
+__all__ = ["prepare", "run_search", "sweep_point", "write_results"]
 
 
 # ---------------------------------------------------------------- the real run
@@ -474,7 +127,7 @@ def run_search(
     (created once the inputs are checked): history.csv, pareto.csv, summary.csv, best_policy.yaml,
     best_policy_<arch>.yaml, agent_<arch>.zip, timing.csv, search_config.yaml,
     float_model.pt (the pre-trained model, reused by a later run with the same settings)."""
-    from cimdse.search.accuracy import QATAccuracy, final_finetune
+    from cimdse.search.accuracy import QATAccuracy, final_scores
 
     splits, network, user = prepare(config, archs, policy_file)
     agent_path = _agent_source(agent_from)
@@ -497,7 +150,9 @@ def run_search(
         archs,
         config,
         make_accuracy,
-        lambda policy: final_finetune(fq, policy, config.final_epochs, config.seed),
+        lambda policy, targets: final_scores(
+            fq, policy, targets, config.final_epochs, config.seed, config.hardware_aware
+        ),
         arch_dependent=config.accuracy == "hardware",
         user_policy=user,
         agent_from=agent_path,
