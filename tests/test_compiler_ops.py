@@ -104,6 +104,32 @@ def test_multihead_attention_maps_projections_and_counts_attention_by_hand():
     assert net.matmul_macs == 400 + 400 + 2 * (2 * 5 * 8 * 3)
 
 
+def test_transformer_encoder_layers_by_hand():
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, norm_first=True)
+            self.enc = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(16), enable_nested_tensor=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, 5, 16]
+            return self.enc(x, mask=torch.zeros(5, 5))
+
+    net = trace(Net(), (5, 16))
+    assert [(layer.name, layer.K, layer.N, layer.V) for layer in net.layers[:4]] == [
+        ("enc.layers.0.self_attn.in_proj", 16, 48, 5), ("enc.layers.0.self_attn.out_proj", 16, 16, 5),
+        ("enc.layers.0.linear1", 16, 32, 5), ("enc.layers.0.linear2", 32, 16, 5),
+    ]  # fmt: skip
+    assert len(net.layers) == 8 and net.crossbar_macs == 2 * 5 * (16 * 48 + 16 * 16 + 16 * 32 + 32 * 16)
+    assert net.matmul_macs == 2 * 2 * (2 * 5 * 8 * 5)
+    kinds = [op.kind for op in net.digital_ops if op.module == "enc.layers.1"]
+    assert kinds == ["layernorm", "add", "layernorm", "relu", "add"]  # pre-norm order
+    assert [op.name for op in net.digital_ops if op.module == "enc.layers.1.self_attn"] == [
+        "enc.layers.1.self_attn.qk", "enc.layers.1.self_attn.mask", "enc.layers.1.self_attn.softmax",
+        "enc.layers.1.self_attn.av",
+    ]  # fmt: skip
+    assert net.digital_ops[-1].name == "enc.norm"
+
+
 class _HandAttention(nn.Module):
     def __init__(self, sdpa: bool) -> None:
         super().__init__()

@@ -7,7 +7,8 @@ Every graph node is then one of:
 
 - a crossbar layer: Conv1d/Conv2d/Linear modules; ``F.linear``/``F.conv1d``/``F.conv2d``,
   ``@``/``matmul``/``einsum`` with one operand that does not depend on the input (a
-  parameter); the projections of ``nn.MultiheadAttention`` (V = tokens); the input and
+  parameter); the projections of ``nn.MultiheadAttention`` (V = tokens), and those and the
+  feed-forward layers of ``nn.TransformerEncoder(Layer)``; the input and
   recurrent weights of ``nn.LSTM``/``GRU``/``RNN`` and their cells (V = time steps).
   ``K x N x V`` MACs each;
 - folded into one (a BatchNorm module right after it);
@@ -49,7 +50,8 @@ MAX_INPUT_ELEMENTS = 2**31 - 1  # one sample; beyond it a shape is a typo, not a
 
 SUPPORTED = (
     "crossbar layers: nn.Conv1d/Conv2d (any stride, padding, dilation, groups), nn.Linear, F.linear/F.conv1d/"
-    "F.conv2d and @/matmul/bmm/einsum with a parameter operand, nn.MultiheadAttention, nn.LSTM/GRU/RNN and "
+    "F.conv2d and @/matmul/bmm/einsum with a parameter operand, nn.MultiheadAttention, "
+    "nn.TransformerEncoder/TransformerEncoderLayer, nn.LSTM/GRU/RNN and "
     "LSTMCell/GRUCell/RNNCell; folded: BatchNorm1d/2d after a layer; digital: activations (ReLU, ReLU6, "
     "LeakyReLU, PReLU, RReLU, ELU, SELU, CELU, GELU, SiLU, Mish, Sigmoid, LogSigmoid, Tanh, Hardtanh, "
     "Hardswish, Hardsigmoid, Softplus, Softsign, GLU, Threshold, clamp, softmax/log_softmax/softmin, exp, "
@@ -234,16 +236,24 @@ class _ShapeRecorder(fx.Interpreter):
 
 
 def _propagate_shapes(gm: fx.GraphModule, model: nn.Module, shape: tuple[int, ...], name: str) -> None:
+    """Shapes on meta tensors (a model on meta), else fake ones; an op whose output shape
+    depends on values (a mask compared with a causal one) makes a real run on zeros."""
     tensors = [*model.parameters(), *model.buffers()]
     try:
         if tensors and all(t.is_meta for t in tensors):
             _ShapeRecorder(gm).run(torch.empty((1, *shape), device="meta"))
         else:
-            from torch._subclasses.fake_tensor import FakeTensorMode
+            from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorMode
 
             device = tensors[0].device if tensors else torch.device("cpu")
-            with FakeTensorMode(allow_non_fake_inputs=True):
-                _ShapeRecorder(gm).run(torch.empty((1, *shape), device=device))
+            try:
+                with FakeTensorMode(allow_non_fake_inputs=True):
+                    _ShapeRecorder(gm).run(torch.empty((1, *shape), device=device))
+            except _NodeFailure as failure:
+                if not isinstance(failure.err, DataDependentOutputException):
+                    raise
+                with torch.no_grad():
+                    _ShapeRecorder(gm).run(torch.zeros((1, *shape), device=device))
     except _NodeFailure as failure:
         n = failure.node
         if _category(gm, n) is None and n.op == "call_module":
@@ -300,6 +310,7 @@ def _category(gm: fx.GraphModule, n: fx.Node) -> str | None:
             (_RNN_MODULES, "rnn"),
             (_CELL_MODULES, "cell"),
             ((nn.MultiheadAttention,), "mha"),
+            ((nn.TransformerEncoderLayer, nn.TransformerEncoder), "encoder"),
         )
         return next((cat for types, cat in checks if isinstance(mod, types)), None)
     t = n.target
@@ -420,7 +431,7 @@ class _Lowering:
         handlers = {
             "layer": self._layer, "bn": self._batchnorm, "matmul": self._matmul, "linear_fn": self._linear_fn,
             "conv_fn": self._conv_fn, "sdpa": self._sdpa, "mha": self._mha, "rnn": self._rnn, "cell": self._cell,
-            "attention": self._window_attention, "gather": self._gather,
+            "attention": self._window_attention, "gather": self._gather, "encoder": self._encoder,
         }  # fmt: skip
         for n in self.gm.graph.nodes:
             if n.op == "placeholder":
@@ -562,10 +573,10 @@ class _Lowering:
 
     # -- attention
     def _attention_ops(self, n: fx.Node, prefix: str, b: int, L: int, S: int, E: int, Ev: int,
-                       adds: tuple[str, ...] = ()) -> None:  # fmt: skip
+                       adds: tuple[str, ...] = (), module: str | None = None) -> None:  # fmt: skip
         """Q K^T, softmax (after the score ``adds``: bias, mask) and A V of ``b`` heads (x windows),
         L queries, S keys."""
-        module = _module_path(n)
+        module = _module_path(n) if module is None else module
         self._add_digital(f"{prefix}.qk", "matmul", "matmul", b * L * E * S, (b, L, S), module, (b, L, E, S))
         for add in adds:
             self._add_digital(f"{prefix}.{add}", "add", "add", b * L * S, (b, L, S), module)
@@ -602,6 +613,55 @@ class _Lowering:
         self._add_layer(
             Layer(f"{path}.out_proj", "linear", E, E, L, bias=mod.out_proj.bias is not None, origin=origin), n
         )
+
+    def _encoder(self, n: fx.Node) -> None:
+        """``nn.TransformerEncoder`` / ``nn.TransformerEncoderLayer`` (leaf modules for fx, with a
+        fast path fx cannot trace): each layer lowered as its forward computes it in eval mode."""
+        path = str(n.target)
+        mod = self.gm.get_submodule(path)
+        if isinstance(mod, nn.TransformerEncoder):
+            blocks = [(f"{path}.layers.{i}", layer) for i, layer in enumerate(mod.layers)]
+        else:
+            blocks = [(path, mod)]
+        sx = self._in_shape(n)
+        mask = _arg(n, 1, "mask") is not None or bool(_arg(n, 3, "is_causal", False))
+        for name, layer in blocks:
+            assert isinstance(layer, nn.TransformerEncoderLayer)
+            attn = layer.self_attn
+            L = sx[1 if attn.batch_first else 0] if len(sx) == 3 else sx[0]
+            E, h, hidden = attn.embed_dim, attn.num_heads, layer.linear1.out_features
+            origin, module = "nn.TransformerEncoderLayer", name
+
+            def digital(op: str, kind: str, category: str, elements: int) -> None:
+                self._add_digital(f"{name}.{op}", kind, category, elements, (L, E), module)  # noqa: B023
+
+            for part in ("attention", "feed_forward"):
+                if layer.norm_first:
+                    digital("norm1" if part == "attention" else "norm2", "layernorm", "norm", L * E)
+                if part == "attention":
+                    bias = attn.in_proj_bias is not None
+                    self._add_layer(Layer(f"{name}.self_attn.in_proj", "linear", E, 3 * E, L, bias=bias,
+                                          origin=origin))  # fmt: skip
+                    self._attention_ops(n, f"{name}.self_attn", h, L, L, E // h, E // h, ("mask",) if mask else (),
+                                        f"{name}.self_attn")  # fmt: skip
+                    self._add_layer(Layer(f"{name}.self_attn.out_proj", "linear", E, E, L,
+                                          bias=attn.out_proj.bias is not None, origin=origin))  # fmt: skip
+                else:
+                    for lin in ("linear1", "linear2"):
+                        m = layer.get_submodule(lin)
+                        assert isinstance(m, nn.Linear)
+                        self._add_layer(Layer(f"{name}.{lin}", "linear", m.in_features, m.out_features, L,
+                                              bias=m.bias is not None))  # fmt: skip
+                        if lin == "linear1":
+                            act = getattr(layer.activation, "__name__", type(layer.activation).__name__).lower()
+                            self._add_digital(f"{name}.activation", act, "activation", L * hidden, (L, hidden),
+                                              module)  # fmt: skip
+                digital("add1" if part == "attention" else "add2", "add", "add", L * E)
+                if not layer.norm_first:
+                    digital("norm1" if part == "attention" else "norm2", "layernorm", "norm", L * E)
+        if isinstance(mod, nn.TransformerEncoder) and mod.norm is not None:
+            self._add_digital(f"{path}.norm", "layernorm", "norm", _numel(n.meta.get("cimdse_shape")), sx[1:], path)
+        self.layer_of_node[n] = self.last_layer
 
     def _window_attention(self, n: fx.Node) -> None:
         """torchvision's ``shifted_window_attention(input, qkv_weight, proj_weight, relative_position_bias,
