@@ -1,9 +1,13 @@
-"""The generated tile: generation, lint, the cycle formula, and cocotb simulations
-under Icarus that compare it bit-exactly with the functional model."""
+"""The generated tile: generation, lint (pyverilog, iverilog and verilator -Wall),
+the cycle formula, cocotb simulations under Icarus and Verilator that compare it
+bit-exactly with the functional model, and a trained layer run on tile instances."""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,11 +15,33 @@ import pytest
 from cimdse import arch, costs
 from cimdse.arch import CrossbarSpec
 from cimdse.errors import CimdseError
-from cimdse.rtl import GENERATOR_VERSION, generate, lint, render, tile_cycles_per_mvm, tile_params
-from cimdse.rtl.verify import iverilog_lint, simulate
+from cimdse.rtl import GENERATOR_VERSION, generate, lint, module_name, render, tile_cycles_per_mvm, tile_params
+from cimdse.rtl.verify import iverilog_lint, simulate, verilator_env, verilator_lint
 
 REPO = Path(__file__).resolve().parents[1]
-needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
+# CI sets CIMDSE_REQUIRE_SIMULATORS: there a missing simulator fails the tests instead of skipping them.
+REQUIRED = bool(os.environ.get("CIMDSE_REQUIRE_SIMULATORS"))
+needs_icarus = pytest.mark.skipif(
+    not REQUIRED and shutil.which("iverilog") is None, reason="Icarus Verilog not installed"
+)
+
+
+def _has_verilator() -> bool:
+    try:
+        verilator_env()
+    except CimdseError:
+        return False
+    return True
+
+
+needs_verilator = pytest.mark.skipif(not REQUIRED and not _has_verilator(), reason="Verilator not installed")
+PRESETS = ["demo", "isaac", "puma", "cim-aq"]
+
+
+def _preset(name: str) -> CrossbarSpec:
+    """A preset's crossbar in the plain encoding (the tile refuses ISAAC's flipped columns)."""
+    spec = arch.load(name).crossbar
+    return spec.model_copy(update={"encoding": "plain"})
 
 
 def _spec(**kw) -> CrossbarSpec:
@@ -96,9 +122,13 @@ PARAM_SETS = [
 # ---------------------------------------------------------------- generation
 def test_header_states_parameters_and_version():
     spec = arch.load("demo").crossbar
-    text = render(tile_params(spec, 8, 8), "cimdse_tile_demo")
+    p = tile_params(spec, 8, 8)
+    text = render(p)
     head = text.split("`timescale")[0]
     assert GENERATOR_VERSION in head
+    module = module_name(p)
+    assert re.fullmatch(r"cimdse_tile_64x64_w8a8_[0-9a-f]{8}", module)
+    assert f"module {module} (" in text and f"Module {module}:" in head
     for item in (
         "rows 64",
         "cols 64",
@@ -114,24 +144,78 @@ def test_header_states_parameters_and_version():
         assert item in head, item
 
 
-@pytest.mark.parametrize("name", ["demo", "isaac"])
-def test_checked_in_rtl_is_current(name, tmp_path):
-    """rtl/ holds exactly what the generator writes today for the presets at W8A8."""
-    module = f"cimdse_tile_{name}"
-    fresh = tmp_path / f"{module}_w8a8.v"
-    plain = ["crossbar.encoding=plain"] if name == "isaac" else []  # the tile has no flipped columns
-    generate(arch.load(name, plain).crossbar, 8, 8, fresh, module=module)
-    checked_in = REPO / "rtl" / fresh.name
-    assert checked_in.read_text() == fresh.read_text(), f"regenerate with: cimdse rtl --arch {name} --out rtl"
+def test_checked_in_rtl_is_current(tmp_path):
+    """rtl/ holds exactly what the generator writes today for demo and isaac at W8A8
+    (isaac in its plain encoding: the tile has no flipped columns)."""
+    fresh = [generate(_preset(name), 8, 8, tmp_path) for name in ("demo", "isaac")]
+    assert sorted(p.name for p in (REPO / "rtl").glob("*.v")) == sorted(t.path.name for t in fresh)
+    for t in fresh:
+        checked_in = REPO / "rtl" / t.path.name
+        assert checked_in.read_text() == t.path.read_text(), (
+            "regenerate with: cimdse rtl --arch demo --out rtl; cimdse rtl --arch isaac --set crossbar.encoding=plain"
+        )
+
+
+def test_cli_rtl_refuses_flipped_columns(run_cli, tmp_path):
+    proc = run_cli("rtl", "--arch", "isaac", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "does not implement encoding 'flip'" in proc.stderr and "crossbar.encoding=plain" in proc.stderr
+    assert not list(tmp_path.glob("*.v"))
+
+
+def test_module_names_are_unique_per_parameterization():
+    demo = arch.load("demo").crossbar
+    names = {
+        module_name(tile_params(demo, 8, 8)),
+        module_name(tile_params(demo, 4, 3)),
+        module_name(tile_params(demo, 8, 8, k=32)),
+        module_name(tile_params(demo.model_copy(update={"adc_mode": "full_range"}), 8, 8)),
+        module_name(tile_params(demo.model_copy(update={"adcs": 8}), 8, 8)),
+    }
+    assert len(names) == 5
+    # the same parameters give the same name; costs and timings do not shape the Verilog
+    slow = demo.model_copy(update={"timing": demo.timing.model_copy(update={"read_ns": 999.0})})
+    assert module_name(tile_params(slow, 8, 8)) == module_name(tile_params(demo, 8, 8))
+
+
+@needs_icarus
+def test_two_tiles_elaborate_in_one_design(tmp_path):
+    demo = arch.load("demo").crossbar
+    a = generate(demo, 8, 8, tmp_path)
+    b = generate(demo, 4, 3, tmp_path)
+    proc = subprocess.run(
+        ["iverilog", "-g2001", "-Wall", "-o", str(tmp_path / "both.vvp"), str(a.path), str(b.path)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
 
 
 @needs_icarus
 @pytest.mark.parametrize("case", PARAM_SETS, ids=[c[0] for c in PARAM_SETS])
 def test_generated_verilog_is_lint_clean(case, tmp_path):
     _, fields, w, a, _ = case
-    path = tmp_path / "tile.v"
-    generate(_spec(**fields), w, a, path)  # pyverilog parses it back
-    iverilog_lint(path, tmp_path)  # iverilog -g2001 -Wall: no warnings
+    tile = generate(_spec(**fields), w, a, tmp_path)  # pyverilog parses it back
+    iverilog_lint(tile.path, tmp_path)  # iverilog -g2001 -Wall: no warnings
+
+
+@needs_verilator
+def test_verilator_wall_is_clean_on_presets_and_corners(tmp_path):
+    """verilator --lint-only -Wall, no waivers: every preset at W8A8 and W4A3, and
+    every parameter corner the simulations use."""
+    tiles = [generate(_preset(name), w, a, tmp_path, check=False) for name in PRESETS for w, a in ((8, 8), (4, 3))]
+    tiles += [generate(_spec(**fields), w, a, tmp_path, check=False) for _, fields, w, a, _ in PARAM_SETS]
+    for tile in tiles:
+        verilator_lint(tile.path)
+
+
+@needs_verilator
+def test_verilator_lint_reports_warnings(tmp_path):
+    """The lint check can fail: a width mismatch is reported."""
+    bad = tmp_path / "bad.v"
+    bad.write_text("module bad (input wire [3:0] a, output wire [7:0] y);\n    assign y = a;\nendmodule\n")
+    with pytest.raises(CimdseError, match="WIDTHEXPAND"):
+        verilator_lint(bad)
 
 
 def test_pyverilog_lint_rejects_bad_verilog(tmp_path):
@@ -147,7 +231,14 @@ def test_pyverilog_lint_rejects_bad_verilog(tmp_path):
         (dict(rows=8, cols=8), 1, 8, None, None, "w_bits must be in 2..16"),
         (dict(rows=8, cols=8), 17, 8, None, None, "w_bits must be in 2..16"),
         (dict(rows=8, cols=8), 8, 0, None, None, "a_bits must be in 1..16"),
-        (dict(rows=8, cols=4), 8, 8, None, None, "needs 8 columns"),
+        (
+            dict(rows=8, cols=4),
+            8,
+            8,
+            None,
+            None,
+            r"crossbar.cols = 4 is smaller than the columns one output needs \(8 per",
+        ),
         (dict(rows=8, cols=16), 8, 8, 9, None, "needs 9 rows"),
         (dict(rows=8, cols=16, mapping="differential-row"), 8, 8, 5, None, "needs 10 rows"),
         (dict(rows=8, cols=16), 8, 8, None, 3, "needs 24 columns"),
@@ -195,10 +286,10 @@ def test_tile_matches_model(case, tmp_path):
     back-pressure: bit-exact outputs, none lost or duplicated, cycles = formula."""
     _, fields, w, a, saturates = case
     spec = _spec(**fields)
-    res = simulate(spec, w, a, tmp_path, vectors=16, seed=7)
+    res = simulate(spec, w, a, tmp_path, vectors=16, stream=8, seed=7)
     s = res.summary
     assert res.ok, s
-    assert s["mismatches"] == 0 and s["received"] == 16
+    assert s["mismatches"] == 0 and s["received"] == 24 and s["stream_vectors"] == 8
     assert s["cycles_measured"] == [tile_cycles_per_mvm(spec, w, a, res.params.rows_used, res.params.cols_used)]
     assert s["interval_measured"] == [res.params.cycles]
     assert (s["saturated_conversions"] > 0) == saturates, s["saturated_conversions"]
@@ -218,9 +309,21 @@ def test_testbench_catches_a_truncating_adc(tmp_path):
 # ---------------------------------------------------------------- CLI
 def test_cli_rtl_writes_verilog(run_cli, tmp_path):
     proc = run_cli("rtl", "--arch", "demo", "--w-bits", "4", "--a-bits", "3", "--out", str(tmp_path), check=True)
-    out = tmp_path / "cimdse_tile_demo_w4a3.v"
-    assert out.exists() and "module cimdse_tile_demo" in out.read_text()
+    (out,) = tmp_path.glob("*.v")
+    module = out.stem  # the file is named after its module
+    assert re.fullmatch(r"cimdse_tile_64x64_w4a3_[0-9a-f]{8}", module)
+    assert f"module {module} (" in out.read_text()
     assert "53 cycles per MVM" in proc.stdout
+
+
+def test_cli_rtl_too_few_columns_names_the_spec(run_cli, tmp_path):
+    proc = run_cli(
+        "rtl", "--arch", "demo", "--set", "crossbar.cols=1", "--set", "crossbar.adcs=1", "--out", str(tmp_path)
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "crossbar.cols = 1 is smaller than the columns one output needs" in proc.stderr
+    assert "8 per output: 4 cell(s) of 2 bit(s) per 8-bit weight x 2 polarities" in proc.stderr
+    assert not list(tmp_path.glob("*.v"))
 
 
 def test_cli_rtl_bad_layer_is_one_message(run_cli, tmp_path):
@@ -252,11 +355,11 @@ def test_cli_verify_prints_table(run_cli, tmp_path):
         cwd=tmp_path,  # from any working folder, as an installed command runs
     )
     lines = proc.stdout.splitlines()
-    assert lines[0].split()[:3] == ["parameter", "set", "vectors"]
+    assert lines[0].split()[:3] == ["parameter", "set", "vectors"] and lines[0].endswith("(icarus)")
     row = lines[1].split()
     assert row[:3] == ["demo", "W4A3", "K=20"] and row[-1] == "ok"
-    assert row[4:6] == ["6", "0"]  # vectors, mismatches
-    assert row[7] == row[8]  # cycles measured == formula
+    assert row[4:6] == ["26", "0"]  # vectors (6 checked + 20 streamed), mismatches
+    assert row[7] == row[8] == "17"  # cycles measured == formula: 3 slices x (1 + ceil(16 / 4)) + 2
 
 
 def test_cli_verify_without_icarus_says_how_to_install(monkeypatch, capsys):
@@ -266,3 +369,148 @@ def test_cli_verify_without_icarus_says_how_to_install(monkeypatch, capsys):
     monkeypatch.setattr(shutil, "which", lambda name: None if name in ("iverilog", "vvp") else real_which(name))
     assert main(["verify", "--arch", "demo"]) == 2
     assert "apt-get install iverilog" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- Verilator
+VERILATOR_SET = PARAM_SETS[1]  # cell1-dac2-clip-offset: 16x16, offset mapping, saturating ADC
+
+
+@needs_verilator
+def test_cli_verify_under_verilator(run_cli, tmp_path):
+    """The same bench under Verilator: bit-exact, cycles = formula, from the CLI."""
+    _, fields, w, a, _ = VERILATOR_SET
+    sets = [f"crossbar.{k}={v}" for k, v in fields.items()] + ["crossbar.active_rows=16"]
+    args = [x for s in sets for x in ("--set", s)]
+    proc = run_cli(
+        "verify",
+        "--arch",
+        "demo",
+        *args,
+        "--w-bits",
+        str(w),
+        "--a-bits",
+        str(a),
+        "--vectors",
+        "8",
+        "--stream",
+        "16",
+        "--simulator",
+        "verilator",
+        check=True,
+        cwd=tmp_path,
+    )
+    lines = proc.stdout.splitlines()
+    assert lines[0].endswith("(verilator)")
+    row = lines[1].split()
+    assert row[-1] == "ok" and row[4:6] == ["24", "0"]
+    # offset, 3 cells of 1 bit per 3-bit weight: N = 16 // 3 = 5 outputs on 15 columns, K = 16;
+    # 2 slices of 2 bits x (1 read + ceil(15 / 2) ADC steps) + 2 = 20
+    assert row[2:4] == ["K=16", "N=5"]
+    assert row[7] == row[8] == "20"
+
+
+@needs_verilator
+@pytest.mark.slow
+@pytest.mark.parametrize("case", PARAM_SETS, ids=[c[0] for c in PARAM_SETS])
+def test_tile_matches_model_under_verilator(case, tmp_path):
+    _, fields, w, a, saturates = case
+    res = simulate(_spec(**fields), w, a, tmp_path, simulator="verilator", vectors=16, stream=8, seed=7)
+    assert res.ok, res.summary
+    assert res.summary["cycles_measured"] == [res.params.cycles]
+
+
+def test_verify_rejects_an_unknown_simulator():
+    from cimdse.rtl.verify import require_simulator
+
+    with pytest.raises(CimdseError, match="unknown simulator 'vcs'"):
+        require_simulator("vcs")
+
+
+# ---------------------------------------------------------------- a trained layer on the tiles
+@pytest.fixture(scope="module")
+def lenet_checkpoint(tmp_path_factory) -> Path:
+    """A small LeNet trained on the embedded digits at W4A4 (few epochs: the weights
+    and activations are real, the accuracy does not matter here)."""
+    from cimdse.cli import main
+
+    out = tmp_path_factory.mktemp("lenet")
+    args = ["train", "--model", "lenet", "--dataset", "digits", "--bits", "4,4", "--epochs", "2"]
+    assert main([*args, "--qat-epochs", "1", "--out", str(out), "--quiet"]) == 0
+    return out / "checkpoint.pt"
+
+
+IDEAL = ["crossbar.adc_bits=null", "crossbar.adc_mode=ideal"]
+
+
+@needs_icarus
+def test_cli_verify_conv_layer_of_a_checkpoint(run_cli, lenet_checkpoint, tmp_path):
+    """features.0 (3x3 conv, K = 9, N = 16) on 8x16 tiles: 2 row blocks (8 + 1 inputs)
+    x 4 column splits (4 outputs of 4 columns at W4), one image = 64 pixels."""
+    sets = ["crossbar.rows=8", "crossbar.active_rows=8", "crossbar.cols=16", *IDEAL]
+    proc = run_cli(
+        "verify",
+        "--checkpoint",
+        str(lenet_checkpoint),
+        "--layer",
+        "features.0",
+        "--arch",
+        "demo",
+        *[x for s in sets for x in ("--set", s)],
+        "--images",
+        "1",
+        "--vectors",
+        "2",
+        check=True,
+        cwd=tmp_path,
+    )
+    out = proc.stdout
+    assert "features.0: K=9 N=16, 64 input vectors from 1 image(s); 8 tile instance(s)" in out
+    rows = [line.split() for line in out.splitlines() if re.match(r"\s+g0 r\d c\d ", line)]
+    assert len(rows) == 8 and {r[3] for r in rows} == {"0-7", "8-8"}
+    assert all(r[7] == "0" for r in rows)  # no mismatch on any tile
+    assert "(the compiler counts 8 crossbar(s))" in out
+    assert "RTL vs functional model (whole layer):   0 of 1024 output values differ" in out
+    assert "RTL vs fake-quant integer product:       0 of 1024 differ" in out
+    assert "RTL dequantized vs fake-quant output:    identical" in out
+    assert out.rstrip().endswith("result: ok")
+
+
+LINEAR_SETS = ["crossbar.rows=32", "crossbar.cols=16"]
+
+
+@needs_icarus
+def test_linear_layer_of_a_checkpoint(lenet_checkpoint, tmp_path):
+    """classifier.3 (K = 64, N = 10) on 32x16 tiles: 2 row blocks x 3 column splits
+    (4 + 4 + 2 outputs); with an ideal ADC the RTL equals the fake-quant layer."""
+    from cimdse.rtl.layer import run_layer
+
+    res = run_layer(
+        lenet_checkpoint, "classifier.3", tmp_path, arch_name="demo", overrides=LINEAR_SETS + IDEAL, images=3, vectors=1
+    )
+    assert [(i.row_block, i.col_block, i.rows, i.outputs) for i in res.instances] == [
+        (r, c, (32 * r, 32 * r + 32), (4 * c, min(10, 4 * c + 4))) for r in range(2) for c in range(3)
+    ]
+    assert res.ok and res.lossless and res.vectors == 3
+    assert res.vs_model == 0 and res.vs_fake_quant == 0 and res.float_equal
+
+
+@needs_icarus
+@pytest.mark.slow
+def test_linear_layer_with_a_lossy_adc(lenet_checkpoint, tmp_path):
+    """With a 3-bit clipping ADC the RTL equals the functional model, and both differ
+    from the fake-quant layer in the same values."""
+    from cimdse.rtl.layer import run_layer
+
+    lossy = ["crossbar.adc_bits=3", "crossbar.adc_mode=clip"]
+    res = run_layer(
+        lenet_checkpoint, "classifier.3", tmp_path, arch_name="demo", overrides=LINEAR_SETS + lossy, images=3, vectors=1
+    )
+    assert res.ok and not res.lossless and res.vs_model == 0
+    assert res.model_vs_fake_quant > 0 and res.vs_fake_quant == res.model_vs_fake_quant
+
+
+def test_layer_errors_are_clear(lenet_checkpoint, tmp_path):
+    from cimdse.rtl.layer import run_layer
+
+    with pytest.raises(CimdseError, match="no crossbar layer 'nope'.*features.0"):
+        run_layer(lenet_checkpoint, "nope", tmp_path)

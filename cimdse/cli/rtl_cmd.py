@@ -1,10 +1,10 @@
 """``cimdse rtl`` (write the tile's Verilog) and ``cimdse verify`` (lint, simulate
-against the functional model, compare cycles with the formula)."""
+against the functional model, compare cycles with the formula; or run a trained
+layer of a checkpoint on tile instances)."""
 
 from __future__ import annotations
 
 import argparse
-import re
 import tempfile
 from pathlib import Path
 
@@ -26,15 +26,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--synth", action="store_true", help="also run yosys and print the cell counts")
     p.set_defaults(func=_rtl)
 
-    v = sub.add_parser("verify", help="generate, lint and simulate the tile against the Python model (Icarus)")
-    add_arch_options(v)
+    v = sub.add_parser(
+        "verify", help="generate, lint and simulate the tile against the Python model (Icarus or Verilator)"
+    )
+    add_arch_options(v, required=False)
     v.add_argument("--w-bits", type=int, help=f"weight bits (default: verify {_bits_text()})")
     v.add_argument("--a-bits", type=int, help="activation bits (with --w-bits)")
     _shape_options(v)
-    v.add_argument("--vectors", type=int, default=20, help="input vectors per parameter set (default 20)")
+    v.add_argument(
+        "--vectors", type=int, default=20, help="vectors checked cycle by cycle, with back-pressure (default 20)"
+    )
+    v.add_argument("--stream", type=int, default=20, help="vectors streamed back to back after them (default 20)")
+    v.add_argument("--simulator", choices=("icarus", "verilator"), default="icarus", help="default icarus")
     v.add_argument("--seed", type=int, default=0, help="seed of weights and inputs (default 0)")
     v.add_argument("--out", help="keep the build folders here (default: a temporary folder)")
     v.add_argument("--synth", action="store_true", help="also run yosys on each tile and print the cell counts")
+    v.add_argument("--checkpoint", help="run a trained layer of this checkpoint (cimdse train) on the tiles")
+    v.add_argument("--layer", help="the layer to run (with --checkpoint)")
+    v.add_argument("--images", type=int, default=2, help="test images streamed through the layer (default 2)")
+    v.add_argument("--data-dir", help="data folder of the checkpoint's dataset (default: the one it was trained on)")
     v.set_defaults(func=_verify)
 
 
@@ -47,24 +57,18 @@ def _shape_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--outputs", type=int, help="layer outputs N (default: as many as the tile's columns hold)")
 
 
-def _module_name(arch_name: str) -> str:
-    return "cimdse_tile_" + re.sub(r"\W", "_", arch_name).strip("_").lower()
-
-
 def _rtl(args: argparse.Namespace) -> int:
     from cimdse.rtl import generate
 
     arch = load_arch(args.arch, args.overrides)
-    out = output_dir(args.out)
-    module = _module_name(arch.name)
-    path = out / f"{module}_w{args.w_bits}a{args.a_bits}.v"
-    p = generate(arch.crossbar, args.w_bits, args.a_bits, path, module=module, k=args.inputs, n=args.outputs)
+    tile = generate(arch.crossbar, args.w_bits, args.a_bits, output_dir(args.out), k=args.inputs, n=args.outputs)
+    p = tile.params
     print(
-        f"wrote {path}: module {module}, K={p.k} inputs, N={p.n} outputs, {p.rows_used}x{p.cols_used} cells used, "
-        f"{p.cycles} cycles per MVM"
+        f"wrote {tile.path}: module {tile.module} ({arch.name} W{args.w_bits}A{args.a_bits}), K={p.k} inputs, "
+        f"N={p.n} outputs, {p.rows_used}x{p.cols_used} cells used, {p.cycles} cycles per MVM"
     )
     if args.synth:
-        _print_synth(path, module)
+        _print_synth(tile.path, tile.module)
     return 0
 
 
@@ -77,31 +81,40 @@ def _print_synth(path: Path, module: str) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from cimdse.rtl.verify import failure_reason, require_icarus, simulate
+    from cimdse.rtl.verify import require_simulator
 
-    require_icarus()
+    require_simulator(args.simulator)
+    if args.vectors < 0 or args.stream < 0 or args.vectors + args.stream < 1:
+        raise CimdseError(
+            f"--vectors and --stream must be >= 0 with at least 1 vector, got {args.vectors}/{args.stream}"
+        )
+    if args.checkpoint or args.layer:
+        return _verify_layer(args)
     if (args.w_bits is None) != (args.a_bits is None):
         raise CimdseError("give --w-bits and --a-bits together (or neither, to verify the default set)")
-    if args.vectors < 1:
-        raise CimdseError(f"--vectors must be at least 1, got {args.vectors}")
-    arch = load_arch(args.arch, args.overrides)
+    arch = load_arch(args.arch or "demo", args.overrides)
     bits = [(args.w_bits, args.a_bits)] if args.w_bits is not None else list(DEFAULT_BITS)
+    from cimdse.rtl.verify import failure_reason, simulate
+
     with tempfile.TemporaryDirectory(prefix="cimdse-verify-") as tmp:
         root = output_dir(args.out) if args.out else Path(tmp)
-        header = (
+        print(
             f"{'parameter set':40s} {'vectors':>7s} {'mismatches':>10s} {'saturated':>9s} "
-            f"{'cycles':>7s} {'formula':>7s} {'time_s':>6s}  result"
+            f"{'cycles':>7s} {'formula':>7s} {'build_s':>7s} {'MVM/s':>8s} {'time_s':>6s}  result  ({args.simulator})",
+            flush=True,
         )
-        print(header, flush=True)
         failures = []
         for w, a in bits:
             label = f"{arch.name} W{w}A{a}"
+            build = root / f"{arch.name}_w{w}a{a}_{args.simulator}"
             res = simulate(
                 arch.crossbar,
                 w,
                 a,
-                root / f"{arch.name}_w{w}a{a}",
+                build,
+                simulator=args.simulator,
                 vectors=args.vectors,
+                stream=args.stream,
                 seed=args.seed,
                 k=args.inputs,
                 n=args.outputs,
@@ -109,17 +122,54 @@ def _verify(args: argparse.Namespace) -> int:
             p, s = res.params, res.summary
             label += f" K={p.k} N={p.n}"
             measured = ",".join(str(c) for c in s.get("cycles_measured", [])) or "-"
+            rate = f"{s['stream_vectors'] / s['stream_seconds']:8.0f}" if s.get("stream_seconds") else f"{'-':>8s}"
             print(
-                f"{label:40s} {args.vectors:7d} {s.get('mismatches', '-'):>10} "
+                f"{label:40s} {s.get('vectors', 0):7d} {s.get('mismatches', '-'):>10} "
                 f"{s.get('saturated_conversions', '-'):>9} "
-                f"{measured:>7s} {p.cycles:7d} {res.seconds:6.1f}  {'ok' if res.ok else 'FAIL'}",
+                f"{measured:>7s} {p.cycles:7d} {res.build_seconds:7.1f} {rate} {res.seconds:6.1f}  "
+                f"{'ok' if res.ok else 'FAIL'}",
                 flush=True,
             )
             if not res.ok:
                 failures.append(f"{label}: {failure_reason(res)}")
             if args.synth:
-                _print_synth(root / f"{arch.name}_w{w}a{a}" / "cimdse_tile.v", "cimdse_tile")
+                _print_synth(res.tile_path, res.module)
     if failures:
         raise CimdseError("RTL verification failed:\n  " + "\n  ".join(failures))
-    print(f"all {len(bits)} parameter set(s) match the functional model bit-exactly and the cycle formula")
+    print(
+        f"all {len(bits)} parameter set(s) match the functional model bit-exactly and the cycle formula "
+        f"({args.simulator}); MVM/s is the back-to-back phase's simulated MVMs per wall second"
+    )
+    return 0
+
+
+def _verify_layer(args: argparse.Namespace) -> int:
+    """A trained layer on as many tile instances as its mapping needs."""
+    from cimdse.rtl.layer import run_layer
+
+    if not (args.checkpoint and args.layer):
+        raise CimdseError("give --checkpoint and --layer together")
+    if args.images < 1:
+        raise CimdseError(f"--images must be at least 1, got {args.images}")
+    if args.w_bits is not None or args.a_bits is not None or args.inputs or args.outputs:
+        raise CimdseError("--w-bits/--a-bits/--inputs/--outputs come from the checkpoint's layer: leave them out")
+    with tempfile.TemporaryDirectory(prefix="cimdse-verify-") as tmp:
+        root = output_dir(args.out) if args.out else Path(tmp)
+        res = run_layer(
+            args.checkpoint,
+            args.layer,
+            root,
+            arch_name=args.arch,
+            overrides=args.overrides,
+            images=args.images,
+            simulator=args.simulator,
+            vectors=min(args.vectors, 4),
+            seed=args.seed,
+            data_dir=args.data_dir,
+            progress=lambda line: print(line, flush=True),
+        )
+    for line in res.summary_lines():
+        print(line)
+    if not res.ok:
+        raise CimdseError("the layer on the RTL tiles does not match: " + res.failure())
     return 0

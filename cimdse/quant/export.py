@@ -19,7 +19,16 @@ from torch import nn
 
 from cimdse.quant.quantizers import act_range
 
-__all__ = ["Backend", "IntLayer", "act_integers", "export_model", "int_product", "layers_from_dicts", "layers_to_dicts"]
+__all__ = [
+    "Backend",
+    "IntLayer",
+    "act_integers",
+    "export_model",
+    "int_product",
+    "layers_from_dicts",
+    "layers_to_dicts",
+    "unfold_inputs",
+]
 
 Backend = Callable[["IntLayer", torch.Tensor], torch.Tensor]
 
@@ -91,6 +100,36 @@ def int_product(layer: IntLayer, x_int: torch.Tensor) -> torch.Tensor:
         return F.linear(x_int, w)
     op = F.conv1d if layer.kind == "conv1d" else F.conv2d
     return op(x_int, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+
+
+def unfold_inputs(layer: IntLayer, x_int: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """The layer's input vectors as rows [M, groups * K] (im2col order for a conv, as
+    ``torch.nn.functional.unfold`` orders it) and the function that folds products
+    [M, N] back into the layer's output shape."""
+    if layer.kind == "linear":
+        lead = x_int.shape[:-1]
+        return x_int.reshape(-1, x_int.shape[-1]), lambda acc: acc.reshape(*lead, acc.shape[-1])
+    if layer.kind == "conv1d":
+        x4 = x_int.unsqueeze(2)
+        kernel, stride = (1, *layer.kernel_size), (1, *layer.stride)
+        padding, dilation = (0, *layer.padding), (1, *layer.dilation)
+    else:
+        x4, kernel, stride = x_int, layer.kernel_size, layer.stride
+        padding, dilation = layer.padding, layer.dilation
+    b, _, h, w = x4.shape
+    out_hw = [
+        (size + 2 * p - d * (k - 1) - 1) // s + 1
+        for size, p, d, k, s in zip((h, w), padding, dilation, kernel, stride, strict=True)
+    ]
+    cols = F.unfold(x4, kernel, dilation=dilation, padding=padding, stride=stride)  # [B, C*kh*kw, L]
+    cols = cols.transpose(1, 2).reshape(-1, cols.shape[1])  # [B*L, C*kh*kw]
+
+    def fold(acc: torch.Tensor) -> torch.Tensor:
+        n = acc.shape[-1]
+        acc = acc.reshape(b, out_hw[0] * out_hw[1], n).transpose(1, 2)
+        return acc.reshape(b, n, *out_hw) if layer.kind == "conv2d" else acc.reshape(b, n, out_hw[1])
+
+    return cols, fold
 
 
 def act_integers(layer: IntLayer, x: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -43,7 +42,7 @@ from cimdse.arch import ArchSpec, CrossbarSpec
 from cimdse.crossbar import Backend
 from cimdse.errors import CimdseError
 from cimdse.quant.apply import quant_layers
-from cimdse.quant.export import IntLayer, act_integers, export_model
+from cimdse.quant.export import IntLayer, act_integers, export_model, unfold_inputs
 
 __all__ = [
     "CrossbarBackend",
@@ -88,27 +87,10 @@ class CrossbarBackend:
         return (y if self.backend == "torch" else torch.from_numpy(y)).to(cols.device, torch.float64)
 
     def __call__(self, layer: IntLayer, x_int: torch.Tensor) -> torch.Tensor:
-        if layer.kind == "linear":
-            flat = x_int.reshape(-1, layer.k)
-            return self._mvm(layer, flat, 0).reshape(*x_int.shape[:-1], layer.n)
-        if layer.kind == "conv1d":
-            x4 = x_int.unsqueeze(2)
-            kernel, stride = (1, *layer.kernel_size), (1, *layer.stride)
-            padding, dilation = (0, *layer.padding), (1, *layer.dilation)
-        else:
-            x4, kernel, stride = x_int, layer.kernel_size, layer.stride
-            padding, dilation = layer.padding, layer.dilation
-        b, _, h, w = x4.shape
-        out_hw = [
-            (size + 2 * p - d * (k - 1) - 1) // s + 1
-            for size, p, d, k, s in zip((h, w), padding, dilation, kernel, stride, strict=True)
-        ]
-        cols = F.unfold(x4, kernel, dilation=dilation, padding=padding, stride=stride)  # [B, C*kh*kw, L]
-        cols = cols.transpose(1, 2).reshape(-1, cols.shape[1])  # [B*L, C*kh*kw]
+        cols, fold = unfold_inputs(layer, x_int)
         kg = layer.k
         parts = [self._mvm(layer, cols[:, g * kg : (g + 1) * kg], g) for g in range(layer.groups)]
-        acc = torch.cat(parts, dim=1).reshape(b, out_hw[0] * out_hw[1], layer.n).transpose(1, 2)
-        return acc.reshape(b, layer.n, *out_hw) if layer.kind == "conv2d" else acc.reshape(b, layer.n, out_hw[1])
+        return fold(torch.cat(parts, dim=1))
 
 
 class HardwareAwareForward:

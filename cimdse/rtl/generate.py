@@ -1,9 +1,11 @@
 """Verilog-2001 generation for one crossbar tile (design.md sections 3 and 8).
 
-The tile is rendered from a template whose every width and constant is computed
-here, in Python, from the spec and the layer's bits; the result is parsed back with
-pyverilog as a lint (pyverilog's code generator mangles the signed and generate
-constructs the tile needs, its parser does not).
+The tile is rendered from the template ``tile.v.in`` beside this file, every width
+and constant computed here, in Python, from the spec and the layer's bits, and every
+operand widened explicitly so that ``verilator --lint-only -Wall`` is clean with no
+waivers; the result is parsed back with pyverilog as a lint (pyverilog's code
+generator mangles the constructs the tile needs, its parser does not). The module
+name is unique per parameterization (:func:`module_name`), the file named after it.
 
 Micro-architecture (one MVM, ``S`` input slices MSB first, ``G`` row groups,
 ``T = ceil(cols_used / adcs)`` conversion steps):
@@ -23,7 +25,9 @@ Micro-architecture (one MVM, ``S`` input slices MSB first, ``G`` row groups,
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +38,7 @@ from cimdse.crossbar import adc_code_range, adc_shift, cells_per_weight, input_s
 from cimdse.errors import CimdseError
 from cimdse.files import write_text
 
-GENERATOR_VERSION = "cimdse.rtl 1.0"
+GENERATOR_VERSION = "cimdse.rtl 2.0"
 
 
 def _bits(n: int) -> int:
@@ -156,24 +160,81 @@ def tile_params(spec: CrossbarSpec, w_bits: int, a_bits: int, k: int | None = No
         raise CimdseError(f"w_bits must be in 2..16 for the RTL tile (1-bit signed weights are all zero), got {w_bits}")
     if not 1 <= a_bits <= 16:
         raise CimdseError(f"a_bits must be in 1..16, got {a_bits}")
-    per_out = polarities(spec) * cells_per_weight(spec, w_bits)
+    pol, n_w = polarities(spec), cells_per_weight(spec, w_bits)
+    per_out = pol * n_w
     row_mult = 2 if signed_sums(spec) else 1
+    why = (
+        f"{per_out} per output: {n_w} cell(s) of {spec.cell_bits} bit(s) per {w_bits}-bit weight"
+        f"{' x 2 polarities' if pol == 2 else ''}, {spec.mapping} mapping"
+    )
+    if spec.cols < per_out:
+        raise CimdseError(f"crossbar.cols = {spec.cols} is smaller than the columns one output needs ({why})")
+    if n is not None and n < 1:
+        raise CimdseError(f"a layer needs at least 1 output, got {n}")
+    if k is not None and k < 1:
+        raise CimdseError(f"a layer needs at least 1 input, got {k}")
     k = spec.rows // row_mult if k is None else k
     n = spec.cols // per_out if n is None else n
-    if n < 1 or n * per_out > spec.cols:
-        raise CimdseError(
-            f"a layer of {n} output(s) needs {max(n, 1) * per_out} columns ({per_out} per {w_bits}-bit weight) "
-            f"but the tile has {spec.cols}"
-        )
-    if k < 1 or k * row_mult > spec.rows:
-        raise CimdseError(f"a layer of {k} input(s) needs {max(k, 1) * row_mult} rows but the tile has {spec.rows}")
+    if n * per_out > spec.cols:
+        raise CimdseError(f"a layer of {n} output(s) needs {n * per_out} columns ({why}) but the tile has {spec.cols}")
+    if k * row_mult > spec.rows:
+        raise CimdseError(f"a layer of {k} input(s) needs {k * row_mult} rows but the tile has {spec.rows}")
     return TileParams(spec, w_bits, a_bits, k, n)
 
 
 # ---------------------------------------------------------------- rendering
-def _slit(value: int, width: int) -> str:
-    """A signed sized literal (Verilog-2001), negative values included."""
-    return f"{width}'sd{value}" if value >= 0 else f"-{width}'sd{-value}"
+TEMPLATE = Path(__file__).with_name("tile.v.in")
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
+def module_name(p: TileParams, *, _broken_rounding: bool = False) -> str:
+    """``cimdse_tile_<rows>x<cols>_w<b>a<a>_<hash>``: unique per parameterization, the
+    hash covering everything that shapes the Verilog (spec fields, layer bits and shape)."""
+    s = p.spec
+    key = (
+        GENERATOR_VERSION,
+        s.rows,
+        s.cols,
+        s.cell_bits,
+        s.dac_bits,
+        s.adc_bits,
+        p.shift,
+        s.adcs,
+        s.active_rows_or_all,
+        s.mapping,
+        s.encoding,
+        p.n_w,
+        p.w_bits,
+        p.a_bits,
+        p.k,
+        p.n,
+        _broken_rounding,
+    )
+    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:8]
+    return f"cimdse_tile_{s.rows}x{s.cols}_w{p.w_bits}a{p.a_bits}_{digest}"
+
+
+def _lit(value: int, width: int, signed: bool = False) -> str:
+    """A sized literal (negative values as the negation of a signed one)."""
+    if signed:
+        return f"{width}'sd{value}" if value >= 0 else f"-{width}'sd{-value}"
+    if not 0 <= value < 2**width:
+        raise ValueError(f"{value} does not fit {width} bits")
+    return f"{width}'d{value}"
+
+
+def _zext(expr: str, width: int, to: int) -> str:
+    """``expr`` (``width`` bits) zero-extended to ``to`` bits, as an explicit concatenation."""
+    if to < width:
+        raise ValueError(f"cannot widen {width} bits to {to}")
+    return expr if to == width else f"{{{to - width}'d0, {expr}}}"
+
+
+def _sext(expr: str, width: int, to: int) -> str:
+    """``expr`` (a name or select, ``width`` bits, two's complement) sign-extended to ``to`` bits."""
+    if to < width:
+        raise ValueError(f"cannot widen {width} bits to {to}")
+    return expr if to == width else f"{{{{{to - width}{{{expr}[{width - 1}]}}}}, {expr}}}"
 
 
 def _header(p: TileParams, module: str) -> str:
@@ -182,6 +243,7 @@ def _header(p: TileParams, module: str) -> str:
     lines = [
         f"Generated by {GENERATOR_VERSION}. Do not edit; regenerate with `cimdse rtl`.",
         f"Module {module}: one RRAM crossbar tile, Verilog-2001.",
+        "The module name is unique per parameterization: the hash covers every parameter below.",
         f"Spec: rows {s.rows}, cols {s.cols}, cell_bits {s.cell_bits}, dac_bits {s.dac_bits}, "
         f"active_rows {s.active_rows_or_all}, adcs {s.adcs}, mapping {s.mapping}, ADC {adc}.",
         f"Layer: w_bits {p.w_bits}, a_bits {p.a_bits}, K {p.k} inputs, N {p.n} outputs; "
@@ -199,48 +261,49 @@ def _header(p: TileParams, module: str) -> str:
 
 
 def _adc_function(p: TileParams, broken_rounding: bool) -> str:
+    """The ADC of design.md section 3 on a PSUM_W-bit sample (two's complement when
+    the sums are signed): shift, round half up, saturate."""
     pw, cw = p.psum_width, p.code_width
     s = p.shift
     if s is None:
         return (
-            f"    // Ideal ADC: the partial sum itself.\n"
-            f"    function [CODE_W-1:0] adc;  // code bits (two's complement when signed)\n"
-            f"        input {'signed ' if p.signed else ''}[PSUM_W-1:0] sample;\n"
-            f"        adc = sample;\n"
-            f"    endfunction\n"
+            "    // Ideal ADC: the partial sum itself.\n"
+            "    function [CODE_W-1:0] adc;\n"
+            "        input [PSUM_W-1:0] sample;\n"
+            "        adc = sample;\n"
+            "    endfunction\n"
         )
     half = 0 if s == 0 or broken_rounding else 2 ** (s - 1)
     ew = max(pw, cw, s + 1) + 2
     lo, hi = adc_code_range(p.spec)
     what = "truncate (no rounding)" if broken_rounding and s > 0 else "round half up"
+    shift = f"t >>> {s}" if p.signed else f"t >> {s}"
     if p.signed:
         body = (
-            f"        t = sample + {_slit(half, ew)};\n"
-            f"        t = t >>> {s};\n"
-            f"        if (t > {_slit(hi, ew)}) adc = {_slit(hi, cw)};\n"
-            f"        else if (t < {_slit(lo, ew)}) adc = {_slit(lo, cw)};\n"
-            f"        else adc = t[CODE_W-1:0];\n"
+            f"            t = {_sext('sample', pw, ew)} + {_lit(half, ew)};\n"
+            f"            t = {shift};\n"
+            f"            if (t > {_lit(hi, ew, True)}) adc = {_lit(hi, cw)};\n"
+            f"            else if (t < {_lit(lo, ew, True)}) adc = {_lit(2**cw + lo, cw)};\n"
+            f"            else adc = t[CODE_W-1:0];\n"
         )
-        sign = "signed "
     else:
         body = (
-            f"        t = sample + {ew}'d{half};\n"
-            f"        t = t >> {s};\n"
-            f"        adc = (t > {ew}'d{hi}) ? {cw}'d{hi} : t[CODE_W-1:0];\n"
+            f"            t = {_zext('sample', pw, ew)} + {_lit(half, ew)};\n"
+            f"            t = {shift};\n"
+            f"            adc = (t > {_lit(hi, ew)}) ? {_lit(hi, cw)} : t[CODE_W-1:0];\n"
         )
-        sign = ""
     return (
         f"    // ADC: code = clamp((p + {half}) >> {s}) in [{lo}, {hi}] ({what}, then saturate).\n"
         f"    function [CODE_W-1:0] adc;  // code bits (two's complement when signed)\n"
-        f"        input {sign}[PSUM_W-1:0] sample;\n"
-        f"        reg {sign}[{ew - 1}:0] t;\n"
+        f"        input [PSUM_W-1:0] sample;\n"
+        f"        reg {'signed ' if p.signed else ''}[{ew - 1}:0] t;\n"
         f"        begin\n{body}        end\n"
         f"    endfunction\n"
     )
 
 
 def _output_exprs(p: TileParams) -> str:
-    c, s = p.spec.cell_bits, p.shift or 0
+    c, s, ow = p.spec.cell_bits, p.shift or 0, p.out_width
     lines = []
     for n in range(p.n):
         terms = []
@@ -248,209 +311,132 @@ def _output_exprs(p: TileParams) -> str:
             for j in range(p.n_w):
                 col = (n * p.pol + pol) * p.n_w + j
                 sh = j * c + s
-                term = f"(acc[{col}] <<< {sh})" if sh else f"acc[{col}]"
+                wide = _sext(f"acc[{col}]", p.acc_width, ow)
+                term = f"({wide} << {sh})" if sh else wide
                 terms.append(("- " if pol else "+ ") + term)
         if p.offset:
-            terms.append(f"- ($signed({{1'b0, xsum}}) <<< {p.w_bits - 1})")
+            terms.append(f"- ({_zext('xsum', p.xsum_width, ow)} << {p.w_bits - 1})")
         expr = " ".join(terms).removeprefix("+ ")
-        lines.append(f"    wire signed [OUT_W-1:0] y{n} = {expr};")
+        lines.append(f"    wire [OUT_W-1:0] y{n} = {expr};")
     concat = ", ".join(f"y{n}" for n in reversed(range(p.n)))
-    lines.append(f"    wire [N*OUT_W-1:0] y_all = {{{concat}}};")
+    lines.append(f"    wire [{p.n * ow - 1}:0] y_all = {{{concat}}};")
     return "\n".join(lines)
 
 
-def render(p: TileParams, module: str = "cimdse_tile", *, _broken_rounding: bool = False) -> str:
-    """The Verilog text of the tile. ``_broken_rounding`` (private, for testing the
-    testbench) makes the ADC truncate instead of rounding half up."""
+def _fill(template: str, values: dict[str, str]) -> str:
+    """Replace every ``{{name}}``; an unknown or unused name is a generator bug."""
+    used: set[str] = set()
+
+    def sub(m: re.Match[str]) -> str:
+        used.add(m.group(1))
+        return values[m.group(1)]
+
+    text = _PLACEHOLDER.sub(sub, template)
+    if set(values) - used:
+        raise ValueError(f"template lacks {sorted(set(values) - used)}")
+    return text
+
+
+def render(p: TileParams, module: str | None = None, *, _broken_rounding: bool = False) -> str:
+    """The Verilog text of the tile (``module`` defaults to :func:`module_name`).
+    ``_broken_rounding`` (private, for testing the testbench) makes the ADC truncate
+    instead of rounding half up."""
     spec = p.spec
-    sgn = "signed " if p.signed else ""
-    row_in = "(r / 2)" if p.signed else "r"
-    add = (
-        "if (r % 2 == 0) psum = psum + prod;  // W+ row\n"
-        "                        else psum = psum - prod;  // W- row, driven with opposite polarity"
+    module = module or module_name(p, _broken_rounding=_broken_rounding)
+    rw, cwid = _bits(spec.rows - 1), _bits(spec.cols - 1)
+    aw = max(_bits(spec.rows * spec.cols - 1), spec.cols.bit_length())  # holds the address and COLS
+    sw, gw, tw = _bits(p.slices - 1), _bits(p.groups - 1), _bits(p.steps - 1)
+    prod_w = _bits((2**spec.dac_bits - 1) * (2**spec.cell_bits - 1))
+    guards = []  # out-of-range addresses write nothing (only needed when a port can exceed its range)
+    if spec.rows != 2**rw:
+        guards.append(f"prog_row <= {_lit(spec.rows - 1, rw)}")
+    if spec.cols != 2**cwid:
+        guards.append(f"prog_col <= {_lit(spec.cols - 1, cwid)}")
+    ext = _sext if p.signed else _zext
+    prod_term = _zext("prod", prod_w, p.psum_width)
+    accumulate = (
+        f"if (r % 2 == 0) column_sum = column_sum + {prod_term};  // W+ row\n"
+        f"                    else column_sum = column_sum - {prod_term};  // W- row, opposite polarity"
         if p.signed
-        else "psum = psum + prod;"
+        else f"column_sum = column_sum + {prod_term};"
     )
-    code_ext = "code" if p.signed else "{1'b0, code}"
-    xsum_decl = "    reg  [XSUM_W-1:0] xsum;  // sum of the inputs, for the offset correction\n" if p.offset else ""
-    xsum_set = "                        xsum <= sum_inputs(in_vec);\n" if p.offset else ""
-    sum_fn = (
-        "    function [XSUM_W-1:0] sum_inputs;\n"
-        "        input [K*A_BITS-1:0] v;\n"
-        "        integer i;\n"
-        "        begin\n"
-        "            sum_inputs = 0;\n"
-        "            for (i = 0; i < K; i = i + 1) sum_inputs = sum_inputs + v[i*A_BITS +: A_BITS];\n"
-        "        end\n"
-        "    endfunction\n\n"
-        if p.offset
-        else ""
-    )
-    return f"""{_header(p, module)}
-
-`timescale 1ns / 1ps
-
-module {module} (
-    input  wire clk,
-    input  wire rst,                          // synchronous, active high
-    // weight programming: one cell per cycle
-    input  wire prog_en,
-    input  wire [{_bits(spec.rows - 1) - 1}:0] prog_row,
-    input  wire [{_bits(spec.cols - 1) - 1}:0] prog_col,
-    input  wire [{spec.cell_bits - 1}:0] prog_data,
-    // input vector: K unsigned A_BITS-bit activations
-    input  wire in_valid,
-    output wire in_ready,
-    input  wire [{p.k * p.a_bits - 1}:0] in_vec,
-    // output vector: N signed OUT_W-bit results
-    output reg  out_valid,
-    input  wire out_ready,
-    output reg  [{p.n * p.out_width - 1}:0] out_vec
-);
-    localparam ROWS = {spec.rows};            // physical rows of the array
-    localparam COLS = {spec.cols};            // physical columns of the array
-    localparam CELL_BITS = {spec.cell_bits};
-    localparam DAC_BITS = {spec.dac_bits};
-    localparam ADCS = {spec.adcs};
-    localparam K = {p.k};
-    localparam N = {p.n};
-    localparam A_BITS = {p.a_bits};
-    localparam ROWS_USED = {p.rows_used};
-    localparam COLS_USED = {p.cols_used};
-    localparam ACTIVE = {spec.active_rows_or_all};           // rows driven at once
-    localparam SLICES = {p.slices};
-    localparam SLICE_BITS = {p.slices * spec.dac_bits};      // A_BITS padded to whole slices
-    localparam GROUPS = {p.groups};
-    localparam STEPS = {p.steps};             // ADC steps per read: ceil(COLS_USED / ADCS)
-    localparam PSUM_W = {p.psum_width};
-    localparam CODE_W = {p.code_width};
-    localparam ACC_W = {p.acc_width};
-    localparam OUT_W = {p.out_width};
-    localparam XSUM_W = {p.xsum_width};
-
-    localparam S_IDLE = 2'd0, S_READ = 2'd1, S_CONV = 2'd2, S_FINAL = 2'd3;
-
-    reg  [1:0] state;
-    reg  [{_bits(p.slices - 1) - 1}:0] slice;      // current input slice, MSB first
-    reg  [{_bits(p.groups - 1) - 1}:0] grp;        // current row group
-    reg  [{_bits(p.steps - 1) - 1}:0] step;       // current ADC step
-    reg  [K*SLICE_BITS-1:0] xin;      // latched inputs, zero-padded to whole slices
-{xsum_decl}
-    reg  [CELL_BITS-1:0] cells [0:ROWS*COLS-1];  // the array: cell (r, c) at r*COLS + c
-    reg  {sgn}[PSUM_W-1:0] sh [0:COLS_USED-1];  // sample-and-hold of the column sums
-    reg  signed [ACC_W-1:0] acc [0:COLS_USED-1]; // per-column shift-and-add
-
-    assign in_ready = (state == S_IDLE);
-
-{_adc_function(p, _broken_rounding)}
-    function [K*SLICE_BITS-1:0] pad_inputs;
-        input [K*A_BITS-1:0] v;
-        integer i;
-        begin
-            pad_inputs = 0;
-            for (i = 0; i < K; i = i + 1) pad_inputs[i*SLICE_BITS +: SLICE_BITS] = v[i*A_BITS +: A_BITS];
-        end
-    endfunction
-
-{sum_fn}    // Weight programming.
-    always @(posedge clk) begin
-        if (prog_en) cells[prog_row * COLS + prog_col] <= prog_data;
-    end
-
-    // READ: drive the current group's rows with their input slice; every column sums
-    // slice * cell over them (the analog bit-line sum, as integer adders).
-    integer r, c;
-    reg [DAC_BITS-1:0] drive;
-    reg [DAC_BITS+CELL_BITS-1:0] prod;
-    reg {sgn}[PSUM_W-1:0] psum;
-    always @(posedge clk) begin
-        if (state == S_READ) begin
-            for (c = 0; c < COLS_USED; c = c + 1) begin
-                psum = 0;
-                for (r = 0; r < ROWS_USED; r = r + 1) begin
-                    if (r / ACTIVE == grp) begin
-                        drive = xin[{row_in}*SLICE_BITS + slice*DAC_BITS +: DAC_BITS];
-                        prod = drive * cells[r*COLS + c];
-                        {add}
-                    end
-                end
-                sh[c] <= psum;
-            end
-        end
-    end
-
-    // CONV: converter u converts column step*ADCS + u; its accumulator shifts by
-    // DAC_BITS at the first group of each slice (MSB-first Horner) and adds the code.
-    integer u, col;
-    reg {sgn}[CODE_W-1:0] code;
-    always @(posedge clk) begin
-        if (state == S_IDLE && in_valid) begin
-            for (col = 0; col < COLS_USED; col = col + 1) acc[col] <= 0;
-        end else if (state == S_CONV) begin
-            for (u = 0; u < ADCS; u = u + 1) begin
-                col = step * ADCS + u;
-                if (col < COLS_USED) begin
-                    code = adc(sh[col]);
-                    acc[col] <= ((grp == 0) ? (acc[col] <<< DAC_BITS) : acc[col]) + {code_ext};
-                end
-            end
-        end
-    end
-
-    // FINAL: combine each output's columns (sign per polarity, 2^(j*CELL_BITS) per
-    // weight slice, 2^shift of the ADC{", minus the weight offset times the input sum" if p.offset else ""}).
-{_output_exprs(p)}
-
-    // Control and the output handshake.
-    always @(posedge clk) begin
-        if (rst) begin
-            state <= S_IDLE;
-            slice <= 0;
-            grp <= 0;
-            step <= 0;
-            out_valid <= 1'b0;
-        end else begin
-            if (out_valid && out_ready) out_valid <= 1'b0;
-            case (state)
-                S_IDLE:
-                    if (in_valid) begin
-                        xin <= pad_inputs(in_vec);
-{xsum_set}                        slice <= SLICES - 1;
-                        grp <= 0;
-                        state <= S_READ;
-                    end
-                S_READ: begin
-                    step <= 0;
-                    state <= S_CONV;
-                end
-                S_CONV:
-                    if (step == STEPS - 1) begin
-                        step <= 0;
-                        if (grp == GROUPS - 1) begin
-                            grp <= 0;
-                            if (slice == 0) state <= S_FINAL;
-                            else begin
-                                slice <= slice - 1;
-                                state <= S_READ;
-                            end
-                        end else begin
-                            grp <= grp + 1;
-                            state <= S_READ;
-                        end
-                    end else begin
-                        step <= step + 1;
-                    end
-                default:  // S_FINAL: wait until the previous result is taken
-                    if (!out_valid || out_ready) begin
-                        out_vec <= y_all;
-                        out_valid <= 1'b1;
-                        state <= S_IDLE;
-                    end
-            endcase
-        end
-    end
-endmodule
-"""
+    xsum = bool(p.offset)
+    values = {
+        "header": _header(p, module),
+        "module": module,
+        "prog_row_msb": str(rw - 1),
+        "prog_col_msb": str(cwid - 1),
+        "cell_msb": str(spec.cell_bits - 1),
+        "in_msb": str(p.k * p.a_bits - 1),
+        "out_msb": str(p.n * p.out_width - 1),
+        "rows": str(spec.rows),
+        "cols": str(spec.cols),
+        "cell_bits": str(spec.cell_bits),
+        "dac_bits": str(spec.dac_bits),
+        "adcs": str(spec.adcs),
+        "k": str(p.k),
+        "a_bits": str(p.a_bits),
+        "rows_used": str(p.rows_used),
+        "cols_used": str(p.cols_used),
+        "active": str(spec.active_rows_or_all),
+        "slice_bits": str(p.slices * spec.dac_bits),
+        "prod_width": str(prod_w),
+        "psum_width": str(p.psum_width),
+        "psum_signedness": " (two's complement)" if p.signed else "",
+        "code_width": str(p.code_width),
+        "acc_width": str(p.acc_width),
+        "out_width": str(p.out_width),
+        "xsum_param": f"    localparam XSUM_W = {p.xsum_width};           // sum of the inputs\n" if xsum else "",
+        "slice_msb": str(sw - 1),
+        "grp_msb": str(gw - 1),
+        "step_msb": str(tw - 1),
+        "xsum_decl": "    reg  [XSUM_W-1:0] xsum;  // sum of the inputs, for the offset correction\n" if xsum else "",
+        "prog_guard_note": ": addresses outside the array write nothing" if guards else "",
+        "addr_msb": str(aw - 1),
+        "prog_addr": f"{_zext('prog_row', rw, aw)} * {_lit(spec.cols, aw)} + {_zext('prog_col', cwid, aw)}",
+        "prog_write": " && ".join(["prog_en", *guards]),
+        "psum_zero": _lit(0, p.psum_width),
+        "grp_int": _zext("grp", gw, 32),
+        "row_input": "(r / 2)" if p.signed else "r",
+        "slice_int": _zext("slice", sw, 32),
+        "drive_ext": _zext("drive", spec.dac_bits, prod_w),
+        "cell_ext": _zext("cells[r * COLS + col]", spec.cell_bits, prod_w),
+        "accumulate": accumulate,
+        "adc_function": _adc_function(p, _broken_rounding),
+        "widen_note": " (sign-extended: the sums are signed)" if p.signed else "",
+        "widen_expr": ext("code", p.code_width, p.acc_width),
+        "acc_zero": _lit(0, p.acc_width),
+        "step_int": _zext("step", tw, 32),
+        "grp_zero": _lit(0, gw),
+        "xsum_fn_note": ", and their sum" if xsum else "",
+        "xin_zero": _lit(0, p.k * p.slices * spec.dac_bits),
+        "pad_element": _zext("v[i*A_BITS +: A_BITS]", p.a_bits, p.slices * spec.dac_bits),
+        "xsum_fn": (
+            "    function [XSUM_W-1:0] sum_inputs;\n"
+            "        input [K*A_BITS-1:0] v;\n"
+            "        integer i;\n"
+            "        begin\n"
+            f"            sum_inputs = {_lit(0, p.xsum_width)};\n"
+            "            for (i = 0; i < K; i = i + 1)\n"
+            f"                sum_inputs = sum_inputs + {_zext('v[i*A_BITS +: A_BITS]', p.a_bits, p.xsum_width)};\n"
+            "        end\n"
+            "    endfunction\n"
+            if xsum
+            else ""
+        ),
+        "offset_note": ", minus the weight offset times the input sum" if xsum else "",
+        "outputs": _output_exprs(p),
+        "slice_zero": _lit(0, sw),
+        "step_zero": _lit(0, tw),
+        "xsum_set": "                        xsum <= sum_inputs(in_vec);\n" if xsum else "",
+        "slice_last": _lit(p.slices - 1, sw),
+        "slice_one": _lit(1, sw),
+        "step_last": _lit(p.steps - 1, tw),
+        "step_one": _lit(1, tw),
+        "grp_last": _lit(p.groups - 1, gw),
+        "grp_one": _lit(1, gw),
+    }
+    return _fill(TEMPLATE.read_text(), values)
 
 
 def lint(path: str | Path) -> None:
@@ -468,22 +454,31 @@ def lint(path: str | Path) -> None:
             raise CimdseError(f"{path}: pyverilog cannot parse the generated Verilog: {err}") from None
 
 
+@dataclass(frozen=True)
+class GeneratedTile:
+    """A tile written to disk: its parameters, module name and file (named after the module)."""
+
+    params: TileParams
+    module: str
+    path: Path
+
+
 def generate(
     spec: CrossbarSpec,
     w_bits: int,
     a_bits: int,
-    path: str | Path,
+    folder: str | Path,
     *,
-    module: str = "cimdse_tile",
     k: int | None = None,
     n: int | None = None,
     check: bool = True,
     _broken_rounding: bool = False,
-) -> TileParams:
-    """Write the tile's Verilog to ``path`` (atomically) and lint it with pyverilog."""
+) -> GeneratedTile:
+    """Write the tile's Verilog to ``folder/<module>.v`` (atomically) and lint it with pyverilog."""
     p = tile_params(spec, w_bits, a_bits, k, n)
-    path = Path(path)
+    module = module_name(p, _broken_rounding=_broken_rounding)
+    path = Path(folder) / f"{module}.v"
     write_text(render(p, module, _broken_rounding=_broken_rounding), path)
     if check:
         lint(path)
-    return p
+    return GeneratedTile(p, module, path)

@@ -2,15 +2,17 @@
 
 Weights go into cells with :func:`cimdse.crossbar.program` (the same cells the RTL
 is programmed with), expected outputs come from :func:`cimdse.crossbar.mvm`, and the
-cycle count from :func:`cimdse.costs.tile_cycles_per_mvm`. Stimulus is generated here
-too, so that a run is reproducible from its seed.
+cycle count from :func:`cimdse.costs.tile_cycles_per_mvm`. Random stimulus is made
+here too, so that a run is reproducible from its seed; a run may instead be handed
+the weights and inputs of a real layer (an ``.npz`` file with ``w`` [K, N] and ``x``
+[M, K]), whose outputs the testbench then writes back (``y`` [M, N]).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +30,27 @@ class TbConfig:
     """One testbench run: the tile, the stimulus size and seed, and where to report."""
 
     params: TileParams
-    vectors: int
+    vectors: int  # checked cycle by cycle, with random back-pressure
+    stream: int  # streamed back to back, handshakes only (the throughput figure)
     seed: int
     result_path: Path | None
+    jobs: list[tuple[Path, Path]] = field(default_factory=list)  # (.npz in, .npy out); empty: random
+
+    def stimulus(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per job: (weights [K, N], checked inputs [v, K], streamed inputs [s, K]).
+        Random: one job of ``vectors`` checked and ``stream`` streamed vectors. A real
+        layer's job: its first ``vectors`` inputs checked, then all of them streamed."""
+        if not self.jobs:
+            rng = np.random.default_rng(self.seed)
+            w = random_weights(self.params, rng)
+            x = random_inputs(self.params, self.vectors + self.stream, rng)
+            return [(w, x[: self.vectors], x[self.vectors :])]
+        out = []
+        for data_path, _ in self.jobs:
+            with np.load(data_path) as data:
+                w, x = data["w"].astype(np.int64), data["x"].astype(np.int64)
+            out.append((w, x[: self.vectors], x))
+        return out
 
     @classmethod
     def from_env(cls) -> TbConfig:
@@ -41,11 +61,20 @@ class TbConfig:
         data: dict[str, Any] = json.loads(path.read_text())
         spec = CrossbarSpec.model_validate(data["spec"])
         p = tile_params(spec, data["w_bits"], data["a_bits"], data["k"], data["n"])
-        result = data.get("result")
-        return cls(p, int(data["vectors"]), int(data["seed"]), Path(result) if result else None)
+        result = Path(data["result"]) if data.get("result") else None
+        jobs = [(Path(i), Path(o)) for i, o in data.get("jobs", [])]
+        return cls(p, int(data["vectors"]), int(data["stream"]), int(data["seed"]), result, jobs)
 
 
-def write_config(path: Path, p: TileParams, vectors: int, seed: int, result_path: Path | None) -> Path:
+def write_config(
+    path: Path,
+    p: TileParams,
+    vectors: int,
+    stream: int,
+    seed: int,
+    result_path: Path | None,
+    jobs: list[tuple[Path, Path]] | None = None,
+) -> Path:
     data = {
         "spec": p.spec.model_dump(mode="json"),
         "w_bits": p.w_bits,
@@ -53,8 +82,10 @@ def write_config(path: Path, p: TileParams, vectors: int, seed: int, result_path
         "k": p.k,
         "n": p.n,
         "vectors": vectors,
+        "stream": stream,
         "seed": seed,
         "result": str(result_path) if result_path else None,
+        "jobs": [[str(i), str(o)] for i, o in jobs or []],
     }
     path.write_text(json.dumps(data, indent=2))
     return path
@@ -99,6 +130,8 @@ class TileModel:
         return [(r, c, int(m[r, c])) for r in range(m.shape[0]) for c in range(m.shape[1])]
 
     def expected(self, x: np.ndarray) -> np.ndarray:
+        if len(x) == 0:
+            return np.zeros((0, self.p.n), dtype=np.int64)
         return mvm(x, self.xb, a_bits=self.p.a_bits, fast_path=False)
 
     def saturated_conversions(self, x: np.ndarray) -> int:
