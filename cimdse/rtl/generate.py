@@ -477,6 +477,7 @@ def generate(
     """Write the tile's Verilog to ``folder/<module>.v`` (atomically) and lint it with pyverilog."""
     p = tile_params(spec, w_bits, a_bits, k, n)
     module = module_name(p, _broken_rounding=_broken_rounding)
+    Path(folder).mkdir(parents=True, exist_ok=True)
     path = Path(folder) / f"{module}.v"
     write_text(render(p, module, _broken_rounding=_broken_rounding), path)
     if check:
