@@ -187,7 +187,8 @@ def _safe(label: str) -> str:
 
 
 def write_results(result: SearchResult, out: Path, config: SearchConfig) -> None:
-    """The run's files, each written atomically."""
+    """The run's files, each written atomically (the folder is created if need be)."""
+    out = output_dir(out)
     write_csv(result.history, out / "history.csv")
     write_csv(result.pareto, out / "pareto.csv")
     write_csv(result.summary, out / "summary.csv")
