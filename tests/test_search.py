@@ -535,3 +535,11 @@ def test_cli_search_hardware_accuracy_reports_both(tmp_path):
     assert s.fq_final_val_acc.between(0, 1).all() and (s.fq_final_val_acc != s.final_val_acc).any()
     best = yaml.safe_load((out / "best_policy.yaml").read_text())["archs"]["demo"]
     assert {"fq_final_val_acc", "fq_test_acc"} <= set(best)
+
+
+def test_search_help_names_no_none_default(run_cli):
+    """Options whose default depends on the dataset say so instead of '(default: None)'."""
+    proc = run_cli("search", "--help", check=True)
+    text = " ".join(proc.stdout.split())
+    assert "(default: None)" not in text
+    assert "float pre-training epochs (default: per dataset, above)" in text

@@ -40,3 +40,12 @@ def load_archs(args: argparse.Namespace) -> list[ArchSpec]:
 
 
 __all__ = ["add_arch_options", "atomic_write", "load_arch", "load_archs", "output_dir", "write_csv", "write_text"]
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show an option's default in --help, except where it has none (None: chosen at run time)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)

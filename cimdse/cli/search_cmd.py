@@ -10,7 +10,7 @@ import typing
 
 from tqdm import tqdm
 
-from cimdse.cli.common import add_arch_options, load_archs
+from cimdse.cli.common import DefaultsHelpFormatter, add_arch_options, load_archs
 from cimdse.errors import CimdseError
 from cimdse.search.agent import PPOConfig
 from cimdse.search.config import DATASET_DEFAULTS, DEFAULT_METHODS, SEARCH_METHODS, SearchConfig, SearchEvent
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             + "). Writes OUT/history.csv, pareto.csv, summary.csv, best_policy.yaml "
             "(+ best_policy_<arch>.yaml, loadable by `cimdse compile --policy`), agent_<arch>.zip, timing.csv."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument(
         "--model",
@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--episodes",
         type=int,
         default=None,
-        help="budget of each searching method: distinct policies evaluated",
+        help="budget of each searching method: distinct policies evaluated (default: per dataset, above)",
     )
     p.add_argument(
         "--finetune-epochs",
@@ -82,16 +82,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--final-epochs",
         type=int,
         default=None,
-        help="QAT epochs of the final fine-tune of each method's top policies",
+        help="QAT epochs of the final fine-tune of each method's top policies (default: per dataset, above)",
     )
     p.add_argument(
         "--final-top-k",
         type=int,
         default=None,
         help="final fine-tune of each method's K highest-reward policies; the fastest within the bound "
-        "on validation is kept",
+        "on validation is kept (default: per dataset, above)",
     )
-    p.add_argument("--pretrain-epochs", type=int, default=None, help="float pre-training epochs")
+    p.add_argument(
+        "--pretrain-epochs", type=int, default=None, help="float pre-training epochs (default: per dataset, above)"
+    )
     p.add_argument(
         "--accuracy",
         choices=("fake-quant", "hardware"),
