@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from crosssim_config import crosssim_params  # noqa: E402
 from timing import best_of, run_per_thread_setting, thread_label  # noqa: E402
 
 REPEAT = 15
@@ -33,30 +34,10 @@ REPEAT = 15
 
 def crosssim_core(w, rows: int, adc_range: str):
     """CrossSim's AnalogCore for integer weights ``w`` [N, K] (its MVM orientation),
-    configured like the cimdse tile: 8-bit weights in 4 bit-sliced balanced 2-bit
-    cells, 8-bit unsigned inputs in 1-bit slices, a 6-bit ADC per input bit."""
-    from simulator import AnalogCore, CrossSimParameters
+    configured like the cimdse tile (see crosssim_config)."""
+    from simulator import AnalogCore
 
-    p = CrossSimParameters()
-    p.core.style = "BITSLICED"
-    p.core.bit_sliced.style = "BALANCED"
-    p.core.bit_sliced.num_slices = 4
-    p.core.weight_bits = 8
-    p.core.rows_max = rows
-    p.core.cols_max = rows
-    p.xbar.device.cell_bits = 2
-    p.xbar.dac.mvm.model = "QuantizerDAC"
-    p.xbar.dac.mvm.bits = 8
-    p.xbar.dac.mvm.input_bitslicing = True
-    p.xbar.dac.mvm.signed = False
-    p.xbar.dac.mvm.slice_size = 1
-    p.core.mapping.inputs.mvm.min = 0
-    p.core.mapping.inputs.mvm.max = 255
-    p.xbar.adc.mvm.model = "QuantizerADC"
-    p.xbar.adc.mvm.bits = 6
-    p.xbar.adc.mvm.adc_per_ibit = True
-    p.xbar.adc.mvm.adc_range_option = adc_range
-    return AnalogCore(w, p)
+    return AnalogCore(w, crosssim_params(rows, adc_range, 255))
 
 
 def measure(threads: int) -> None:

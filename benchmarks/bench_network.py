@@ -26,34 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from crosssim_config import crosssim_params  # noqa: E402
 from timing import best_of, run_per_thread_setting, thread_label  # noqa: E402
 
 ROWS = 64
-
-
-def crosssim_params(adc_range: str, input_max: float):
-    from simulator import CrossSimParameters
-
-    p = CrossSimParameters()
-    p.core.style = "BITSLICED"
-    p.core.bit_sliced.style = "BALANCED"
-    p.core.bit_sliced.num_slices = 4
-    p.core.weight_bits = 8
-    p.core.rows_max = ROWS
-    p.core.cols_max = ROWS
-    p.xbar.device.cell_bits = 2
-    p.xbar.dac.mvm.model = "QuantizerDAC"
-    p.xbar.dac.mvm.bits = 8
-    p.xbar.dac.mvm.input_bitslicing = True
-    p.xbar.dac.mvm.signed = False
-    p.xbar.dac.mvm.slice_size = 1
-    p.core.mapping.inputs.mvm.min = 0.0
-    p.core.mapping.inputs.mvm.max = input_max
-    p.xbar.adc.mvm.model = "QuantizerADC"
-    p.xbar.adc.mvm.bits = 6
-    p.xbar.adc.mvm.adc_per_ibit = True
-    p.xbar.adc.mvm.adc_range_option = adc_range
-    return p
 
 
 def slice_floor(qmodel, x, arch, best) -> float:
@@ -149,7 +125,7 @@ def _case(name: str, batch: int, slow_batch: int, arch, repeat: int, from_torch)
     cs = {}
     if from_torch is not None:
         for opt in ("MAX", "GRANULAR"):
-            params = crosssim_params(opt, float(x.max()))
+            params = crosssim_params(ROWS, opt, float(x.max()))
             analog = from_torch(copy.deepcopy(model), params, fuse_batchnorm=True).eval()
             with torch.no_grad():
                 cs[opt] = best_of(lambda analog=analog: analog(xs), slow_repeat) * batch / slow_batch
