@@ -112,6 +112,8 @@ def test_train_evaluate_and_continue(run_cli, tmp_path):
         (["train", "--model", "lenet", "--policy", "{tmp}/bad.yaml"], "no bit widths for 3 layer(s)"),
         (["train", "--model", "lenet", "--bits", "4,x"], "expected W,A"),
         (["train", "--model", "lenet", "--bits", "1,4"], "w_bits = 1 outside 2..8"),
+        (["train", "--bits", "1,4"], "w_bits = 1 outside 2..8"),  # the model defaults to digits' own lenet
+        (["train", "--dataset", "cifar10"], "--dataset cifar10 has no default model: give --model"),
         (["train", "--model", "resnet20"], "does not run on digits inputs"),
         (["train", "--model", "{tmp}/silent.py:make"], "(1, 8, 8) (RuntimeError: RuntimeError); use a model"),
         (["train", "--model", "lenet", "--device", "cuda:7"], "no CUDA device"),

@@ -43,7 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Float pre-training, then QAT at --bits or --policy. Writes OUT/metrics.csv "
         "(a row per epoch) and OUT/checkpoint.pt.",
     )
-    p.add_argument("--model", help="zoo model (e.g. lenet) or path/to/file.py:factory; default: the checkpoint's")
+    p.add_argument(
+        "--model",
+        help="zoo model (e.g. lenet) or path/to/file.py:factory; default: the checkpoint's, else the embedded "
+        "dataset's own (lenet on digits, cnn1d on mnist1d)",
+    )
     p.add_argument("--dataset", default=None, help=f"one of {', '.join(DATASETS)} (default digits)")
     p.add_argument("--data-dir", default=None, help="folder with the dataset's files (all but digits)")
     bits = p.add_mutually_exclusive_group()
@@ -100,12 +104,15 @@ def _train(args: argparse.Namespace) -> int:
         raise CimdseError("--epochs and --qat-epochs must be >= 0")
     resolve_device(args.device)
     base = load_checkpoint(args.from_ckpt) if args.from_ckpt else None
-    model_spec = args.model or (base.model if base else None)
-    if model_spec is None:
-        raise CimdseError("give --model (a zoo name or path/to/file.py:factory) or --from CKPT")
     if base and args.model and args.model != base.model:
         raise CimdseError(f"--model {args.model!r} differs from the checkpoint's model {base.model!r}")
     dataset = args.dataset or (base.dataset if base else "digits")
+    model_spec = args.model or (base.model if base else models.default_model(dataset))
+    if model_spec is None:
+        raise CimdseError(
+            f"--dataset {dataset} has no default model: give --model (a zoo name or path/to/file.py:factory) "
+            "or --from CKPT"
+        )
     data_dir = args.data_dir or (base.data_dir if base and dataset == base.dataset else None)
     arch = load_arch(args.arch, args.overrides) if args.arch else None
     if args.hardware_aware and arch is None:
