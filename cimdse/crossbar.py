@@ -31,6 +31,7 @@ both backends read it: :func:`program` (weights -> cells, row signs, conductance
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -166,6 +167,27 @@ def _adc_codes_inplace(p: np.ndarray, s: int, code_range: tuple[int, int], exact
 def _check_range(name: str, arr: np.ndarray, lo: int, hi: int, bits: int) -> None:
     if arr.size and (arr.min() < lo or arr.max() > hi):
         raise CimdseError(f"{name} must lie in [{lo}, {hi}] for {bits} bits; got [{arr.min()}, {arr.max()}]")
+
+
+def input_offset(
+    shape: tuple[int, ...], k: int, a_bits: int, signed_inputs: bool, value_range: Callable[[], tuple[int, int]]
+) -> int:
+    """Check an input batch [B, K] against the layer, the same rule for every backend,
+    and return what makes it unsigned: 2^(a-1) for signed (offset-encoded) inputs, else 0.
+    ``value_range`` gives (min, max) of the batch; it is called only for a non-empty batch
+    of the right shape, so a backend computes it once and only when needed."""
+    if len(shape) != 2 or shape[1] != k:
+        raise CimdseError(f"inputs must be [B, {k}], got shape {tuple(shape)}")
+    if not 1 <= a_bits <= 16:
+        raise CimdseError(f"a_bits must be in 1..16, got {a_bits}")
+    half = 2 ** (a_bits - 1)
+    lo, hi = (-half, half - 1) if signed_inputs else (0, 2**a_bits - 1)
+    if shape[0]:
+        vmin, vmax = value_range()
+        if vmin < lo or vmax > hi:
+            name = "signed inputs" if signed_inputs else "inputs"
+            raise CimdseError(f"{name} must lie in [{lo}, {hi}] for {a_bits} bits; got [{vmin}, {vmax}]")
+    return half if signed_inputs else 0
 
 
 @dataclass(frozen=True)
@@ -463,16 +485,9 @@ def mvm(
     x = _numpy(x)
     squeeze = x.ndim == 1
     x = np.atleast_2d(x)
-    if x.ndim != 2 or x.shape[1] != xb.k:
-        raise CimdseError(f"inputs must be [B, {xb.k}], got shape {x.shape}")
-    if not 1 <= a_bits <= 16:
-        raise CimdseError(f"a_bits must be in 1..16, got {a_bits}")
-    if signed_inputs:
-        half = 2 ** (a_bits - 1)
-        _check_range("signed inputs", x, -half, half - 1, a_bits)
-        x = x.astype(np.int64) + half
-    else:
-        _check_range("inputs", x, 0, 2**a_bits - 1, a_bits)
+    offset = input_offset(x.shape, xb.k, a_bits, signed_inputs, lambda: (int(x.min()), int(x.max())))
+    if offset:
+        x = x.astype(np.int64) + offset
     if fast_path and xb.conductance is None and adc_is_lossless(xb.spec):
         y = _lossless_mvm(x, xb, a_bits)
     else:

@@ -236,11 +236,9 @@ def _as_tensor(x: Any, device: torch.device) -> torch.Tensor:
     return t.to(device, torch.int64)
 
 
-def _check_range(name: str, x: torch.Tensor, lo: int, hi: int, bits: int) -> None:
-    if x.numel():
-        xmin, xmax = (int(v) for v in torch.aminmax(x))
-        if xmin < lo or xmax > hi:
-            raise CimdseError(f"{name} must lie in [{lo}, {hi}] for {bits} bits; got [{xmin}, {xmax}]")
+def _value_range(x: torch.Tensor) -> tuple[int, int]:
+    xmin, xmax = torch.aminmax(x)
+    return int(xmin), int(xmax)
 
 
 def mvm(
@@ -259,16 +257,9 @@ def mvm(
     squeeze = x.dim() == 1
     if squeeze:
         x = x.unsqueeze(0)
-    if x.dim() != 2 or x.shape[1] != xt.k:
-        raise CimdseError(f"inputs must be [B, {xt.k}], got shape {tuple(x.shape)}")
-    if not 1 <= a_bits <= 16:
-        raise CimdseError(f"a_bits must be in 1..16, got {a_bits}")
-    if signed_inputs:
-        half = 2 ** (a_bits - 1)
-        _check_range("signed inputs", x, -half, half - 1, a_bits)
-        x = x + half
-    else:
-        _check_range("inputs", x, 0, 2**a_bits - 1, a_bits)
+    offset = cb.input_offset(tuple(x.shape), xt.k, a_bits, signed_inputs, lambda: _value_range(x))
+    if offset:
+        x = x + offset
     xb = xt.programmed
     if fast_path and xb.conductance is None and cb.adc_is_lossless(xb.spec):
         y = _lossless(x, xt, a_bits)

@@ -212,6 +212,23 @@ def test_bad_inputs_are_rejected(x, msg):
         mvm(x, np.ones((3, 2), dtype=int), CrossbarSpec(rows=8, cols=8), backend="torch")
 
 
+@pytest.mark.parametrize(
+    "x, signed, a_bits, msg",
+    [
+        (np.full((2, 3), 8), True, 4, "signed inputs must lie in [-8, 7] for 4 bits; got [8, 8]"),
+        (np.full((2, 3), -1), False, 4, "inputs must lie in [0, 15] for 4 bits; got [-1, -1]"),
+        (np.ones((2, 4), dtype=int), False, 4, "inputs must be [B, 3], got shape (2, 4)"),
+        (np.ones((2, 3), dtype=int), False, 17, "a_bits must be in 1..16, got 17"),
+    ],
+)
+def test_both_backends_reject_bad_inputs_with_the_same_message(x, signed, a_bits, msg):
+    spec, w = CrossbarSpec(rows=8, cols=8), np.ones((3, 2), dtype=int)
+    for backend in ("numpy", "torch"):
+        with pytest.raises(CimdseError) as err:
+            mvm(x, w, spec, a_bits=a_bits, signed_inputs=signed, backend=backend)
+        assert str(err.value) == msg, backend
+
+
 def test_unknown_backend_is_rejected():
     with pytest.raises(CimdseError, match="backend must be"):
         mvm(np.ones((1, 3), dtype=int), np.ones((3, 2), dtype=int), CrossbarSpec(rows=8, cols=8), backend="jax")
