@@ -271,6 +271,8 @@ def test_pipelined_not_slower_than_sequential(resnet18):
         assert (pipe.interval_s <= seq.interval_s * (1 + 1e-12)).all()
         np.testing.assert_array_equal(seq.interval_s, seq.latency_s)
         assert (pipe.interval_s <= pipe.latency_s).all()
+        # resident chips overlap their stages; demo re-programs every layer, so no policy fits there
+        assert pipe.fits.all() == (name != "demo") and pipe.fits.any() == (name != "demo")
         assert (pipe.interval_s[pipe.fits] < pipe.latency_s[pipe.fits]).all()
 
 
