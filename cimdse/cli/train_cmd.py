@@ -29,6 +29,7 @@ from cimdse.quant.train import (
     EpochMetrics,
     accuracy,
     check_model_fits,
+    exact_accuracy,
     finetune,
     pretrain,
     quantize_for,
@@ -155,7 +156,7 @@ def _train(args: argparse.Namespace) -> int:
             metrics |= {"float_val_acc": accuracy(model, splits.val), "float_test_acc": accuracy(model, splits.test)}
         if policy is not None and not (base and base.quantized):
             model = quantize_for(model, policy, splits, seed=args.seed)
-            v, t = accuracy(model, splits.val), accuracy(model, splits.test)
+            v, t = exact_accuracy(model, splits.val), exact_accuracy(model, splits.test)
             rows.append(EpochMetrics(0, "ptq", math.nan, v, t, math.nan, 0.0).row())
         if qat_epochs:
             hw = arch if args.hardware_aware else None
@@ -173,7 +174,7 @@ def _train(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     model.cpu().eval()
-    metrics |= {"val_acc": accuracy(model, splits.val), "test_acc": accuracy(model, splits.test)}
+    metrics |= {"val_acc": exact_accuracy(model, splits.val), "test_acc": exact_accuracy(model, splits.test)}
     if args.hardware_aware:
         hw_res = evaluate_hardware(model, splits.test, arch, device=args.device)
         metrics["hardware_test_acc"] = hw_res.hardware

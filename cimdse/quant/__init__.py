@@ -3,11 +3,12 @@ layers, BN folding, calibration, QAT, integer export and hardware-accurate infer
 
 The entry points the search uses are re-exported here::
 
-    from cimdse.quant import pretrain, quantize_for, finetune, accuracy, evaluate_policy
+    from cimdse.quant import pretrain, quantize_for, finetune, exact_accuracy, evaluate_policy
 """
 
 from cimdse.quant.apply import PreparedModel, crossbar_layers, fold_batchnorm, quantize, resolve_policy
 from cimdse.quant.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from cimdse.quant.exact import exact_accuracy, exact_model
 from cimdse.quant.export import IntLayer, export_model
 from cimdse.quant.hardware import evaluate_hardware, integer_model
 from cimdse.quant.train import (
@@ -30,6 +31,8 @@ __all__ = [
     "crossbar_layers",
     "evaluate_hardware",
     "evaluate_policy",
+    "exact_accuracy",
+    "exact_model",
     "export_model",
     "finetune",
     "fold_batchnorm",

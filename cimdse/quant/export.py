@@ -22,11 +22,13 @@ from cimdse.quant.quantizers import act_range
 __all__ = [
     "Backend",
     "IntLayer",
+    "FLOAT32_EXACT",
     "act_integers",
     "export_model",
     "int_product",
     "layers_from_dicts",
     "layers_to_dicts",
+    "product_bound",
     "unfold_inputs",
 ]
 
@@ -93,13 +95,56 @@ class IntLayer:
         return cls(**d)
 
 
-def int_product(layer: IntLayer, x_int: torch.Tensor) -> torch.Tensor:
-    """The integer product as an integer-valued float64 convolution / matmul."""
-    w = layer.weight_tensor()
+#: float32 holds every integer of magnitude <= 2^24 exactly
+FLOAT32_EXACT = 2**24
+#: the activation digit of the two-slice float32 product: x_int = 16 * high + low
+_SLICE = 16
+
+
+def product_bound(layer: IntLayer, sliced: bool = False) -> int:
+    """The largest magnitude any partial sum of the layer's integer product can reach:
+    the largest column sum of ``|w_int|`` times the largest input magnitude (``sliced``:
+    that of one base-16 digit of the input, ``x_int = 16 * high + low``)."""
+    lo, hi = act_range(layer.a_bits, layer.signed)
+    x_max = max(-lo, hi)
+    if sliced:
+        x_max = max(_SLICE - 1, -(-x_max // _SLICE))
+    return int(layer.w_int.abs().sum(dim=0).max()) * x_max if layer.w_int.numel() else 0
+
+
+def _product(layer: IntLayer, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     if layer.kind == "linear":
-        return F.linear(x_int, w)
+        return F.linear(x, w)
     op = F.conv1d if layer.kind == "conv1d" else F.conv2d
-    return op(x_int, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+    return op(x, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+
+
+def int_product(layer: IntLayer, x_int: torch.Tensor) -> torch.Tensor:
+    """The integer product ``x_int @ w_int`` (a convolution for a conv), exact, as an
+    integer-valued float64 tensor, by the cheapest exact arithmetic on the device.
+
+    On the CPU the product runs in float32 when :func:`product_bound` proves every
+    partial sum an integer of magnitude <= 2^24 (then any summation order, FMA or
+    blocking gives the exact integer); else in two float32 products over the
+    activation's base-16 digits (``x_int = 16 * high + low``, recombined in float64)
+    when their bound proves them exact; else in float64 (exact below 2^53). Operands are
+    integers of magnitude <= 255, exact in bf16 and tf32 too, so a reduced-precision
+    float32 matmul setting changes nothing. NNPACK (Winograd / FFT convolutions, not
+    sums of products) is switched off for the float32 convolutions; elsewhere (CUDA,
+    whose cuDNN may choose Winograd or FFT) the product is float64 and rounded."""
+    if x_int.device.type != "cpu":
+        return torch.round(_product(layer, x_int.double(), layer.weight_tensor()))
+    w = layer.weight_tensor()
+    with torch.backends.nnpack.flags(enabled=False):
+        if product_bound(layer) <= FLOAT32_EXACT:
+            return _product(layer, x_int.float(), w.float()).double()
+        if product_bound(layer, sliced=True) <= FLOAT32_EXACT:
+            high = torch.floor(x_int / _SLICE)
+            low = x_int - _SLICE * high
+            w32 = w.float()
+            acc = _product(layer, high.float(), w32).double() * _SLICE
+            return acc + _product(layer, low.float(), w32).double()
+    return _product(layer, x_int.double(), w)
 
 
 def unfold_inputs(layer: IntLayer, x_int: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
@@ -135,7 +180,7 @@ def unfold_inputs(layer: IntLayer, x_int: torch.Tensor) -> tuple[torch.Tensor, C
 def act_integers(layer: IntLayer, x: torch.Tensor) -> torch.Tensor:
     """``clamp(round(x / s_x))`` in float64: the exact integer inputs of the layer."""
     lo, hi = act_range(layer.a_bits, layer.signed)
-    return torch.clamp(torch.round(x.double() / layer.s_x), lo, hi)
+    return torch.div(x.double(), layer.s_x).round_().clamp_(lo, hi)  # a new tensor, rounded in place
 
 
 def export_model(qmodel: nn.Module) -> dict[str, IntLayer]:

@@ -52,6 +52,7 @@ __all__ = [
     "hardware_aware",
     "integer_model",
     "predict",
+    "training_spec",
 ]
 
 
@@ -93,12 +94,19 @@ class CrossbarBackend:
         return fold(torch.cat(parts, dim=1))
 
 
+def training_spec(arch: ArchSpec | CrossbarSpec, nonideal: bool = True) -> CrossbarSpec:
+    """The crossbar hardware-aware QAT trains against: ``arch``'s, without its
+    non-idealities unless ``nonideal``."""
+    spec = arch.crossbar if isinstance(arch, ArchSpec) else arch
+    return spec if nonideal else spec.model_copy(update={"nonideal": type(spec.nonideal)()})
+
+
 class HardwareAwareForward:
     """The crossbar model's output of one quantized layer at its current weights and
     scales, for the forward pass of hardware-aware QAT (no gradient of its own)."""
 
     def __init__(self, spec: CrossbarSpec, index: int, nonideal: bool = True) -> None:
-        self.spec = spec if nonideal else spec.model_copy(update={"nonideal": type(spec.nonideal)()})
+        self.spec = training_spec(spec, nonideal)
         self.index = index
         self.steps = 0
 

@@ -71,7 +71,7 @@ class QuantLayer:
         x_int = act_integers(layer, x)
         acc = (self.backend or int_product)(layer, x_int)
         shape = (1, -1) + (1,) * (acc.dim() - 2) if layer.kind != "linear" else (-1,)
-        return acc * layer.out_scale().view(shape) + layer.bias.view(shape)
+        return acc.mul_(layer.out_scale().view(shape)).add_(layer.bias.view(shape))  # acc is the product's own
 
     @torch.no_grad()
     def export(self) -> IntLayer:

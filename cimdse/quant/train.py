@@ -8,7 +8,6 @@ epoch with an :class:`EpochMetrics`.
 
 from __future__ import annotations
 
-import math
 import time
 import weakref
 from collections.abc import Callable
@@ -17,19 +16,21 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from cimdse.arch import ArchSpec, CrossbarSpec
 from cimdse.data import Splits
 from cimdse.errors import CimdseError, first_line
 from cimdse.quant.apply import Policy, PreparedModel
-from cimdse.quant.hardware import hardware_aware, integer_model
+from cimdse.quant.exact import accuracy, exact_accuracy, exact_model
+from cimdse.quant.hardware import hardware_aware, training_spec
 
 __all__ = [
     "EpochMetrics",
     "PolicyEvaluator",
     "accuracy",
     "calibration_inputs",
+    "exact_accuracy",
     "evaluate_policy",
     "finetune",
     "pretrain",
@@ -72,21 +73,6 @@ def resolve_device(device: str | torch.device = "cpu") -> torch.device:
     return dev
 
 
-@torch.no_grad()
-def accuracy(model: nn.Module, dataset: TensorDataset, *, batch_size: int = 1024) -> float:
-    """Top-1 accuracy of ``model`` (put in eval mode) on ``dataset``; NaN when empty."""
-    x_all, y_all = dataset.tensors
-    if len(y_all) == 0:
-        return math.nan
-    model.eval()
-    dev = next((p.device for p in model.parameters()), torch.device("cpu"))
-    correct = 0
-    for i in range(0, len(y_all), batch_size):
-        out = model(x_all[i : i + batch_size].to(dev))
-        correct += int((out.argmax(dim=1).cpu() == y_all[i : i + batch_size]).sum())
-    return correct / len(y_all)
-
-
 def check_model_fits(model: nn.Module, splits: Splits, spec: str) -> None:
     """Fail early, with one clear message, when a model does not take the dataset's
     inputs or does not give one logit per class."""
@@ -122,8 +108,11 @@ def _train(
     weight_decay: float,
     device: str | torch.device,
     callback: Callback | None,
+    arch: CrossbarSpec | None = None,
 ) -> nn.Module:
-    """Adam with a cosine schedule; metrics after every epoch."""
+    """Adam with a cosine schedule; metrics after every epoch, on the exact model
+    (:func:`cimdse.quant.exact.exact_model`, on the crossbar model of ``arch`` when
+    given)."""
     dev = resolve_device(device)
     model.to(dev)
     torch.manual_seed(seed)
@@ -147,13 +136,14 @@ def _train(
             total += float(loss.detach()) * len(y)
             count += len(y)
         if callback is not None:
+            exact = exact_model(model, arch)
             callback(
                 EpochMetrics(
                     epoch,
                     phase,
                     total / max(count, 1),
-                    accuracy(model, splits.val),
-                    accuracy(model, splits.test),
+                    accuracy(exact, splits.val),
+                    accuracy(exact, splits.test),
                     float(sched.get_last_lr()[0]),
                     time.perf_counter() - t0,
                 )
@@ -198,12 +188,14 @@ def finetune(
     crossbar model of this arch (ADC rounding and saturation; with ``nonideal`` its
     conductance variation and read noise, re-drawn each step), the backward pass the
     fake-quant gradient (:func:`cimdse.quant.hardware.hardware_aware`); the epoch
-    metrics are then accuracies on that crossbar model."""
+    metrics are then accuracies on that crossbar model (the integer model run on it).
+    Without ``hardware`` the epoch metrics are the integer model's accuracies."""
     if hardware is None:
         return _train(qmodel, splits, epochs, seed, lr, "qat", batch_size, weight_decay, device, callback)
     hardware_aware(qmodel, hardware, nonideal=nonideal)
+    spec = training_spec(hardware, nonideal)
     try:
-        return _train(qmodel, splits, epochs, seed, lr, "hw-qat", batch_size, weight_decay, device, callback)
+        return _train(qmodel, splits, epochs, seed, lr, "hw-qat", batch_size, weight_decay, device, callback, spec)
     finally:
         hardware_aware(qmodel, None)
 
@@ -239,9 +231,7 @@ class PolicyEvaluator:
         qmodel = self.prepared.quantize(policy)
         if finetune_epochs > 0:
             finetune(qmodel, self.splits, finetune_epochs, self.seed if seed is None else seed)
-        if hardware is not None:
-            return accuracy(integer_model(qmodel, arch=hardware), self.splits.val)
-        return accuracy(qmodel, self.splits.val)
+        return exact_accuracy(qmodel, self.splits.val, hardware)
 
 
 _EVALUATORS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, PolicyEvaluator]] = weakref.WeakKeyDictionary()
@@ -261,8 +251,9 @@ def evaluate_policy(
     hardware: ArchSpec | CrossbarSpec | None = None,
 ) -> float:
     """Validation accuracy of ``float_model`` quantized at ``policy`` (calibrated on
-    training inputs, optionally fine-tuned for a few epochs; measured on the crossbar
-    model of ``hardware`` when given, else with fake quantization). Repeated calls on
+    training inputs, optionally fine-tuned for a few epochs; measured on the integer
+    model, :func:`cimdse.quant.exact.exact_accuracy`, run on the crossbar model of
+    ``hardware`` when given). Repeated calls on
     the same model and splits reuse the calibration; a changed model is re-calibrated.
     ``float_model`` itself is never modified."""
     key = _fingerprint(float_model, splits, seed)

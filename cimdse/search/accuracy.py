@@ -1,8 +1,9 @@
 """The accuracy evaluator a search uses: quantize the pre-trained float model at a
 policy (folded and calibrated once, scales cached per (layer, bits): see
 :class:`cimdse.quant.PolicyEvaluator`), optionally fine-tune a few epochs, and
-measure the validation split, with exact fake quantization or on an arch's crossbar
-model (hardware-accurate: ADC resolution and non-idealities included, slower).
+measure the validation split on the integer model (:mod:`cimdse.quant.exact`: what
+the crossbar computes with an ideal ADC, bit for bit) or on an arch's crossbar model
+(hardware-accurate: ADC resolution and non-idealities included, slower).
 
 Calibration alone is pessimistic at low bits (a few QAT epochs recover most of the
 loss), but a fine-tune costs ~30x a calibrated evaluation. ``finetune_within_pp``
@@ -22,8 +23,8 @@ from torch import nn
 
 from cimdse.arch import ArchSpec
 from cimdse.data import Splits
-from cimdse.quant.hardware import integer_model
-from cimdse.quant.train import QAT_EPOCHS, PolicyEvaluator, accuracy, finetune
+from cimdse.quant.exact import accuracy, exact_model
+from cimdse.quant.train import QAT_EPOCHS, PolicyEvaluator, finetune
 from cimdse.search.finals import FinalScores
 
 __all__ = ["QATAccuracy", "final_scores"]
@@ -32,8 +33,9 @@ __all__ = ["QATAccuracy", "final_scores"]
 class QATAccuracy:
     """Validation accuracy at a policy after ``finetune_epochs`` of QAT.
 
-    :param hardware: measure on this arch's crossbar model; None: fake quantization,
-        which does not depend on the arch, so one instance (and its cache) serves all.
+    :param hardware: measure on this arch's crossbar model; None: the integer model
+        (an ideal ADC), which does not depend on the arch, so one instance (and its
+        cache) serves all.
     :param finetune_within_pp: fine-tune only the policies whose calibration-only
         accuracy is at most this many pp below the calibration-only W8A8 one (the
         others report their calibration-only accuracy); None: fine-tune every policy.
@@ -87,8 +89,8 @@ def final_scores(
 ) -> list[FinalScores]:
     """Fine-tune ``policy`` (a full QAT from the float model), then score the model per
     target: on an arch's crossbar model (val and test, the model's own integer export
-    programmed into the arch's crossbars), or with fake quantization (None). The
-    fake-quant accuracies of the same model are in every entry.
+    programmed into the arch's crossbars), or on the integer model (None, an ideal
+    ADC). The integer model's accuracies (``fq_*``) are in every entry.
 
     One fake-quant fine-tune serves every target; with ``hardware_aware`` each arch
     target gets its own ADC-aware fine-tune instead (its crossbar model in the forward
@@ -99,7 +101,8 @@ def final_scores(
         qmodel = evaluator.policy_evaluator.prepared.quantize(np.asarray(policy))
         if epochs > 0:
             finetune(qmodel, splits, epochs, seed, hardware=hardware)
-        return qmodel, accuracy(qmodel, splits.val), accuracy(qmodel, splits.test)
+        exact = exact_model(qmodel)
+        return qmodel, accuracy(exact, splits.val), accuracy(exact, splits.test)
 
     shared = None
     out = []
@@ -112,6 +115,6 @@ def final_scores(
         if target is None:
             out.append(FinalScores(fq_val, fq_test, fq_val, fq_test))
         else:
-            hw = integer_model(qmodel, arch=target)
+            hw = exact_model(qmodel, target)
             out.append(FinalScores(accuracy(hw, splits.val), accuracy(hw, splits.test), fq_val, fq_test))
     return out

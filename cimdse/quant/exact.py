@@ -1,0 +1,78 @@
+"""Exact evaluation: the accuracy cimdse reports for a quantized model is its integer
+model's.
+
+Training steps run the float32 fake-quant forward (straight-through gradients), but
+its value is not the integer model's: float32 rounding of ``x / s_x`` or of a layer's
+sum can put a value on the other side of a quantization boundary, that activation
+code differs by one, and the difference spreads through the following layers (on a
+trained cnn1d at W8A8 a few codes in a thousand differ by the last conv; on DeiT-tiny
+an argmax changes). So every accuracy reported for a quantized model (the search's
+policy accuracies, ``train``'s epoch and final metrics, ``evaluate``) comes from here:
+the integer model (:func:`cimdse.quant.hardware.integer_model`), where each crossbar
+layer's input is requantized to integer codes in float64 (``clamp(round(x / s_x))``),
+the integer product is exact (:func:`cimdse.quant.export.int_product`: float32 where a
+bound proves every partial sum exact, which keeps it about as fast as fake quant), and
+the dequantization, bias and the digital ops between layers run in float64. With an
+ideal ADC the crossbar model gives the same logits bit for bit; with an arch, the
+crossbar model of that arch is evaluated instead. A model without quantized layers
+(float pre-training) is evaluated as it is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from cimdse.arch import ArchSpec, CrossbarSpec
+from cimdse.quant.apply import quant_layers
+from cimdse.quant.hardware import integer_model
+
+__all__ = ["accuracy", "exact_accuracy", "exact_model"]
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, dataset: TensorDataset, *, batch_size: int = 1024) -> float:
+    """Top-1 accuracy of ``model`` as it runs (put in eval mode) on ``dataset``; NaN
+    when empty. For a quantized model that is the fake-quant value: report
+    :func:`exact_accuracy` instead."""
+    x_all, y_all = dataset.tensors
+    if len(y_all) == 0:
+        return math.nan
+    model.eval()
+    dev = _device(model)
+    correct = 0
+    for i in range(0, len(y_all), batch_size):
+        out = model(x_all[i : i + batch_size].to(dev))
+        correct += int((out.argmax(dim=1).cpu() == y_all[i : i + batch_size]).sum())
+    return correct / len(y_all)
+
+
+def exact_model(
+    model: nn.Module, arch: ArchSpec | CrossbarSpec | None = None, *, device: str | torch.device | None = None
+) -> nn.Module:
+    """What a reported accuracy runs: the integer model of a quantized ``model`` (on
+    the crossbar model of ``arch`` when given), on ``device`` (default: the model's);
+    a model without quantized layers itself."""
+    if not quant_layers(model):
+        return model
+    return integer_model(model, arch=arch, device=device if device is not None else _device(model))
+
+
+def exact_accuracy(
+    model: nn.Module,
+    dataset: TensorDataset,
+    arch: ArchSpec | CrossbarSpec | None = None,
+    *,
+    batch_size: int = 1024,
+    device: str | torch.device | None = None,
+) -> float:
+    """Top-1 accuracy of the integer model of ``model`` (:func:`exact_model`) on
+    ``dataset``: the accuracy to report for a quantized model."""
+    return accuracy(exact_model(model, arch, device=device), dataset, batch_size=batch_size)
