@@ -10,6 +10,7 @@ with ``x_int = clamp(round(x / s_x))`` unsigned in [0, 2^a - 1] (or signed in
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ __all__ = [
     "IntLayer",
     "FLOAT32_EXACT",
     "act_integers",
+    "exact_product",
     "export_model",
     "int_product",
     "layers_from_dicts",
@@ -81,8 +83,21 @@ class IntLayer:
     def out_scale(self) -> torch.Tensor:
         return self.s_x * self.s_w
 
+    def dequantize(self, acc: torch.Tensor) -> torch.Tensor:
+        """The layer's output from its integer product ``acc`` (layer-shaped, float32 or
+        float64): ``s_x * s_w[n] * acc + bias[n]`` in float64. A float64 ``acc`` is
+        overwritten (it is the product's own buffer; a float32 one is converted, which is
+        faster than a mixed-type multiply)."""
+        shape = (1, -1) + (1,) * (acc.dim() - 2) if self.kind != "linear" else (-1,)
+        return acc.double().mul_(self.out_scale().view(shape)).add_(self.bias.view(shape))
+
+    @functools.cached_property
+    def _column_l1(self) -> int:
+        """The largest column sum of ``|w_int|`` (cached: the export is not changed)."""
+        return int(self.w_int.abs().sum(dim=0).max()) if self.w_int.numel() else 0
+
     def to_dict(self) -> dict:
-        d = dict(self.__dict__)
+        d = {key: getattr(self, key) for key in (f.name for f in dataclasses.fields(self))}
         d["w_int"] = self.w_int.to(torch.int8)
         return d
 
@@ -109,7 +124,7 @@ def product_bound(layer: IntLayer, sliced: bool = False) -> int:
     x_max = max(-lo, hi)
     if sliced:
         x_max = max(_SLICE - 1, -(-x_max // _SLICE))
-    return int(layer.w_int.abs().sum(dim=0).max()) * x_max if layer.w_int.numel() else 0
+    return layer._column_l1 * x_max
 
 
 def _product(layer: IntLayer, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -119,9 +134,10 @@ def _product(layer: IntLayer, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return op(x, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)
 
 
-def int_product(layer: IntLayer, x_int: torch.Tensor) -> torch.Tensor:
+def exact_product(layer: IntLayer, x_int: torch.Tensor) -> torch.Tensor:
     """The integer product ``x_int @ w_int`` (a convolution for a conv), exact, as an
-    integer-valued float64 tensor, by the cheapest exact arithmetic on the device.
+    integer-valued float32 or float64 tensor, by the cheapest exact arithmetic on the
+    device.
 
     On the CPU the product runs in float32 when :func:`product_bound` proves every
     partial sum an integer of magnitude <= 2^24 (then any summation order, FMA or
@@ -137,14 +153,20 @@ def int_product(layer: IntLayer, x_int: torch.Tensor) -> torch.Tensor:
     w = layer.weight_tensor()
     with torch.backends.nnpack.flags(enabled=False):
         if product_bound(layer) <= FLOAT32_EXACT:
-            return _product(layer, x_int.float(), w.float()).double()
+            return _product(layer, x_int.float(), w.float())
         if product_bound(layer, sliced=True) <= FLOAT32_EXACT:
             high = torch.floor(x_int / _SLICE)
             low = x_int - _SLICE * high
             w32 = w.float()
-            acc = _product(layer, high.float(), w32).double() * _SLICE
-            return acc + _product(layer, low.float(), w32).double()
+            acc = _product(layer, high.float(), w32).double().mul_(_SLICE)
+            return acc.add_(_product(layer, low.float(), w32))
     return _product(layer, x_int.double(), w)
+
+
+def int_product(layer: IntLayer, x_int: torch.Tensor) -> torch.Tensor:
+    """The exact integer product (:func:`exact_product`) as an integer-valued float64
+    tensor."""
+    return exact_product(layer, x_int).double()
 
 
 def unfold_inputs(layer: IntLayer, x_int: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:

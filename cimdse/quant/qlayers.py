@@ -12,8 +12,9 @@ Two forward paths:
 - exact (``exact`` True): the exported integer layer (:class:`IntLayer`) computes
   ``y = s_x * s_w[n] * (x_int @ w_int)[., n] + bias[n]`` in float64, where the
   integer product comes from ``backend`` (the crossbar model) or, by default, from
-  an integer-valued float64 convolution (exact: every sum stays below 2^53). Both
-  backends give the same integers with an ideal ADC, so the same predictions.
+  :func:`cimdse.quant.export.exact_product` (exact integers: float32 where a bound
+  proves it, else float64). Both give the same integers with an ideal ADC, so the
+  same logits, bit for bit.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cimdse.errors import CimdseError
-from cimdse.quant.export import Backend, IntLayer, act_integers, int_product
+from cimdse.quant.export import Backend, IntLayer, act_integers, exact_product
 from cimdse.quant.quantizers import ActQuantizer, WeightQuantizer, check_bits
 
 __all__ = ["QuantConv1d", "QuantConv2d", "QuantLayer", "QuantLinear", "quant_class", "to_quant"]
@@ -69,9 +70,7 @@ class QuantLayer:
     def forward_exact(self, x: torch.Tensor) -> torch.Tensor:
         layer = self.frozen if self.frozen is not None else self.export()
         x_int = act_integers(layer, x)
-        acc = (self.backend or int_product)(layer, x_int)
-        shape = (1, -1) + (1,) * (acc.dim() - 2) if layer.kind != "linear" else (-1,)
-        return acc.mul_(layer.out_scale().view(shape)).add_(layer.bias.view(shape))  # acc is the product's own
+        return layer.dequantize((self.backend or exact_product)(layer, x_int))
 
     @torch.no_grad()
     def export(self) -> IntLayer:
