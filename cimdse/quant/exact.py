@@ -30,7 +30,11 @@ from cimdse.arch import ArchSpec, CrossbarSpec
 from cimdse.quant.apply import quant_layers
 from cimdse.quant.hardware import integer_model
 
-__all__ = ["accuracy", "exact_accuracy", "exact_model"]
+__all__ = ["EVAL_BATCH", "accuracy", "exact_accuracy", "exact_model"]
+
+#: samples per evaluation batch: smaller batches keep the float64 activations of the
+#: integer model in cache (at 1,024 an evaluation of cnn1d or resnet20 took ~1.3x longer)
+EVAL_BATCH = 256
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -38,7 +42,7 @@ def _device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, dataset: TensorDataset, *, batch_size: int = 1024) -> float:
+def accuracy(model: nn.Module, dataset: TensorDataset, *, batch_size: int = EVAL_BATCH) -> float:
     """Top-1 accuracy of ``model`` as it runs (put in eval mode) on ``dataset``; NaN
     when empty. For a quantized model that is the fake-quant value: report
     :func:`exact_accuracy` instead."""
@@ -70,7 +74,7 @@ def exact_accuracy(
     dataset: TensorDataset,
     arch: ArchSpec | CrossbarSpec | None = None,
     *,
-    batch_size: int = 1024,
+    batch_size: int = EVAL_BATCH,
     device: str | torch.device | None = None,
 ) -> float:
     """Top-1 accuracy of the integer model of ``model`` (:func:`exact_model`) on
