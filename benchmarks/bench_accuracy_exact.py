@@ -14,9 +14,9 @@ quantized model, at the former batch of 1,024 and at the batch of 256 used now)
 against exact (``exact_accuracy``: integer model, its product in float32 where the
 bound proves it exact) and against the integer model with a float64 product (what the
 integer model cost before), and one search evaluation before (quantize at a policy,
-fake quant) and now (quantize, exact), best of ``--repeat`` after a warm-up, the
-variants interleaved, CPU time of this process (the machine is shared) with wall time
-beside it.
+fake quant) and now (quantize, exact on the quantized model in place, as the search
+does), best of ``--repeat`` after a warm-up, the variants interleaved, CPU time of
+this process (the machine is shared) with wall time beside it.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def cost(label: str, prepared: PreparedModel, policy, splits: Splits, repeat: in
             "exact": lambda: exact_accuracy(q, val),
             "f64": lambda: accuracy(exact_float64(q), val),
             "search_fq": lambda: accuracy(prepared.quantize(policy), val, batch_size=1024),
-            "search_exact": lambda: exact_accuracy(prepared.quantize(policy), val),
+            "search_exact": lambda: exact_accuracy(prepared.quantize(policy), val, in_place=True),
         },
         repeat,
     )

@@ -61,14 +61,20 @@ def accuracy(model: nn.Module, dataset: TensorDataset, *, batch_size: int = EVAL
 
 
 def exact_model(
-    model: nn.Module, arch: ArchSpec | CrossbarSpec | None = None, *, device: str | torch.device | None = None
+    model: nn.Module,
+    arch: ArchSpec | CrossbarSpec | None = None,
+    *,
+    device: str | torch.device | None = None,
+    in_place: bool = False,
 ) -> nn.Module:
     """What a reported accuracy runs: the integer model of a quantized ``model`` (on
     the crossbar model of ``arch`` when given), on ``device`` (default: the model's);
-    a model without quantized layers itself."""
+    a model without quantized layers itself. ``in_place``: made from ``model`` itself,
+    not a copy (for a model evaluated once: saves the copy)."""
     if not quant_layers(model):
         return model
-    return integer_model(model, arch=arch, device=device if device is not None else _device(model))
+    dev = device if device is not None else _device(model)
+    return integer_model(model, arch=arch, device=dev, in_place=in_place)
 
 
 def exact_accuracy(
@@ -78,7 +84,8 @@ def exact_accuracy(
     *,
     batch_size: int = EVAL_BATCH,
     device: str | torch.device | None = None,
+    in_place: bool = False,
 ) -> float:
     """Top-1 accuracy of the integer model of ``model`` (:func:`exact_model`) on
     ``dataset``: the accuracy to report for a quantized model."""
-    return accuracy(exact_model(model, arch, device=device), dataset, batch_size=batch_size)
+    return accuracy(exact_model(model, arch, device=device, in_place=in_place), dataset, batch_size=batch_size)

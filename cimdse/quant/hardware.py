@@ -154,14 +154,16 @@ def integer_model(
     *,
     backend: Backend = "torch",
     device: str | torch.device = "cpu",
+    in_place: bool = False,
 ) -> nn.Module:
     """A copy of ``qmodel`` that runs its crossbar layers exactly from the integer
     export ``layers`` (default: exported from ``qmodel``): on the crossbar model of
     ``arch`` when given (its ``backend``), else with exact integer arithmetic (the
-    fake-quant reference); everything on ``device``."""
+    integer model, :mod:`cimdse.quant.exact`); everything on ``device``. ``in_place``:
+    turn ``qmodel`` itself into it (no copy; for a model used once)."""
     layers = layers if layers is not None else export_model(qmodel)
     dev = torch.device(device)
-    model = copy.deepcopy(qmodel).to(dev).double().eval()
+    model = (qmodel if in_place else copy.deepcopy(qmodel)).to(dev).double().eval()
     spec = arch.crossbar if isinstance(arch, ArchSpec) else arch
     qls = quant_layers(model)
     missing = sorted(set(qls) - set(layers))

@@ -231,7 +231,7 @@ class PolicyEvaluator:
         qmodel = self.prepared.quantize(policy)
         if finetune_epochs > 0:
             finetune(qmodel, self.splits, finetune_epochs, self.seed if seed is None else seed)
-        return exact_accuracy(qmodel, self.splits.val, hardware)
+        return exact_accuracy(qmodel, self.splits.val, hardware, in_place=True)  # qmodel is this call's own
 
 
 _EVALUATORS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, PolicyEvaluator]] = weakref.WeakKeyDictionary()
