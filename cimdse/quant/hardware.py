@@ -7,9 +7,9 @@ at run time its input is re-quantized to ``x_int``, unfolded (im2col,
 ``torch.nn.functional.unfold``), multiplied by ``crossbar.mvm`` (ADC, slicing and
 non-idealities included), then dequantized and biased. Everything between crossbar
 layers (ReLU, pooling, residual adds, flatten, unfolded BN) is the model's own float
-code, run in float64. The same model without a crossbar backend is the exact
-fake-quant reference: with an ideal ADC both give the same integers, hence the same
-predictions, sample for sample.
+code, run in float64. The same model without a crossbar backend is the integer
+model (:mod:`cimdse.quant.exact`, what every reported accuracy runs): with an ideal
+ADC both give the same integers, hence the same logits, bit for bit.
 
 Non-idealities are seeded per layer: the i-th quantized layer in module order uses
 ``nonideal.seed + i``, so the layers' variations are independent and reproducible.
@@ -192,8 +192,8 @@ def predict(
 
 @dataclass(frozen=True)
 class HardwareResult:
-    """Accuracies of the exact fake-quant model and of the crossbar model, and how
-    often their predictions agree."""
+    """Accuracies of the integer model (mode ``fake_quant``) and of the crossbar
+    model, and how often their predictions agree."""
 
     fake_quant: float
     hardware: float | None
@@ -214,7 +214,7 @@ def evaluate_hardware(
     backend: Backend = "torch",
     device: str | torch.device = "cpu",
 ) -> HardwareResult:
-    """Run ``dataset`` through the exact fake-quant model and, when ``arch`` is given,
+    """Run ``dataset`` through the integer model and, when ``arch`` is given,
     through the crossbar model (``backend``, on ``device``). ``callback(mode, samples
     done)`` reports progress."""
     labels = dataset.tensors[1].numpy()
