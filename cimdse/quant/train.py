@@ -23,6 +23,7 @@ from cimdse.arch import ArchSpec, CrossbarSpec
 from cimdse.data import Splits
 from cimdse.errors import CimdseError, first_line
 from cimdse.quant.apply import Policy, PreparedModel
+from cimdse.quant.defaults import PRETRAIN_EPOCHS, QAT_EPOCHS
 from cimdse.quant.hardware import hardware_aware, integer_model
 
 __all__ = [
@@ -37,8 +38,6 @@ __all__ = [
     "resolve_device",
 ]
 
-PRETRAIN_EPOCHS = 40
-QAT_EPOCHS = 15
 CALIB_SAMPLES = 256
 
 
