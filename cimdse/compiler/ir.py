@@ -8,8 +8,10 @@ concat, activations, unfolded normalization) that run beside the crossbars.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,8 @@ class Network:
 
     def layers_frame(self) -> pd.DataFrame:
         """The IR as a table (``cimdse layers``), shapes written as ``AxBxC``."""
+        import pandas as pd  # here: tracing and costing need no pandas
+
         cols = [
             "name",
             "kind",
@@ -145,6 +149,8 @@ class Network:
         return sum(op.macs for op in self.digital_ops)
 
     def digital_frame(self) -> pd.DataFrame:
+        import pandas as pd  # here: tracing and costing need no pandas
+
         cols = ["name", "kind", "category", "elements", "out_shape", "module", "layer"]
         rows = [{**asdict(op), "out_shape": "x".join(str(v) for v in op.out_shape)} for op in self.digital_ops]
         return pd.DataFrame([{c: r[c] for c in cols} for r in rows], columns=cols)
@@ -152,6 +158,8 @@ class Network:
     def all_frame(self) -> pd.DataFrame:
         """Crossbar layers and digital ops in execution order, with the unit each runs on
         (``cimdse layers --all``): ``ops`` is MACs for a crossbar layer, the op count else."""
+        import pandas as pd  # here: tracing and costing need no pandas
+
         cols = ["name", "kind", "unit", "K", "N", "V", "groups", "params", "macs", "ops", "category", "module"]
         after: dict[str, list[DigitalOp]] = {}
         for op in self.digital_ops:
