@@ -156,3 +156,22 @@ def test_cli_choices_match_their_owners():
     sub = build_parser("compile")._subparsers._group_actions[0]
     matmul = next(a for a in sub.choices["compile"]._actions if a.dest == "matmul")
     assert isinstance(matmul, argparse.Action) and tuple(matmul.choices) == MATMUL_UNITS
+
+
+def test_cli_layers_of_a_zoo_network_imports_only_torch():
+    """``cimdse layers --model lenet`` costs torch's import and little else: no pandas (the
+    CSV is written by the csv module), no sympy or dynamo (a small network runs on zeros
+    on the CPU instead of through the meta kernels, whose first use imports both)."""
+    import subprocess
+    import sys
+
+    code = """
+import contextlib, io, sys
+from cimdse.cli import main
+with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()):
+    assert main(["layers", "--model", "lenet"]) == 0
+assert out.getvalue().startswith("name,kind,K,N,V"), out.getvalue()
+loaded = [m for m in ("pandas", "sympy", "torch._dynamo") if m in sys.modules]
+assert not loaded, loaded
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)

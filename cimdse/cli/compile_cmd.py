@@ -56,9 +56,13 @@ def _network(args: argparse.Namespace) -> Network:
 
 
 def _layers(args: argparse.Namespace) -> int:
+    import csv
+
     net = _network(args)
-    df = net.all_frame() if args.all else net.digital_frame() if args.digital else net.layers_frame()
-    df.to_csv(sys.stdout, index=False)
+    cols, rows = net.all_table() if args.all else net.digital_table() if args.digital else net.layers_table()
+    writer = csv.DictWriter(sys.stdout, cols, lineterminator="\n")  # as pandas writes it, without pandas
+    writer.writeheader()
+    writer.writerows(rows)
     print(
         f"# {len(net.layers)} crossbar layers ({net.crossbar_macs:,} MACs), {len(net.digital_ops)} digital ops "
         f"({net.matmul_macs:,} MACs in activation x activation matmuls)",
