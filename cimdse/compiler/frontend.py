@@ -408,7 +408,8 @@ def _propagate_shapes(gm: fx.GraphModule, model: nn.Module, shape: tuple[int, ..
         else:
             device = tensors[0].device if tensors else torch.device("cpu")
             if _runs_for_real(model, shape):
-                with torch.no_grad():
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # about kernels chosen for a run whose values are unused
                     _ShapeRecorder(gm).run(torch.zeros((1, *shape), device=device))
                 return
             from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorMode
