@@ -1,9 +1,13 @@
 """Front end: a ``torch.nn.Module`` plus an input shape -> :class:`Network`.
 
-The model is put in eval mode and traced with ``torch.fx.symbolic_trace``; its shapes
-are propagated without computing anything: on the meta device when the model's
-weights are there (the CLI builds zoo models on meta), else under a FakeTensorMode.
-Every graph node is then one of:
+The model is put in eval mode and traced with ``torch.fx.symbolic_trace``, or, when that
+fails on Python code that reads sizes (``math.ceil(H / p)``, ``if new_h != H``), with a
+second fx trace whose proxies carry meta tensors and so answer size questions for the
+given input shape (the graph is specialized to it; same graph level, one lowering). A
+recurrent layer, encoder or attention module given as the whole model is called from a
+wrapper, its first sample axis the sequence. Shapes are propagated on the meta device
+when the model's weights are there (the CLI builds large models on meta), by a run on
+zeros for a small model, else under a FakeTensorMode. Every graph node is then one of:
 
 - a crossbar layer: Conv1d/Conv2d/Linear modules; ``F.linear``/``F.conv1d``/``F.conv2d``,
   ``@``/``matmul``/``einsum`` with one operand that does not depend on the input (a
