@@ -122,7 +122,39 @@ DATA_MOVEMENT = {
     "Tensor.permute": lambda y: y.permute(0, 2, 1),
     "Tensor.transpose": lambda y: y.transpose(1, 2),
     "Tensor.getitem": lambda y: y[:, 1:4, ::2],
+    "torch.positive": lambda y: torch.positive(y),
+    "Tensor.conj": lambda y: y.conj(),
+    "Tensor.resolve_neg": lambda y: y.resolve_neg(),
 }
+
+
+def _aten_view_ops() -> set[str]:
+    """Every public ATen op whose result aliases its first argument (a view), by name."""
+    names = set()
+    for schema in torch._C._jit_get_all_schemas():
+        if not schema.name.startswith("aten::") or not schema.returns or not schema.arguments:
+            continue
+        arg, out = schema.arguments[0].alias_info, schema.returns[0].alias_info
+        if arg is not None and out is not None and not arg.is_write and not out.is_write:
+            names.add(schema.name.removeprefix("aten::"))
+    return {n for n in names if not n.startswith("_") and (hasattr(torch, n) or hasattr(torch.Tensor, n))}
+
+
+#: views that are not data movement of a dense real tensor: sparse and complex accessors,
+#: device moves (free as conversions), ``mT``/``mH`` (attributes: free as ``getattr``)
+_NOT_DENSE_MOVES = {
+    "ccol_indices", "col_indices", "crow_indices", "row_indices", "indices", "values", "coalesce", "real", "imag",
+    "view_as_real", "view_as_complex", "as_tensor", "cpu", "cuda", "to", "pin_memory", "mT", "mH", "slice_inverse",
+}  # fmt: skip
+
+
+def test_every_view_op_of_torch_is_listed_as_data_movement():
+    """Read from torch's own operator schemas, so an op added to torch shows up here."""
+    from cimdse.compiler.frontend import DATA_MOVEMENT
+
+    views = _aten_view_ops()
+    assert {"swapaxes", "movedim", "unflatten", "narrow", "select", "expand", "split", "unbind"} <= views
+    assert sorted(views - _NOT_DENSE_MOVES - set(DATA_MOVEMENT)) == []
 
 
 class _Moves(nn.Module):

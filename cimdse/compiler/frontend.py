@@ -152,6 +152,7 @@ DATA_MOVEMENT = (
     "dsplit", "unbind", "expand", "expand_as", "broadcast_to", "repeat", "tile", "repeat_interleave", "roll",
     "flip", "fliplr", "flipud", "rot90", "unfold", "atleast_1d", "atleast_2d", "atleast_3d", "contiguous",
     "clone", "detach", "squeeze_", "unsqueeze_", "transpose_", "t_", "swapaxes_", "swapdims_", "detach_",
+    "positive", "conj", "resolve_conj", "resolve_neg",  # identities on real tensors
 )  # fmt: skip
 _FREE_TARGETS = {
     *(f for f in (getattr(torch, name, None) for name in DATA_MOVEMENT) if callable(f)), *DATA_MOVEMENT,
