@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from reference_models import PUBLISHED_GMACS, REFERENCE, LSTMLanguageModel  # noqa: E402
 
 from cimdse import arch, models  # noqa: E402
-from cimdse.compiler import compile_network, trace  # noqa: E402
+from cimdse.compiler import compile_network, policy_tables, trace  # noqa: E402
 from cimdse.compiler.tables import digital_frame  # noqa: E402
 from cimdse.policy import uniform_policy  # noqa: E402
 
@@ -61,7 +61,7 @@ def compile_cmd(model: str, *extra: str) -> list[str]:
 
 def shares(cn, bits: int) -> str:  # noqa: ANN001
     pol = uniform_policy(bits, bits, cn.n_layers)
-    layers, summary = cn.report(pol)
+    layers, summary = policy_tables(cn, pol)
     d = digital_frame(cn, pol)
     parts = {"crossbar layers": layers["latency_share"].sum()}
     for (unit, cat), share in d.groupby(["unit", "category"])["latency_share"].sum().items():
@@ -123,7 +123,7 @@ def main() -> None:
     t2 = time.perf_counter()
     cn = compile_network(vit, arch.load("isaac"))
     t3 = time.perf_counter()
-    cn.report(uniform_policy(8, 8, cn.n_layers))
+    policy_tables(cn, uniform_policy(8, 8, cn.n_layers))
     t4 = time.perf_counter()
     print(f"- in process (imports done, first trace in the process): build on meta {t1 - t0:.2f} s, "
           f"trace {t2 - t1:.2f} s, map {t3 - t2:.3f} s, report {t4 - t3:.3f} s")  # fmt: skip

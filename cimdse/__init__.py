@@ -20,11 +20,17 @@ The public API, lowest layer first (data flows arch -> compiler -> costs -> sear
 Submodules are imported on use, so ``import cimdse`` stays cheap.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("cimdse")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
-
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> str:
+    """``__version__`` is read from the installed metadata on first use (importlib.metadata
+    costs tens of ms, which ``cimdse --help`` should not pay)."""
+    if name != "__version__":
+        raise AttributeError(f"module 'cimdse' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cimdse")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cimdse.costs import CONSTANTS
+from cimdse.constants import CONSTANTS
 from cimdse.errors import CimdseError
 from cimdse.files import read_yaml, write_text
 
@@ -93,7 +93,7 @@ class CrossbarSpec(_Strict):
     count_sign_bit: bool = Field(False, description="cells per weight counted as ceil(b / c), as CIM-AQ's tables do")
     timing: Timing = Timing()
     nonideal: Nonideal = Nonideal()
-    costs: dict[str, float] = Field(default_factory=dict, description="overrides of cimdse.costs.CONSTANTS")
+    costs: dict[str, float] = Field(default_factory=dict, description="overrides of cimdse.constants.CONSTANTS")
 
     @model_validator(mode="before")
     @classmethod
@@ -121,7 +121,7 @@ class CrossbarSpec(_Strict):
     @field_validator("costs")
     @classmethod
     def _known_costs(cls, v: dict[str, float]) -> dict[str, float]:
-        """Every key names a constant of ``cimdse.costs.CONSTANTS``; every value is a
+        """Every key names a constant of ``cimdse.constants.CONSTANTS``; every value is a
         finite number > 0 (a zero rate is a division by zero, a negative power a negative
         energy), or >= 0 for the constants whose 0 means "not counted" (``zero_ok``)."""
         unknown = sorted(set(v) - set(CONSTANTS))

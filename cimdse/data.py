@@ -34,12 +34,14 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch.utils.data import TensorDataset
 
 from cimdse.errors import CimdseError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch.utils.data import TensorDataset
 
 __all__ = ["DATASETS", "EMBEDDED", "Splits", "load_dataset", "make_splits", "stratified_split"]
 
@@ -68,9 +70,10 @@ def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0) -
     base, _, options = name.partition(":")
     key = base.lower().replace("-", "").replace("_", "")
     if key == "mnist1d":
-        from cimdse.data_mnist1d import load_mnist1d
+        from cimdse.data_mnist1d import CLASSES, mnist1d_arrays
 
-        return load_mnist1d(options, seed)
+        canonical, x, y, fractions = mnist1d_arrays(options)
+        return make_splits(canonical, x, y, stratified_split(y, fractions, seed), CLASSES)
     if options:
         raise CimdseError(f"dataset {name!r}: only mnist1d takes options after ':'")
     if key == "digits":
@@ -106,6 +109,9 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int
 
 
 def _tensors(x: np.ndarray, y: np.ndarray) -> TensorDataset:
+    import torch  # here, so the dataset names (the CLI's help) come without torch
+    from torch.utils.data import TensorDataset
+
     return TensorDataset(torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32), torch.as_tensor(y).long())
 
 

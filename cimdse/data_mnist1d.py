@@ -15,7 +15,7 @@ test splits are large enough to resolve the search's accuracy bound (the default
 The name's options: ``mnist1d:train=N,val=N,test=N,seed=S`` (defaults
 :data:`DEFAULTS`). ``train + val + test`` signals (rounded up to a multiple of 10,
 the package draws the same count per class) are generated with seed ``S``, then
-split per class (``cimdse.data.stratified_split`` with the split seed). The
+split per class by :mod:`cimdse.data` (``stratified_split`` with the split seed). The
 generated arrays are cached as ``mnist1d-<n>-s<S>.npz`` in ``$XDG_CACHE_HOME/cimdse``
 (default ``~/.cache/cimdse``; ``CIMDSE_CACHE`` overrides the folder), written
 atomically; the generator seeds numpy's global RNG, whose state is restored after.
@@ -29,11 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cimdse.data import Splits, make_splits, stratified_split
 from cimdse.errors import CimdseError
 from cimdse.files import atomic_write
 
-__all__ = ["DEFAULTS", "cache_dir", "generate", "load_mnist1d", "parse_options"]
+__all__ = ["CLASSES", "DEFAULTS", "cache_dir", "generate", "mnist1d_arrays", "parse_options"]
 
 DEFAULTS = {"train": 10_000, "val": 2_000, "test": 4_000, "seed": 0}
 SIGNAL_LENGTH = 40  # the package's final_seq_length
@@ -109,13 +108,13 @@ def _cached(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def load_mnist1d(options: str = "", split_seed: int = 0) -> Splits:
-    """MNIST-1D splits [N, 1, 40] with the sizes in ``options`` (see the module doc)."""
+def mnist1d_arrays(options: str = "") -> tuple[str, np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """The dataset's canonical name, signals [N, 1, 40], labels [N] and the train/val/test
+    fractions asked for in ``options`` (see the module doc); :mod:`cimdse.data` splits them."""
     opts = parse_options(options)
     sizes = (opts["train"], opts["val"], opts["test"])
     total = sum(sizes)
     n = -(-total // CLASSES) * CLASSES
     x, y = _cached(n, opts["seed"])
-    fractions = tuple(s / total for s in sizes)
-    idx = stratified_split(y, fractions, split_seed)
-    return make_splits(canonical_name(opts), x[:, None, :], y, idx, CLASSES)
+    fractions = (sizes[0] / total, sizes[1] / total, sizes[2] / total)
+    return canonical_name(opts), x[:, None, :], y, fractions

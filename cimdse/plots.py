@@ -27,6 +27,7 @@ import pandas as pd
 
 from cimdse.errors import CimdseError, first_line
 from cimdse.files import atomic_write, output_dir
+from cimdse.pareto import non_dominated
 from cimdse.policy import parse_policy_text, read_policy
 
 SWEEP_FILES = ("sweep.csv",)
@@ -369,8 +370,6 @@ def search_section(folder: Path, out: Path) -> tuple[str, list[Path]]:
 
 def _fronts_plot(hist: pd.DataFrame, out: Path) -> Path:
     """Per arch, each method's own non-dominated points as a staircase."""
-    from cimdse.search.fronts import non_dominated
-
     archs = list(dict.fromkeys(hist["arch"])) if "arch" in hist.columns else [None]
     fig = _figure(5.5 * len(archs), 4.0)
     axes = np.atleast_1d(fig.subplots(1, len(archs)))

@@ -12,6 +12,8 @@ MACs; its docs table rounds them to 0.39, 4.46, 17.56 and 4.49).
 
 from __future__ import annotations
 
+import math
+from collections import OrderedDict
 from functools import partial
 
 import torch
@@ -458,6 +460,343 @@ class LSTMLanguageModel(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(self.drop(self.encoder(tokens.long())))
         return self.decoder(self.drop(out))
+
+
+# ---------------------------------------------------------------- MaxViT-T (torchvision)
+def _conv_out(size: tuple[int, int], kernel: int = 3, stride: int = 2, padding: int = 1) -> tuple[int, int]:
+    return tuple((d - kernel + 2 * padding) // stride + 1 for d in size)  # type: ignore[return-value]
+
+
+def _relative_position_index(height: int, width: int) -> torch.Tensor:
+    coords = torch.stack(torch.meshgrid([torch.arange(height), torch.arange(width)], indexing="ij"))
+    flat = torch.flatten(coords, 1)
+    rel = (flat[:, :, None] - flat[:, None, :]).permute(1, 2, 0).contiguous()
+    rel[:, :, 0] += height - 1
+    rel[:, :, 1] += width - 1
+    rel[:, :, 0] *= 2 * width - 1
+    return rel.sum(-1)
+
+
+class MaxVitMBConv(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, sd_prob: float) -> None:
+        super().__init__()
+        norm = partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01)
+        if stride != 1 or cin != cout:
+            proj: list[nn.Module] = [nn.Conv2d(cin, cout, 1, 1, bias=True)]
+            if stride == 2:
+                proj = [nn.AvgPool2d(3, stride, 1), *proj]
+            self.proj: nn.Module = nn.Sequential(*proj)
+        else:
+            self.proj = nn.Identity()
+        mid, sqz = cout * 4, int(cout * 0.25)
+        self.stochastic_depth = StochasticDepth(sd_prob, "row") if sd_prob else nn.Identity()
+        self.layers = nn.Sequential(OrderedDict(
+            pre_norm=norm(cin),
+            conv_a=Conv2dNormActivation(cin, mid, 1, 1, 0, norm_layer=norm, activation_layer=nn.GELU),
+            conv_b=Conv2dNormActivation(mid, mid, 3, stride, 1, groups=mid, norm_layer=norm, activation_layer=nn.GELU),
+            squeeze_excitation=SqueezeExcitation(mid, sqz, activation=nn.SiLU),
+            conv_c=nn.Conv2d(mid, cout, 1, bias=True),
+        ))  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x) + self.stochastic_depth(self.layers(x))
+
+
+class RelativePositionalMultiHeadAttention(nn.Module):
+    def __init__(self, feat_dim: int, head_dim: int, max_seq_len: int) -> None:
+        super().__init__()
+        self.n_heads, self.head_dim = feat_dim // head_dim, head_dim
+        self.size, self.max_seq_len = int(math.sqrt(max_seq_len)), max_seq_len
+        self.to_qkv = nn.Linear(feat_dim, self.n_heads * head_dim * 3)
+        self.scale_factor = feat_dim**-0.5
+        self.merge = nn.Linear(head_dim * self.n_heads, feat_dim)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * self.size - 1) ** 2, self.n_heads))
+        self.register_buffer("relative_position_index", _relative_position_index(self.size, self.size))
+
+    def get_relative_positional_bias(self) -> torch.Tensor:
+        bias_index = self.relative_position_index.view(-1)
+        bias = self.relative_position_bias_table[bias_index].view(self.max_seq_len, self.max_seq_len, -1)
+        return bias.permute(2, 0, 1).contiguous().unsqueeze(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, G, P, D = x.shape
+        H, DH = self.n_heads, self.head_dim
+        q, k, v = torch.chunk(self.to_qkv(x), 3, dim=-1)
+        q = q.reshape(B, G, P, H, DH).permute(0, 1, 3, 2, 4)
+        k = k.reshape(B, G, P, H, DH).permute(0, 1, 3, 2, 4)
+        v = v.reshape(B, G, P, H, DH).permute(0, 1, 3, 2, 4)
+        k = k * self.scale_factor
+        dot_prod = torch.einsum("B G H I D, B G H J D -> B G H I J", q, k)
+        dot_prod = F.softmax(dot_prod + self.get_relative_positional_bias(), dim=-1)
+        out = torch.einsum("B G H I J, B G H J D -> B G H I D", dot_prod, v)
+        return self.merge(out.permute(0, 1, 3, 2, 4).reshape(B, G, P, D))
+
+
+class SwapAxes(nn.Module):
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__()
+        self.a, self.b = a, b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.swapaxes(x, self.a, self.b)
+
+
+class WindowPartition(nn.Module):
+    def forward(self, x: torch.Tensor, p: int) -> torch.Tensor:
+        B, C, H, W = x.shape
+        x = x.reshape(B, C, H // p, p, W // p, p).permute(0, 2, 4, 3, 5, 1)
+        return x.reshape(B, (H // p) * (W // p), p * p, C)
+
+
+class WindowDepartition(nn.Module):
+    def forward(self, x: torch.Tensor, p: int, h_partitions: int, w_partitions: int) -> torch.Tensor:
+        B, G, PP, C = x.shape
+        x = x.reshape(B, h_partitions, w_partitions, p, p, C).permute(0, 5, 1, 3, 2, 4)
+        return x.reshape(B, C, h_partitions * p, w_partitions * p)
+
+
+class PartitionAttentionLayer(nn.Module):
+    def __init__(self, dim: int, head_dim: int, partition_size: int, partition_type: str,
+                 grid_size: tuple[int, int], sd_prob: float) -> None:  # fmt: skip
+        super().__init__()
+        self.n_partitions, self.grid_size = grid_size[0] // partition_size, grid_size
+        if partition_type == "window":
+            self.p, self.g = partition_size, self.n_partitions
+        else:
+            self.p, self.g = self.n_partitions, partition_size
+        self.partition_op, self.departition_op = WindowPartition(), WindowDepartition()
+        self.partition_swap = SwapAxes(-2, -3) if partition_type == "grid" else nn.Identity()
+        self.departition_swap = SwapAxes(-2, -3) if partition_type == "grid" else nn.Identity()
+        self.attn_layer = nn.Sequential(
+            nn.LayerNorm(dim), RelativePositionalMultiHeadAttention(dim, head_dim, partition_size**2), nn.Dropout(0.0)
+        )
+        self.mlp_layer = nn.Sequential(
+            nn.LayerNorm(dim), nn.Linear(dim, dim * 4), nn.GELU(), nn.Linear(dim * 4, dim), nn.Dropout(0.0)
+        )
+        self.stochastic_dropout = StochasticDepth(sd_prob, "row")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gh, gw = self.grid_size[0] // self.p, self.grid_size[1] // self.p
+        torch._assert(self.grid_size[0] % self.p == 0 and self.grid_size[1] % self.p == 0, "grid % partition")
+        x = self.partition_swap(self.partition_op(x, self.p))
+        x = x + self.stochastic_dropout(self.attn_layer(x))
+        x = x + self.stochastic_dropout(self.mlp_layer(x))
+        return self.departition_op(self.departition_swap(x), self.p, gh, gw)
+
+
+class MaxVitLayer(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, head_dim: int, partition_size: int,
+                 grid_size: tuple[int, int], sd_prob: float) -> None:  # fmt: skip
+        super().__init__()
+        self.layers = nn.Sequential(OrderedDict(
+            MBconv=MaxVitMBConv(cin, cout, stride, sd_prob),
+            window_attention=PartitionAttentionLayer(cout, head_dim, partition_size, "window", grid_size, sd_prob),
+            grid_attention=PartitionAttentionLayer(cout, head_dim, partition_size, "grid", grid_size, sd_prob),
+        ))  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class MaxVitBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, head_dim: int, partition_size: int, input_grid: tuple[int, int],
+                 sd_probs: list[float]) -> None:  # fmt: skip
+        super().__init__()
+        self.grid_size = _conv_out(input_grid)
+        self.layers = nn.ModuleList(
+            MaxVitLayer(cin if i == 0 else cout, cout, 2 if i == 0 else 1, head_dim, partition_size, self.grid_size, p)
+            for i, p in enumerate(sd_probs)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class MaxVit(nn.Module):
+    """torchvision 0.20's ``MaxVit`` (``maxvit_t``: stem 64, blocks 64/128/256/512 x 2/2/5/2, heads of 32,
+    7 x 7 partitions), as written there: window and grid attention swap axes with ``torch.swapaxes``."""
+
+    def __init__(self, input_size: tuple[int, int] = (224, 224), stem: int = 64,
+                 channels: tuple[int, ...] = (64, 128, 256, 512), depths: tuple[int, ...] = (2, 2, 5, 2),
+                 head_dim: int = 32, partition_size: int = 7, sd_prob: float = 0.2,
+                 num_classes: int = 1000) -> None:  # fmt: skip
+        super().__init__()
+        norm = partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01)
+        self.stem = nn.Sequential(
+            Conv2dNormActivation(3, stem, 3, 2, norm_layer=norm, activation_layer=nn.GELU, bias=False),
+            Conv2dNormActivation(stem, stem, 3, 1, norm_layer=None, activation_layer=None, bias=True),
+        )
+        grid = _conv_out(input_size)
+        total = sum(depths)
+        probs = [sd_prob * i / (total - 1) for i in range(total)]
+        self.blocks = nn.ModuleList()
+        for cin, cout, n in zip((stem, *channels[:-1]), channels, depths, strict=True):
+            start = sum(len(b.layers) for b in self.blocks)
+            self.blocks.append(MaxVitBlock(cin, cout, head_dim, partition_size, grid, probs[start : start + n]))
+            grid = self.blocks[-1].grid_size
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LayerNorm(channels[-1]), nn.Linear(channels[-1], channels[-1]),
+            nn.Tanh(), nn.Linear(channels[-1], num_classes, bias=False),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.classifier(x)
+
+
+def maxvit_t(num_classes: int = 1000) -> nn.Module:
+    return MaxVit(num_classes=num_classes)
+
+
+# ---------------------------------------------------------------- MobileViT-S (timm)
+def _make_divisible(v: float, divisor: int = 8) -> int:
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+class ConvNormAct(nn.Sequential):
+    """timm's ``ConvNormAct`` (conv, BatchNormAct2d = BN + activation), SiLU in MobileViT."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1,
+                 act: bool = True) -> None:  # fmt: skip
+        super().__init__(OrderedDict(
+            conv=nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+            bn=nn.BatchNorm2d(cout), act=nn.SiLU(inplace=True) if act else nn.Identity(),
+        ))  # fmt: skip
+
+
+class InvertedResidual(nn.Module):
+    """timm's ``BottleneckBlock`` with ``bottle_in=True, linear_out=True`` and depthwise groups (MobileViT's
+    'inverted residual'); no shortcut when the shape changes (``downsample=''``)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, ratio: float = 4.0) -> None:
+        super().__init__()
+        mid = _make_divisible(cin * ratio)
+        self.shortcut = nn.Identity() if cin == cout and stride == 1 else None
+        self.conv1_1x1 = ConvNormAct(cin, mid, 1)
+        self.conv2_kxk = ConvNormAct(mid, mid, 3, stride, groups=mid)
+        self.conv2b_kxk, self.attn = nn.Identity(), nn.Identity()
+        self.conv3_1x1 = ConvNormAct(mid, cout, 1, act=False)
+        self.attn_last, self.drop_path, self.act = nn.Identity(), nn.Identity(), nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.conv3_1x1(self.attn(self.conv2b_kxk(self.conv2_kxk(self.conv1_1x1(x)))))
+        x = self.drop_path(self.attn_last(x))
+        if self.shortcut is not None:
+            x = x + self.shortcut(shortcut)
+        return self.act(x)
+
+
+class TimmAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.fused_attn = True
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.q_norm, self.k_norm = nn.Identity(), nn.Identity()
+        self.attn_drop, self.proj, self.proj_drop = nn.Dropout(0.0), nn.Linear(dim, dim), nn.Dropout(0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)
+        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, N, C)))
+
+
+class TimmBlock(nn.Module):
+    """timm's ``vision_transformer.Block`` (pre-norm attention and MLP, SiLU in MobileViT)."""
+
+    def __init__(self, dim: int, num_heads: int = 4, mlp_ratio: float = 2.0) -> None:
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(dim), TimmAttention(dim, num_heads)
+        self.ls1, self.drop_path1 = nn.Identity(), nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(OrderedDict(
+            fc1=nn.Linear(dim, hidden), act=nn.SiLU(), drop1=nn.Dropout(0.0), norm=nn.Identity(),
+            fc2=nn.Linear(hidden, dim), drop2=nn.Dropout(0.0),
+        ))  # fmt: skip
+        self.ls2, self.drop_path2 = nn.Identity(), nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x))))
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+
+
+class MobileVitBlock(nn.Module):
+    """timm's ``MobileVitBlock``: local conv, unfold into patches, transformer, fold, fuse. Its
+    ``forward`` branches on the feature map's size (``math.ceil``, ``if new_h != H``), which
+    torch.fx cannot trace symbolically."""
+
+    def __init__(self, chs: int, transformer_dim: int, depth: int, patch_size: int = 2) -> None:
+        super().__init__()
+        self.conv_kxk = ConvNormAct(chs, chs, 3)
+        self.conv_1x1 = nn.Conv2d(chs, transformer_dim, 1, bias=False)
+        self.transformer = nn.Sequential(*[TimmBlock(transformer_dim) for _ in range(depth)])
+        self.norm = nn.LayerNorm(transformer_dim)
+        self.conv_proj = ConvNormAct(transformer_dim, chs, 1)
+        self.conv_fusion = ConvNormAct(2 * chs, chs, 3)
+        self.patch_size = (patch_size, patch_size)
+        self.patch_area = patch_size * patch_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.conv_1x1(self.conv_kxk(x))
+        patch_h, patch_w = self.patch_size
+        B, C, H, W = x.shape
+        new_h, new_w = math.ceil(H / patch_h) * patch_h, math.ceil(W / patch_w) * patch_w
+        num_patch_h, num_patch_w = new_h // patch_h, new_w // patch_w
+        num_patches = num_patch_h * num_patch_w
+        interpolate = False
+        if new_h != H or new_w != W:
+            x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
+            interpolate = True
+        x = x.reshape(B * C * num_patch_h, patch_h, num_patch_w, patch_w).transpose(1, 2)
+        x = x.reshape(B, C, num_patches, self.patch_area).transpose(1, 3).reshape(B * self.patch_area, num_patches, -1)
+        x = self.norm(self.transformer(x))
+        x = x.contiguous().view(B, self.patch_area, num_patches, -1)
+        x = x.transpose(1, 3).reshape(B * C * num_patch_h, num_patch_w, patch_h, patch_w)
+        x = x.transpose(1, 2).reshape(B, C, num_patch_h * patch_h, num_patch_w * patch_w)
+        if interpolate:
+            x = F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False)
+        x = self.conv_proj(x)
+        return self.conv_fusion(torch.cat((shortcut, x), dim=1))
+
+
+class MobileVit(nn.Module):
+    """timm 1.0's ``mobilevit_s`` (a ``ByobNet``): stem 16, inverted residuals 32 and 3 x 64, then per stage
+    an inverted residual and a MobileViT block (96/144 x 2, 128/192 x 4, 160/240 x 3, patches 2 x 2),
+    a 640-channel 1 x 1 conv, average pool and classifier. Default input 3 x 256 x 256."""
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.stem = ConvNormAct(3, 16, 3, 2)
+        stages: list[nn.Module] = [
+            nn.Sequential(InvertedResidual(16, 32, 1)),
+            nn.Sequential(InvertedResidual(32, 64, 2), InvertedResidual(64, 64, 1), InvertedResidual(64, 64, 1)),
+        ]
+        for cin, c, dim, depth in ((64, 96, 144, 2), (96, 128, 192, 4), (128, 160, 240, 3)):
+            stages.append(nn.Sequential(InvertedResidual(cin, c, 2), MobileVitBlock(c, dim, depth)))
+        self.stages = nn.Sequential(*stages)
+        self.final_conv = ConvNormAct(160, 640, 1)
+        self.head = nn.Sequential(OrderedDict(
+            global_pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1), drop=nn.Dropout(0.0),
+            fc=nn.Linear(640, num_classes),
+        ))  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.final_conv(self.stages(self.stem(x))))
+
+
+def mobilevit_s(num_classes: int = 1000) -> nn.Module:
+    return MobileVit(num_classes)
 
 
 REFERENCE = {

@@ -13,7 +13,7 @@ from torch import nn
 
 from cimdse import arch, models
 from cimdse.cli import main
-from cimdse.compiler import compile_network, trace
+from cimdse.compiler import compile_network, policy_tables, trace
 from cimdse.compiler.frontend import trace_spec
 from cimdse.compiler.ir import Layer
 from cimdse.compiler.mapping import place
@@ -316,7 +316,7 @@ def test_vectorized_greedy_equals_plain_greedy():
 
 def test_report_frames(resnet18):
     cn = compile_network(resnet18, arch.load("isaac"))
-    layers_df, summary_df = cn.report(uniform_policy(4, 8, len(resnet18)))
+    layers_df, summary_df = policy_tables(cn, uniform_policy(4, 8, len(resnet18)))
     assert list(layers_df["name"]) == resnet18.names
     assert layers_df["latency_s"].gt(0).all() and layers_df["energy_j"].gt(0).all()
     s = summary_df.iloc[0]

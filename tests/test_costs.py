@@ -11,7 +11,7 @@ import pytest
 from torch import nn
 
 from cimdse import arch, costs
-from cimdse.compiler import compile_network, trace
+from cimdse.compiler import compile_network, policy_tables, trace
 from cimdse.compiler.frontend import trace_spec
 from cimdse.crossbar import adc_is_lossless, adc_shift, mvm, partial_sum_max, restore_flipped
 from cimdse.errors import CimdseError
@@ -130,7 +130,7 @@ def test_small_network_energy_and_latency_by_hand():
     """Linear 64 -> 32, ReLU, Linear 32 -> 10 at W4A4 on demo (sequential, resident)."""
     net = trace(nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)), (64,), "small")
     cn = compile_network(net, arch.load("demo"))
-    layers_df, summary_df = cn.report(uniform_policy(4, 4, 2))
+    layers_df, summary_df = policy_tables(cn, uniform_policy(4, 4, 2))
     s = summary_df.iloc[0]
     # layer 0: 32 outputs x 4 columns = 128 columns -> 2 full crossbars; layer 1: 32 rows x 40 columns
     t0, e0 = _demo_op_pj(64, 64)

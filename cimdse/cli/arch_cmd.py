@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from cimdse import arch as arch_mod
-from cimdse import costs
-from cimdse.cli.common import load_arch
+if TYPE_CHECKING:  # pragma: no cover
+    from cimdse.arch import ArchSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from cimdse import arch as arch_mod
+
     for name in arch_mod.PRESET_NAMES:
         spec = arch_mod.load(name)
         xb = spec.crossbar
@@ -42,6 +44,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from cimdse import arch as arch_mod
+    from cimdse.cli.common import load_arch
+
     spec = load_arch(args.name, args.overrides)
     if args.json:
         print(json.dumps({"spec": spec.model_dump(mode="json"), **derived(spec)}, indent=2))
@@ -52,8 +57,10 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def derived(spec: arch_mod.ArchSpec) -> dict[str, float | int | str]:
+def derived(spec: ArchSpec) -> dict[str, float | int | str]:
     """Chip area and power and the peak figures at the chip's native precision."""
+    from cimdse import costs
+
     pk = costs.peak(spec)
     return {
         "area_mm2": pk.area_mm2,
@@ -66,7 +73,9 @@ def derived(spec: arch_mod.ArchSpec) -> dict[str, float | int | str]:
     }
 
 
-def format_area_power(spec: arch_mod.ArchSpec) -> str:
+def format_area_power(spec: ArchSpec) -> str:
+    from cimdse import costs
+
     lines = [
         f"# area and power per tile ({spec.chip.crossbars_per_tile} crossbars)",
         f"{'component':34s} {'count':>8s} {'area_mm2':>10s} {'power_mw':>10s}  source",

@@ -1,16 +1,18 @@
-"""Helpers shared by the command modules: arch options, output folders, atomic files."""
+"""Helpers shared by the command modules: arch options, output folders, atomic files.
+
+Light on purpose: the parsers are built from it, so it imports neither the arch model
+(pydantic) nor torch; :func:`load_arch` imports the arch model when a command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING
 
-from cimdse import arch as arch_mod
-from cimdse.arch import ArchSpec
 from cimdse.files import atomic_write, output_dir, write_csv, write_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    pass
+    from cimdse.arch import ArchSpec
 
 
 def add_arch_options(parser: argparse.ArgumentParser, *, multiple: bool = False, required: bool = True) -> None:
@@ -31,6 +33,8 @@ def add_arch_options(parser: argparse.ArgumentParser, *, multiple: bool = False,
 
 
 def load_arch(name: str, overrides: list[str]) -> ArchSpec:
+    from cimdse import arch as arch_mod
+
     return arch_mod.load(name, overrides)
 
 

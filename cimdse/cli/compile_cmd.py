@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from cimdse.cli.common import add_arch_options, load_arch, output_dir, write_csv
-from cimdse.compiler import compile_network
-from cimdse.compiler.frontend import trace_spec
-from cimdse.compiler.ir import Network
-from cimdse.compiler.runtime import MATMUL_UNITS
-from cimdse.compiler.tables import digital_frame
-from cimdse.models import parse_input_shape
-from cimdse.policy import load_policy, parse_bits, uniform_policy
+from cimdse.cli.common import add_arch_options
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cimdse.compiler.ir import Network
+
+# torch and the compiler are imported when a command runs, not to parse its arguments
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
@@ -39,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--policy", metavar="FILE", help="per-layer bits: YAML/JSON by layer name or list, or .npy [L, 2]"
     )
     cp.add_argument(
-        "--matmul", choices=MATMUL_UNITS, default="digital",
+        "--matmul", choices=("digital", "crossbar"), default="digital",
         help="where activation x activation matmuls (attention's Q K^T, A V) run: the digital unit (default) or "
         "crossbars written at run time",
     )  # fmt: skip
@@ -49,14 +48,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _network(args: argparse.Namespace) -> Network:
+    from cimdse.compiler.frontend import trace_spec
+    from cimdse.models import parse_input_shape
+
     shape = parse_input_shape(args.input) if args.input else None
     return trace_spec(args.model, shape)
 
 
 def _layers(args: argparse.Namespace) -> int:
+    import csv
+
     net = _network(args)
-    df = net.all_frame() if args.all else net.digital_frame() if args.digital else net.layers_frame()
-    df.to_csv(sys.stdout, index=False)
+    cols, rows = net.all_table() if args.all else net.digital_table() if args.digital else net.layers_table()
+    writer = csv.DictWriter(sys.stdout, cols, lineterminator="\n")  # as pandas writes it, without pandas
+    writer.writeheader()
+    writer.writerows(rows)
     print(
         f"# {len(net.layers)} crossbar layers ({net.crossbar_macs:,} MACs), {len(net.digital_ops)} digital ops "
         f"({net.matmul_macs:,} MACs in activation x activation matmuls)",
@@ -66,13 +72,18 @@ def _layers(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
+    from cimdse.cli.common import load_arch, output_dir, write_csv
+    from cimdse.compiler import compile_network, policy_tables
+    from cimdse.compiler.tables import digital_frame
+    from cimdse.policy import load_policy, parse_bits, uniform_policy
+
     # Everything is validated and computed before the first file is written.
     matmul_bits = parse_bits(args.matmul_bits)
     net = _network(args)
     arch = load_arch(args.arch, args.overrides)
     policy = uniform_policy(*parse_bits(args.bits), len(net)) if args.bits else load_policy(args.policy, net)
     cn = compile_network(net, arch, matmul=args.matmul, matmul_bits=matmul_bits)
-    layers_df, summary_df = cn.report(policy)
+    layers_df, summary_df = policy_tables(cn, policy)
     digital_df = digital_frame(cn, policy)
     out = output_dir(args.out)
     for df, name in ((layers_df, "layers.csv"), (digital_df, "digital.csv"), (summary_df, "summary.csv")):

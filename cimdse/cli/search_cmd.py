@@ -8,15 +8,13 @@ import dataclasses
 import sys
 import typing
 
-from tqdm import tqdm
-
 from cimdse.cli.common import DefaultsHelpFormatter, add_arch_options, load_archs
 from cimdse.errors import CimdseError
-from cimdse.search.agent import PPOConfig
-from cimdse.search.config import DATASET_DEFAULTS, DEFAULT_METHODS, SEARCH_METHODS, SearchConfig, SearchEvent
+from cimdse.search.config import DATASET_DEFAULTS, DEFAULT_METHODS, SEARCH_METHODS, PPOConfig, SearchConfig, SearchEvent
 from cimdse.search.reward import REWARDS
 
-_DEFAULTS = SearchConfig()
+# the fields' defaults, not SearchConfig(): that resolves the default model (torch)
+_DEFAULTS = argparse.Namespace(**{f.name: f.default for f in dataclasses.fields(SearchConfig)})
 _PER_DATASET = ", ".join(f"{d}: {v}" for d, v in DATASET_DEFAULTS.items() if d != "*")
 
 
@@ -192,6 +190,7 @@ def _pp_or_none(text: str) -> float | None:
 
 def _search(args: argparse.Namespace) -> int:
     import torch
+    from tqdm import tqdm
 
     from cimdse.search.run import run_search
 

@@ -9,32 +9,13 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-import torch
-from tqdm import tqdm
-
-from cimdse import models
-from cimdse.arch import apply_overrides, from_dict
-from cimdse.cli.common import add_arch_options, load_arch, output_dir, write_csv
-from cimdse.data import DATASETS, load_dataset
+from cimdse.cli.common import add_arch_options
+from cimdse.data import DATASETS
 from cimdse.errors import CimdseError
-from cimdse.policy import QUANT, load_policy, parse_bits, uniform_policy
-from cimdse.quant.apply import crossbar_layers, resolve_policy
-from cimdse.quant.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from cimdse.quant.export import export_model, layers_to_dicts
-from cimdse.quant.hardware import evaluate_hardware
-from cimdse.quant.train import (
-    PRETRAIN_EPOCHS,
-    QAT_EPOCHS,
-    EpochMetrics,
-    accuracy,
-    check_model_fits,
-    exact_accuracy,
-    finetune,
-    pretrain,
-    quantize_for,
-    resolve_device,
-)
+from cimdse.quant.defaults import PRETRAIN_EPOCHS, QAT_EPOCHS
+
+# torch, the trainer and the crossbar model are imported when a command runs (below),
+# not to parse its arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -100,6 +81,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # ---------------------------------------------------------------- train
 def _train(args: argparse.Namespace) -> int:
+    import pandas as pd
+    import torch
+    from tqdm import tqdm
+
+    from cimdse import models
+    from cimdse.cli.common import load_arch, output_dir, write_csv
+    from cimdse.data import load_dataset
+    from cimdse.policy import QUANT, load_policy, parse_bits, uniform_policy
+    from cimdse.quant.apply import crossbar_layers, resolve_policy
+    from cimdse.quant.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from cimdse.quant.export import export_model, layers_to_dicts
+    from cimdse.quant.hardware import evaluate_hardware
+    from cimdse.quant.train import (
+        EpochMetrics,
+        accuracy,
+        check_model_fits,
+        exact_accuracy,
+        finetune,
+        pretrain,
+        quantize_for,
+        resolve_device,
+    )
+
     torch.set_num_threads(max(1, args.threads))
     if args.epochs is not None and args.epochs < 0 or args.qat_epochs < 0:
         raise CimdseError("--epochs and --qat-epochs must be >= 0")
@@ -215,6 +219,17 @@ def _policy_text(policy: dict[str, tuple[int, int]]) -> str:
 
 # ---------------------------------------------------------------- evaluate
 def _evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+    import torch
+    from tqdm import tqdm
+
+    from cimdse.arch import apply_overrides, from_dict
+    from cimdse.cli.common import load_arch, output_dir, write_csv
+    from cimdse.data import load_dataset
+    from cimdse.quant.checkpoint import load_checkpoint
+    from cimdse.quant.hardware import evaluate_hardware
+    from cimdse.quant.train import resolve_device
+
     torch.set_num_threads(max(1, args.threads))
     if args.batch_size < 1:
         raise CimdseError("--batch-size must be >= 1")

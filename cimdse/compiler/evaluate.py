@@ -44,7 +44,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -56,9 +55,6 @@ from cimdse.compiler.replication import allocate_max, allocate_sum
 from cimdse.compiler.runtime import MATMUL_UNITS, RuntimeMatmul, runtime_matmul
 from cimdse.errors import CimdseError
 from cimdse.policy import check_policy, uniform_policy
-
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
 
 ENERGY_PARTS = costs.ENERGY_PARTS
 _N_OP = len(costs.OP_PARTS)
@@ -281,12 +277,6 @@ class CompiledNetwork:
     def throughput_speedup_vs_w8a8(self, policies: np.ndarray) -> np.ndarray:
         """Interval of uniform W8A8 over the policies' interval, [P] (= the latency speedup unless pipelined)."""
         return self.w8a8_interval_s() / self.evaluate(policies).interval_s
-
-    def report(self, policy: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Per-layer and summary tables of one policy [L, 2]."""
-        from cimdse.compiler.tables import policy_tables
-
-        return policy_tables(self, policy)
 
 
 def compile_network(

@@ -1,9 +1,13 @@
 """Front end: a ``torch.nn.Module`` plus an input shape -> :class:`Network`.
 
-The model is put in eval mode and traced with ``torch.fx.symbolic_trace``; its shapes
-are propagated without computing anything: on the meta device when the model's
-weights are there (the CLI builds zoo models on meta), else under a FakeTensorMode.
-Every graph node is then one of:
+The model is put in eval mode and traced with ``torch.fx.symbolic_trace``, or, when that
+fails on Python code that reads sizes (``math.ceil(H / p)``, ``if new_h != H``), with a
+second fx trace whose proxies carry meta tensors and so answer size questions for the
+given input shape (the graph is specialized to it; same graph level, one lowering). A
+recurrent layer, encoder or attention module given as the whole model is called from a
+wrapper, its first sample axis the sequence. Shapes are propagated on the meta device
+when the model's weights are there (the CLI builds large models on meta), by a run on
+zeros for a small model, else under a FakeTensorMode. Every graph node is then one of:
 
 - a crossbar layer: Conv1d/Conv2d/Linear modules; ``F.linear``/``F.conv1d``/``F.conv2d``,
   ``@``/``matmul``/``einsum`` with one operand that does not depend on the input (a
@@ -31,9 +35,13 @@ of the two products, 3 sigmoids, 2 tanh, 3 multiplies, 1 add), ``11 H`` (GRU) or
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import inspect
 import math
 import operator
+import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -61,9 +69,11 @@ SUPPORTED = (
     "F.instance_norm, F.rms_norm, F.normalize), activation x activation "
     "@/matmul/bmm/einsum, F.scaled_dot_product_attention, torchvision's shifted_window_attention, "
     "nn.Embedding and indexing of a parameter (relative position bias tables), interpolate/upsample; free: "
-    "flatten/reshape/view/permute/transpose/squeeze/unsqueeze/expand/repeat/roll/flip/pad/chunk/split/"
-    "unbind/getitem/contiguous, PixelShuffle, ChannelShuffle, padding modules, Identity, dropout of every kind "
-    "and stochastic depth (eval mode), and anything that does not depend on the input"
+    "data movement (flatten/unflatten/reshape/view/permute/transpose/swapaxes/movedim/squeeze/unsqueeze/expand/"
+    "broadcast_to/repeat/tile/roll/flip/rot90/narrow/select/index_select/gather/diagonal/chunk/split/"
+    "tensor_split/unbind/getitem/pad/unfold/contiguous/clone, T/mT), PixelShuffle, ChannelShuffle, padding modules, "
+    "Identity, dropout of every kind and stochastic depth (eval mode), and anything that does not depend on the "
+    "input"
 )
 
 _ACT_MODULES: tuple[type[nn.Module], ...] = (
@@ -83,9 +93,9 @@ _DIGITAL_NORM_MODULES: tuple[type[nn.Module], ...] = (
 )  # fmt: skip
 _FREE_MODULES: tuple[type[nn.Module], ...] = (
     nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-    nn.FeatureAlphaDropout, nn.PixelShuffle, nn.PixelUnshuffle, nn.ChannelShuffle, nn.ZeroPad1d, nn.ZeroPad2d,
-    nn.ConstantPad1d, nn.ConstantPad2d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReplicationPad1d,
-    nn.ReplicationPad2d,
+    nn.FeatureAlphaDropout, nn.PixelShuffle, nn.PixelUnshuffle, nn.ChannelShuffle, nn.Unfold,
+    *(getattr(nn, f"{kind}Pad{d}d") for kind in ("Zero", "Constant", "Reflection", "Replication", "Circular")
+      for d in (1, 2, 3) if hasattr(nn, f"{kind}Pad{d}d")),
 )  # fmt: skip
 _UPSAMPLE_MODULES: tuple[type[nn.Module], ...] = (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
 _RNN_MODULES: tuple[type[nn.Module], ...] = (nn.LSTM, nn.GRU, nn.RNN)
@@ -123,22 +133,39 @@ _MUL_TARGETS = {
     operator.mul, operator.imul, operator.truediv, operator.itruediv, torch.mul, torch.div, "mul", "mul_", "div",
     "div_",
 }  # fmt: skip
-_CONCAT_TARGETS = {torch.cat, torch.concat, torch.stack}
+_CONCAT_TARGETS = {
+    f for f in (getattr(torch, name, None) for name in ("cat", "concat", "concatenate", "stack", "hstack", "vstack",
+                                                        "dstack", "column_stack", "row_stack")) if f is not None
+}  # fmt: skip
 _NORM_FUNCTIONS = {
     F.layer_norm, F.group_norm, F.batch_norm, F.instance_norm, F.normalize, F.local_response_norm,
     *((F.rms_norm,) if hasattr(F, "rms_norm") else ()),
 }  # fmt: skip
 _MATMUL_TARGETS = {operator.matmul, torch.matmul, torch.bmm, torch.mm, torch.einsum, "matmul", "bmm", "mm"}
+#: data movement: what torch documents as views and as "indexing, slicing, joining, mutating" ops
+#: that only move or copy elements (joins are the digital ``concat``), in function and method form
+DATA_MOVEMENT = (
+    "flatten", "unflatten", "ravel", "reshape", "view", "view_as", "reshape_as", "squeeze", "unsqueeze",
+    "permute", "transpose", "swapaxes", "swapdims", "moveaxis", "movedim", "t", "adjoint", "narrow", "narrow_copy",
+    "select", "index_select", "masked_select", "take", "take_along_dim", "gather", "diagonal", "as_strided",
+    "chunk", "split", "split_with_sizes", "tensor_split", "unsafe_split", "unsafe_chunk", "hsplit", "vsplit",
+    "dsplit", "unbind", "expand", "expand_as", "broadcast_to", "repeat", "tile", "repeat_interleave", "roll",
+    "flip", "fliplr", "flipud", "rot90", "unfold", "atleast_1d", "atleast_2d", "atleast_3d", "contiguous",
+    "clone", "detach", "squeeze_", "unsqueeze_", "transpose_", "t_", "swapaxes_", "swapdims_", "detach_",
+    "positive", "conj", "resolve_conj", "resolve_neg",  # identities on real tensors
+)  # fmt: skip
 _FREE_TARGETS = {
-    torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.permute, torch.transpose, torch.chunk,
-    torch.split, torch.unbind, torch.roll, torch.flip, torch.movedim, torch.narrow, torch.t, torch.tile,
-    F.pad, F.pixel_shuffle, F.pixel_unshuffle, F.channel_shuffle, F.dropout, F.dropout1d, F.dropout2d,
-    F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout, operator.getitem, getattr, "flatten", "view",
-    "reshape", "squeeze", "unsqueeze", "permute", "transpose", "contiguous", "size", "dim", "chunk", "split",
-    "unbind", "clone", "detach", "to", "float", "type_as", "expand", "expand_as", "view_as", "reshape_as",
-    "repeat", "roll", "flip", "t", "movedim", "narrow", "unflatten", "tile", "unfold", "long", "int", "double", "half",
-    "bfloat16", "new_zeros", "new_ones", "new_empty", "zeros_like", torch.zeros_like, torch.ones_like,
+    *(f for f in (getattr(torch, name, None) for name in DATA_MOVEMENT) if callable(f)), *DATA_MOVEMENT,
+    F.pad, F.pixel_shuffle, F.pixel_unshuffle, F.channel_shuffle, F.unfold, F.dropout, F.dropout1d, F.dropout2d,
+    F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout, operator.getitem, getattr, "size", "dim", "numel",
+    "to", "float", "type_as", "type", "long", "int", "double", "half", "bfloat16", "cpu", "cuda", "new_zeros",
+    "new_ones", "new_empty", "new_full", "zeros_like", torch.zeros_like, torch.ones_like, torch.empty_like,
+    torch.full_like,
 }  # fmt: skip
+#: ops that read elements at indices: a table read (digital ``gather``) when the source is a
+#: parameter and the index comes from the input, else data movement
+_INDEXING_TARGETS = {operator.getitem, torch.index_select, torch.gather, torch.take, torch.take_along_dim,
+                     "index_select", "gather", "take", "take_along_dim"}  # fmt: skip
 # torchvision's fx-wrapped helpers (leaf functions in its graphs), recognized by name.
 _NAMED_FUNCTIONS = {
     "stochastic_depth": "free",  # eval mode: identity
@@ -153,13 +180,15 @@ _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 def trace_spec(model: str, input_shape: Sequence[int] | None = None) -> Network:
     """Trace a zoo name or ``path/to/file.py:factory``; zoo models default to their usual
-    input. Mapping needs shapes, not weights, so models are built on the meta device (a
-    user model that cannot be built or traced there is built on the CPU instead)."""
+    input. Mapping needs shapes, not weights, so models are built on the meta device. A
+    small one (:func:`_runs_for_real`) is built again on the CPU and run on zeros: cheaper
+    than the meta kernels' first use, which imports sympy and dynamo (about a second). A
+    user model is built on the CPU instead when it cannot be built on meta, or when its
+    meta trace fails in a way a CPU run can fix (an op without a meta kernel, a value
+    read from a tensor); any other failure is reported at once."""
     from cimdse import models
 
     if model in models.ZOO:
-        with torch.device("meta"):
-            module = models.build(model)
         name = model
     else:
         models.check_model_spec(model)  # an unknown name or missing file is reported here, first
@@ -168,14 +197,22 @@ def trace_spec(model: str, input_shape: Sequence[int] | None = None) -> Network:
     shape = input_shape or models.default_input_shape(model)
     if shape is None:
         raise CimdseError(f"{model}: --input is required for a user model (e.g. --input 3x32x32)")
-    if model in models.ZOO:
-        return trace(module, shape, name)
     try:
         with torch.device("meta"):
             module = models.load_model(model)
-        return trace(module, shape, name)
-    except Exception:  # noqa: BLE001 - retried with real weights; that attempt's error is the one reported
-        return trace(models.load_model(model), shape, name)
+    except CimdseError:
+        if model in models.ZOO:
+            raise
+        module = None  # the factory needs real tensors (reads a value, loads a file): built on the CPU below
+    if module is not None:
+        if _runs_for_real(module, shape):
+            module = None
+        else:
+            try:
+                return trace(module, shape, name)
+            except _MetaOnlyFailure:
+                pass  # an op without a meta kernel or a value read: a CPU run fixes it
+    return trace(models.load_model(model), shape, name)
 
 
 def trace(model: nn.Module, input_shape: Sequence[int], name: str = "model") -> Network:
@@ -188,21 +225,146 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str = "model") -> 
             f"{name}: input shape {'x'.join(map(str, shape))} has {math.prod(shape)} elements per sample; "
             f"at most {MAX_INPUT_ELEMENTS} (2^31 - 1) are supported"
         )
+    root, model = model, _whole_model_module(model)
     modes = {m: m.training for m in model.modules()}
     model.eval()  # inference graph: dropout and stochastic depth are identities, BN uses running statistics
     try:
-        try:
-            gm = fx.symbolic_trace(model)
-        except Exception as err:  # noqa: BLE001 - any tracing failure is the model's, reported in one line
-            raise CimdseError(
-                f"{name}: torch.fx cannot trace the model ({type(err).__name__}: {first_line(err)}); "
-                "data-dependent control flow in forward() is not supported"
-            ) from None
-        _propagate_shapes(gm, model, shape, name)
+        gm = _symbolic_trace(model, shape, name)
+        _propagate_shapes(gm, gm, shape, name)
     finally:
         for m, training in modes.items():
             m.train(training)
-    return _Lowering(gm, name, shape).run()
+    net = _Lowering(gm, name, shape).run()
+    return _unwrapped(net) if model is not root else net
+
+
+# ---------------------------------------------------------------- front ends
+def _symbolic_trace(model: nn.Module, shape: tuple[int, ...], name: str) -> fx.GraphModule:
+    """torch.fx's symbolic trace; when it fails (control flow on sizes, ``math.ceil`` of a
+    dimension), a second trace whose proxies know their sizes for this input shape, so
+    such code runs as plain Python and the graph is specialized to the shape. Both give
+    the same graph (module calls as leaves), lowered by the one :class:`_Lowering`."""
+    try:
+        return fx.symbolic_trace(model)
+    except Exception as err:  # noqa: BLE001 - any tracing failure is the model's, reported in one line
+        first = f"{type(err).__name__}: {_concrete_text(first_line(err))}"
+    try:
+        return _shape_specialized_trace(model, shape)
+    except Exception as err:  # noqa: BLE001
+        second = f"{type(err).__name__}: {first_line(err)}"
+    raise CimdseError(
+        f"{name}: torch.fx cannot trace the model ({first}), nor can a trace specialized to input "
+        f"{'x'.join(map(str, shape))} ({second}); control flow that depends on tensor values in forward() "
+        "is not supported"
+    ) from None
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """The module with every parameter and buffer on the meta device; no storage is copied."""
+    tensors = [*model.parameters(), *model.buffers()]
+    if all(t.is_meta for t in tensors):
+        return model
+    memo: dict[int, Any] = {}
+    for t in tensors:
+        meta = t.detach().to("meta")
+        memo[id(t)] = nn.Parameter(meta, t.requires_grad) if isinstance(t, nn.Parameter) else meta
+    return copy.deepcopy(model, memo)
+
+
+def _shape_specialized_trace(model: nn.Module, shape: tuple[int, ...]) -> fx.GraphModule:
+    from torch.fx.experimental.meta_tracer import MetaProxy, MetaTracer
+
+    class SizedProxy(MetaProxy):
+        """A proxy that answers size questions with the meta tensor's values."""
+
+        def size(self, dim: int | None = None) -> Any:
+            meta = getattr(self, "_tensor_meta", None)
+            if meta is None:
+                return super().size(dim)
+            return meta.size() if dim is None else meta.size(dim)
+
+        def numel(self) -> Any:
+            meta = getattr(self, "_tensor_meta", None)
+            return super().__getattr__("numel")() if meta is None else meta.numel()
+
+        @property
+        def ndim(self) -> Any:
+            meta = getattr(self, "_tensor_meta", None)
+            return super().__getattr__("ndim") if meta is None else meta.dim()
+
+        def __len__(self) -> int:
+            meta = getattr(self, "_tensor_meta", None)
+            if meta is None:
+                return super().__len__()
+            return len(meta)
+
+    class Tracer(MetaTracer):
+        allow_insert_stateless_mods = False  # never add modules to the user's model
+
+        def proxy(self, node: fx.Node) -> SizedProxy:
+            return SizedProxy(node, self)
+
+    root = _meta_copy(model)
+    placeholder = next(iter(inspect.signature(root.forward).parameters))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ops whose sizes it cannot infer warn; their size questions fail below
+        graph = Tracer().trace(root, {placeholder: torch.empty((1, *shape), device="meta")})
+    return fx.GraphModule(root, graph, type(root).__name__)
+
+
+class _WholeModel(nn.Module):
+    """A module fx keeps as one call (an LSTM, an encoder, attention) given as the whole
+    model: called from this wrapper, so it is lowered like a layer inside a model. The
+    sample's first axis is its sequence: ``--input 35x650`` is 35 steps of 650."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.whole = module
+        first = getattr(module, "batch_first", None)
+        if isinstance(module, nn.TransformerEncoder):
+            first = module.layers[0].self_attn.batch_first
+        elif isinstance(module, nn.TransformerEncoderLayer):
+            first = module.self_attn.batch_first
+        self.seq_first = first is False
+
+    def forward(self, x: torch.Tensor) -> Any:
+        if self.seq_first:
+            x = x.transpose(0, 1)  # [1, L, E] -> [L, 1, E]
+        if isinstance(self.whole, nn.MultiheadAttention):
+            return self.whole(x, x, x, need_weights=False)
+        return self.whole(x)
+
+
+_WHOLE_PREFIX = "whole"
+
+
+def _whole_model_module(model: nn.Module) -> nn.Module:
+    if isinstance(model, _RNN_MODULES + _CELL_MODULES + (nn.MultiheadAttention, nn.TransformerEncoder,
+                                                          nn.TransformerEncoderLayer)):  # fmt: skip
+        return _WholeModel(model)
+    return model
+
+
+def _unwrapped(net: Network) -> Network:
+    """Names as the bare module names them (``weight_ih_l0``, ``layers.0.linear1``)."""
+
+    def strip(text: str) -> str:
+        return "" if text == _WHOLE_PREFIX else text.removeprefix(f"{_WHOLE_PREFIX}.")
+
+    layers = [dataclasses.replace(layer, name=strip(layer.name)) for layer in net.layers]
+    ops = [dataclasses.replace(op, name=strip(op.name), module=strip(op.module), layer=strip(op.layer))
+           for op in net.digital_ops]  # fmt: skip
+    return Network(layers, ops, net.input_shape, net.name)
+
+
+def _runs_for_real(model: nn.Module, shape: tuple[int, ...]) -> bool:
+    """Small enough to run on zeros on the CPU (parameters x input elements, a bound on
+    the MACs of a network that does not upsample, at most :data:`_REAL_RUN_BUDGET`)."""
+    params = sum(p.numel() for p in model.parameters())
+    return params * math.prod(shape) <= _REAL_RUN_BUDGET
+
+
+_REAL_RUN_BUDGET = 10**9  # ~ a few ms to a few hundred ms of CPU
 
 
 # ---------------------------------------------------------------- shapes
@@ -232,20 +394,31 @@ class _ShapeRecorder(fx.Interpreter):
             raise _NodeFailure(n, err) from None
         n.meta["cimdse_shape"] = _shape_of(result)
         n.meta["cimdse_tensor"] = any(isinstance(r, torch.Tensor) for r in _flatten(result))
+        if isinstance(result, (int, float, bool, torch.Size)) or (
+            isinstance(result, tuple) and len(result) <= 8 and all(isinstance(r, int) for r in result)
+        ):
+            n.meta["cimdse_value"] = tuple(result) if isinstance(result, torch.Size) else result
         return result
 
 
 def _propagate_shapes(gm: fx.GraphModule, model: nn.Module, shape: tuple[int, ...], name: str) -> None:
-    """Shapes on meta tensors (a model on meta), else fake ones; an op whose output shape
-    depends on values (a mask compared with a causal one) makes a real run on zeros."""
+    """Shapes on meta tensors (a model on meta); a small model on its device runs for real
+    on zeros, a large one on fake tensors; an op whose output shape depends on values (a
+    mask compared with a causal one) makes a real run on zeros."""
     tensors = [*model.parameters(), *model.buffers()]
+    on_meta = any(t.is_meta for t in tensors)  # built on meta (a constant made on the CPU may sit beside)
     try:
-        if tensors and all(t.is_meta for t in tensors):
+        if on_meta:
             _ShapeRecorder(gm).run(torch.empty((1, *shape), device="meta"))
         else:
+            device = tensors[0].device if tensors else torch.device("cpu")
+            if _runs_for_real(model, shape):
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # about kernels chosen for a run whose values are unused
+                    _ShapeRecorder(gm).run(torch.zeros((1, *shape), device=device))
+                return
             from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorMode
 
-            device = tensors[0].device if tensors else torch.device("cpu")
             try:
                 with FakeTensorMode(allow_non_fake_inputs=True):
                     _ShapeRecorder(gm).run(torch.empty((1, *shape), device=device))
@@ -258,10 +431,29 @@ def _propagate_shapes(gm: fx.GraphModule, model: nn.Module, shape: tuple[int, ..
         n = failure.node
         if _category(gm, n) is None and n.op == "call_module":
             raise CimdseError(f"{name}: {_unsupported_text(gm, n)}") from None
-        raise CimdseError(
+        error = _MetaOnlyFailure if on_meta and _meta_only(failure.err) else CimdseError
+        raise error(
             f"{name}: input shape {'x'.join(map(str, shape))} does not fit the model: {_describe(gm, n)} "
-            f"at {_where(gm, n)} failed: {type(failure.err).__name__}: {first_line(failure.err)}"
+            f"at {_where(gm, n)} failed: {type(failure.err).__name__}: {_concrete_text(first_line(failure.err), gm)}"
         ) from None
+
+
+class _MetaOnlyFailure(CimdseError):
+    """A failure of the meta device, not of the model: no meta kernel, or a value read."""
+
+
+def _meta_only(err: Exception) -> bool:
+    text = str(err).lower()
+    return isinstance(err, NotImplementedError) or "meta" in text or "data-dependent" in text or (
+        type(err).__name__ in ("DataDependentOutputException", "DynamicOutputShapeException")
+    )
+
+
+def _concrete_text(text: str, gm: fx.GraphModule | None = None) -> str:
+    """A message formatted while tracing holds fx proxies (``Proxy(getitem_2)``): the
+    values those nodes had in the shape run replace them (else ``<size>``)."""
+    values = {n.name: n.meta["cimdse_value"] for n in gm.graph.nodes if "cimdse_value" in n.meta} if gm else {}
+    return re.sub(r"Proxy\((\w+)\)", lambda m: str(values.get(m.group(1), "<size>")), text)
 
 
 # ---------------------------------------------------------------- classification
@@ -354,8 +546,8 @@ def _tuple(v: Any) -> tuple[int, ...]:
 
 
 def _numel(shape: tuple[int, ...] | None) -> int:
-    """Elements of one sample (the leading batch dimension of 1 dropped)."""
-    return math.prod(shape[1:]) if shape else 0
+    """Elements of the traced tensor: one sample's (the batch is 1, wherever a model moves it)."""
+    return math.prod(shape) if shape else 0
 
 
 def _arg(n: fx.Node, index: int, key: str, default: Any = None) -> Any:
@@ -368,6 +560,22 @@ def _nodes_in(value: Any) -> list[fx.Node]:
     out: list[fx.Node] = []
     fx.node.map_arg(value, out.append)
     return out
+
+
+def _expand_ellipsis(ia: str, ib: str, out: str | None, ranks: list[int]) -> tuple[str, str, str]:
+    """An einsum equation with ``...`` spelled out: the broadcast axes get letters of their
+    own, aligned from the right as broadcasting aligns them; without ``->`` the output is
+    the broadcast axes, then the letters used once, in alphabetical order (torch's rule)."""
+    used = set(ia + ib + (out or "")) - {"."}
+    spare = iter(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in used)
+    widths = [rank - len(spec.replace("...", "")) if "..." in spec else 0 for spec, rank in zip((ia, ib), ranks,
+                                                                                                  strict=True)]
+    letters = "".join(next(spare) for _ in range(max(widths, default=0)))
+    ia, ib = (spec.replace("...", letters[len(letters) - w:] if w else "") for spec, w in zip((ia, ib), widths,
+                                                                                                strict=True))
+    if out is None:
+        out = letters + "".join(sorted(c for c in set(ia + ib) - set(letters) if (ia + ib).count(c) == 1))
+    return ia, ib, out.replace("...", letters)
 
 
 class _Lowering:
@@ -446,7 +654,7 @@ class _Lowering:
             cat = _category(self.gm, n)
             if cat is None:
                 raise CimdseError(f"{self.name}: {_unsupported_text(self.gm, n)}")
-            if n.target is operator.getitem and is_tensor and self._static_source(n.args[0]):
+            if n.target in _INDEXING_TARGETS and is_tensor and self._static_source(n.args[0]):
                 cat = "gather"  # a parameter indexed by the input (a table read)
             handler = handlers.get(cat)
             if handler is not None:
@@ -467,7 +675,7 @@ class _Lowering:
         ins, outs = self._in_shape(n), n.meta["cimdse_shape"]
         if isinstance(mod, nn.Linear):
             layer = Layer(
-                target, "linear", mod.in_features, mod.out_features, V=max(1, math.prod(ins[1:-1])),
+                target, "linear", mod.in_features, mod.out_features, V=max(1, math.prod(ins[:-1])),
                 in_shape=ins[1:], out_shape=outs[1:], bias=mod.bias is not None,
             )  # fmt: skip
         else:
@@ -475,7 +683,8 @@ class _Lowering:
             kernel = _tuple(mod.kernel_size)
             layer = Layer(
                 target, "conv1d" if isinstance(mod, nn.Conv1d) else "conv2d",
-                K=mod.in_channels // mod.groups * math.prod(kernel), N=mod.out_channels, V=math.prod(outs[2:]),
+                K=mod.in_channels // mod.groups * math.prod(kernel), N=mod.out_channels,
+                V=outs[0] * math.prod(outs[2:]),
                 groups=mod.groups, kernel=kernel, stride=_tuple(mod.stride), padding=_tuple(mod.padding),
                 dilation=_tuple(mod.dilation), in_shape=ins[1:], out_shape=outs[1:], bias=mod.bias is not None,
             )  # fmt: skip
@@ -521,7 +730,7 @@ class _Lowering:
 
         groups = int(_arg(n, 6, "groups", 1))
         self._functional_layer(
-            n, param, ws[1] * math.prod(ws[2:]), ws[0], "F.conv", kind=f"conv{nd}d", V=math.prod(outs[2:]),
+            n, param, ws[1] * math.prod(ws[2:]), ws[0], "F.conv", kind=f"conv{nd}d", V=outs[0] * math.prod(outs[2:]),
             groups=groups, kernel=tuple(ws[2:]), stride=geo(3, "stride", 1), padding=geo(4, "padding", 0),
             dilation=geo(5, "dilation", 1), bias=_arg(n, 2, "bias") is not None, in_shape=self._in_shape(n)[1:],
         )  # fmt: skip
@@ -553,17 +762,17 @@ class _Lowering:
     def _einsum_dims(self, n: fx.Node) -> tuple[int, int, int, int]:
         eq = str(n.args[0]).replace(" ", "")
         ops = list(n.args[1:]) if len(n.args) > 2 else list(n.args[1])
-        if len(ops) != 2 or "..." in eq:
-            raise CimdseError(f"{self.name}: einsum '{eq}' at {_where(self.gm, n)}: only two operands without "
-                              "'...' are supported")  # fmt: skip
-        lhs, _, out = eq.partition("->")
+        if len(ops) != 2:
+            raise CimdseError(f"{self.name}: einsum '{eq}' at {_where(self.gm, n)}: only two operands are "
+                              "supported")  # fmt: skip
+        lhs, arrow, out = eq.partition("->")
         ia, ib = lhs.split(",")
-        if not _:
-            out = "".join(sorted(c for c in set(ia + ib) if (ia + ib).count(c) == 1))
+        shapes = [self._shape(op) for op in ops]
+        ia, ib, out = _expand_ellipsis(ia, ib, out if arrow else None, [len(s) for s in shapes])
         size: dict[str, int] = {}
-        for spec, op in ((ia, ops[0]), (ib, ops[1])):
-            for c, d in zip(spec, self._shape(op), strict=True):
-                size[c] = d
+        for spec, op_shape in ((ia, shapes[0]), (ib, shapes[1])):
+            for c, d in zip(spec, op_shape, strict=True):
+                size[c] = max(size.get(c, 1), d)  # a broadcast axis of size 1 takes the other's size
         prod = lambda cs: math.prod(size[c] for c in cs)  # noqa: E731
         K = prod(c for c in set(ia + ib) if c not in out)
         M = prod(c for c in set(ia) if c in out and c not in ib)

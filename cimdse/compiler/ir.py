@@ -8,8 +8,10 @@ concat, activations, unfolded normalization) that run beside the crossbars.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,10 @@ class Network:
 
     def layers_frame(self) -> pd.DataFrame:
         """The IR as a table (``cimdse layers``), shapes written as ``AxBxC``."""
+        return _frame(*self.layers_table())
+
+    def layers_table(self) -> tuple[list[str], list[dict[str, object]]]:
+        """Columns and rows of :meth:`layers_frame`, without pandas (the CLI writes them)."""
         cols = [
             "name",
             "kind",
@@ -133,7 +139,7 @@ class Network:
                 r[key] = "x".join(str(v) for v in r[key])
             r["folded_bn"] = r["folded_bn"] or ""
             rows.append({c: r[c] for c in cols})
-        return pd.DataFrame(rows, columns=cols)
+        return cols, rows
 
     @property
     def crossbar_macs(self) -> int:
@@ -145,13 +151,19 @@ class Network:
         return sum(op.macs for op in self.digital_ops)
 
     def digital_frame(self) -> pd.DataFrame:
+        return _frame(*self.digital_table())
+
+    def digital_table(self) -> tuple[list[str], list[dict[str, object]]]:
         cols = ["name", "kind", "category", "elements", "out_shape", "module", "layer"]
         rows = [{**asdict(op), "out_shape": "x".join(str(v) for v in op.out_shape)} for op in self.digital_ops]
-        return pd.DataFrame([{c: r[c] for c in cols} for r in rows], columns=cols)
+        return cols, [{c: r[c] for c in cols} for r in rows]
 
     def all_frame(self) -> pd.DataFrame:
         """Crossbar layers and digital ops in execution order, with the unit each runs on
         (``cimdse layers --all``): ``ops`` is MACs for a crossbar layer, the op count else."""
+        return _frame(*self.all_table()).astype({c: "Int64" for c in ("K", "N", "V", "groups")})
+
+    def all_table(self) -> tuple[list[str], list[dict[str, object]]]:
         cols = ["name", "kind", "unit", "K", "N", "V", "groups", "params", "macs", "ops", "category", "module"]
         after: dict[str, list[DigitalOp]] = {}
         for op in self.digital_ops:
@@ -175,5 +187,10 @@ class Network:
                  if layer.origin else layer.name}
             )  # fmt: skip
             rows.extend(digital_rows(layer.name))
-        df = pd.DataFrame(rows, columns=cols)
-        return df.astype({c: "Int64" for c in ("K", "N", "V", "groups")})
+        return cols, rows
+
+
+def _frame(cols: list[str], rows: list[dict[str, object]]) -> pd.DataFrame:
+    import pandas as pd  # here: tracing, costing and ``cimdse layers`` need no pandas
+
+    return pd.DataFrame(rows, columns=cols)

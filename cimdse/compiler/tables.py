@@ -44,7 +44,7 @@ def policy_tables(cn: CompiledNetwork, policy: np.ndarray) -> tuple[pd.DataFrame
     """``(layers_df, summary_df)`` for one policy [L, 2]."""
     pol = check_policy(policy, cn.n_layers, "policy", cn.network.names)
     if pol.ndim != 2:
-        raise ValueError("report() takes one policy [L, 2]")
+        raise ValueError("policy_tables() takes one policy [L, 2]")
     ev = cn.evaluate(pol)
     tb = cn.tables
     per_tile = cn.arch.chip.crossbars_per_tile

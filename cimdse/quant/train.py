@@ -22,6 +22,7 @@ from cimdse.arch import ArchSpec, CrossbarSpec
 from cimdse.data import Splits
 from cimdse.errors import CimdseError, first_line
 from cimdse.quant.apply import Policy, PreparedModel
+from cimdse.quant.defaults import PRETRAIN_EPOCHS, QAT_EPOCHS
 from cimdse.quant.exact import accuracy, exact_accuracy, exact_model
 from cimdse.quant.hardware import hardware_aware, training_spec
 
@@ -38,8 +39,6 @@ __all__ = [
     "resolve_device",
 ]
 
-PRETRAIN_EPOCHS = 40
-QAT_EPOCHS = 15
 CALIB_SAMPLES = 256
 
 

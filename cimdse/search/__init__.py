@@ -25,7 +25,7 @@ from importlib import import_module
 #: reading fronts) do not pay for torch and stable-baselines3
 _API = {
     "SEARCH_METHODS": "config", "SearchConfig": "config", "SearchEvent": "config",
-    "PPOAgent": "agent", "PPOConfig": "agent", "BitWidthEnv": "env",
+    "PPOAgent": "agent", "PPOConfig": "config", "BitWidthEnv": "env",
     "AccuracyEvaluator": "evaluator", "CachedEvaluator": "evaluator", "MethodRecorder": "evaluator",
     "Outcome": "evaluator", "PolicyScorer": "evaluator", "SearchResult": "core", "search_archs": "core",
     "hypervolume": "fronts", "pareto_front": "fronts", "CimAqReward": "reward", "RewardFn": "reward",

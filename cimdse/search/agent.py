@@ -12,7 +12,7 @@ optimizer state, hyperparameters) let a later search continue from a trained age
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,66 +23,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from cimdse.errors import CimdseError, first_line
 from cimdse.files import atomic_write
+from cimdse.search.config import PPOConfig
 from cimdse.search.env import BitWidthEnv
 from cimdse.search.evaluator import MethodRecorder
 
 __all__ = ["PPOAgent", "PPOConfig"]
-
-
-@dataclass(frozen=True)
-class PPOConfig:
-    """PPO hyperparameters (stable-baselines3 names where they exist).
-
-    :param learning_rate: Adam step size of the policy and value networks.
-    :param episodes_per_update: episodes collected per PPO update
-        (``n_steps = episodes_per_update * layers``); few, as evaluations are dear.
-    :param minibatches: minibatches per epoch over a rollout (``batch_size = n_steps // minibatches``).
-    :param n_epochs: passes over each rollout.
-    :param gamma: discount; 1: the only reward is the episode's last.
-    :param gae_lambda: GAE trade-off between bias and variance of the advantage.
-    :param clip_range: PPO's ratio clip.
-    :param ent_coef: entropy bonus: keeps exploring, so the budget buys new policies.
-    :param vf_coef: weight of the value loss.
-    :param max_grad_norm: gradient clipping.
-    :param net_arch: hidden layers of the policy and of the value MLP (separate).
-    :param reward_scale: rewards are multiplied by this for learning (CIM-AQ's reward
-        reaches the hundreds; a value target near 1 trains better).
-    :param max_episodes_factor: stop after ``factor * budget`` episodes even if the
-        budget of distinct policies is not spent (a converged agent repeats itself).
-    :param wide_prior: initial preference for wide bit widths: the action logits start
-        at ``wide_prior * j / (n - 1)`` for the j-th of n widths (narrowest first), so
-        the first episodes sample near W8A8, where policies stay within the bound, and
-        the agent learns its way down instead of up from policies whose accuracy has
-        collapsed (0: uniform, stable-baselines3's own start). It uses no evaluation.
-    """
-
-    learning_rate: float = 1e-3
-    episodes_per_update: int = 4
-    minibatches: int = 2
-    n_epochs: int = 10
-    gamma: float = 1.0
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    net_arch: tuple[int, ...] = (64, 64)
-    reward_scale: float = 0.01
-    max_episodes_factor: int = 10
-    wide_prior: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.episodes_per_update < 1 or self.minibatches < 1 or self.n_epochs < 1:
-            raise CimdseError("PPO: episodes_per_update, minibatches and n_epochs must be >= 1")
-        if not self.learning_rate > 0 or not self.reward_scale > 0:
-            raise CimdseError("PPO: learning_rate and reward_scale must be > 0")
-        if not self.wide_prior >= 0:
-            raise CimdseError("PPO: wide_prior must be >= 0")
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["net_arch"] = list(self.net_arch)
-        return d
 
 
 class _ScaledReward(gym.RewardWrapper):

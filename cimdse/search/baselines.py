@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from cimdse.search.config import UNIFORM_BITS
 from cimdse.search.evaluator import MethodRecorder
 from cimdse.search.space import SearchSpace
 
 __all__ = ["UNIFORM_BITS", "greedy_search", "random_search", "uniform_method"]
 
-UNIFORM_BITS = (8, 7, 6, 5, 4, 3, 2)
 
 
 def uniform_method(recorder: MethodRecorder, space: SearchSpace, bits: int) -> None:
