@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from cimdse import models
 from cimdse.arch import apply_overrides, from_dict
-from cimdse.cli.common import add_arch_options, load_arch, output_dir, write_csv
+from cimdse.cli.common import add_arch_options, add_seed_option, load_arch, output_dir, write_csv
 from cimdse.data import DATASETS, load_dataset
 from cimdse.errors import CimdseError
 from cimdse.policy import QUANT, load_policy, parse_bits, uniform_policy
@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ideal-devices", action="store_true", help="with --hardware-aware: leave the arch's non-idealities out"
     )
-    p.add_argument("--seed", type=int, default=0)
+    add_seed_option(p, 0, "seed of the weights, data order and calibration")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: best for small models)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

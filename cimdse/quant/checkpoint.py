@@ -7,6 +7,8 @@ Saved atomically (a temporary file in the same folder, then a rename), loaded wi
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from torch import nn
 
 from cimdse import models
 from cimdse.errors import CimdseError, first_line
-from cimdse.files import atomic_write
+from cimdse.files import atomic_write, input_file
 from cimdse.quant.apply import quantized_structure
 from cimdse.quant.export import IntLayer, layers_from_dicts
 
@@ -76,11 +78,19 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """A checkpoint written by :func:`save_checkpoint`, with a clear error otherwise."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CimdseError(f"{path}: no such checkpoint")
+    input_file(path, "checkpoint", None)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, not a torch file, foreign pickle
+        with warnings.catch_warnings():  # torch warns about a foreign pickle before refusing it
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # a plain pickle, or a torch file holding more than tensors and values
+        raise CimdseError(
+            f"{path}: not a cimdse checkpoint (a plain pickle, or a file holding Python objects beyond tensors "
+            "and plain values: cimdse does not unpickle those)"
+        ) from None
+    except Exception as err:  # truncated, not a torch file
         raise CimdseError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CimdseError(f"{path}: not a cimdse checkpoint (expected format {FORMAT})")
