@@ -53,7 +53,9 @@ def read_summaries(runs: Sequence[str | Path]) -> pd.DataFrame:
             values = pd.to_numeric(df[col], errors="coerce")
             if values.isna().any():
                 row = int(values.isna().to_numpy().argmax()) + 1
-                raise CimdseError(f"{path}: row {row}, column {col}: {df[col].iloc[row - 1]!r} is not a number")
+                raw = df[col].iloc[row - 1]
+                shown = "an empty cell" if pd.isna(raw) else repr(str(raw))
+                raise CimdseError(f"{path}: row {row}, column {col}: {shown} is not a number")
             df[col] = values
         flags = df["within_bound"].astype(str).str.lower()
         if not flags.isin(("true", "false")).all():
