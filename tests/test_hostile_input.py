@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import errno
 import itertools
+import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,6 +91,23 @@ def test_read_only_output_folder_is_one_message_and_leaves_no_folder(command, in
         assert code == 2
         one_message(err, f"{out}: cannot write to output folder (Permission denied)")
     assert list(read_only.iterdir()) == []  # "new" was made (root may), then removed
+
+
+def test_a_really_read_only_folder(tmp_path):
+    """The same, with the kernel saying no: as root, with the capability that overrides
+    file permissions dropped (setpriv), else as the user the tests run as."""
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("root without setpriv: permissions cannot be enforced")
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    cmd = [*prefix, sys.executable, "-m", "cimdse", "rtl", "--arch", "demo", "--out", str(read_only)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == f"cimdse: error: {read_only}: cannot write to output folder (Permission denied)\n"
 
 
 def test_an_os_error_while_writing_is_one_message(tmp_path, monkeypatch, capsys):
@@ -379,7 +398,7 @@ def test_a_plain_pickle_checkpoint_is_refused_without_a_torch_warning(tmp_path, 
         warnings.simplefilter("always")
         code, err = run_main(["evaluate", "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and not caught, [str(w.message) for w in caught]
-    one_message(err, "plain.pkl: not a cimdse checkpoint (a plain pickle")
+    one_message(err, "plain.pkl: not a readable checkpoint (a pickle of Python objects, which cimdse does not")
 
 
 def test_matmul_bits_out_of_range_blame_matmul_bits(tmp_path, capsys):

@@ -85,13 +85,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         with warnings.catch_warnings():  # torch warns about a foreign pickle before refusing it
             warnings.simplefilter("ignore")
             data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # a plain pickle, or a torch file holding more than tensors and values
-        raise CimdseError(
-            f"{path}: not a cimdse checkpoint (a plain pickle, or a file holding Python objects beyond tensors "
-            "and plain values: cimdse does not unpickle those)"
-        ) from None
-    except Exception as err:  # truncated, not a torch file
-        raise CimdseError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
+    except Exception as err:  # truncated, not a torch file, a foreign pickle
+        with open(path, "rb") as f:
+            pickled = isinstance(err, pickle.UnpicklingError) and f.read(1) == b"\x80"  # pickle protocol >= 2
+        why = "a pickle of Python objects, which cimdse does not unpickle" if pickled else type(err).__name__
+        raise CimdseError(f"{path}: not a readable checkpoint ({why})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CimdseError(f"{path}: not a cimdse checkpoint (expected format {FORMAT})")
     data.pop("format")
