@@ -442,3 +442,16 @@ def test_a_second_ctrl_c_during_cleanup_ends_quietly(tmp_path):
     assert proc.returncode == 130
     assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.endswith("cimdse: interrupted again: stopping now\n")
+
+
+def test_a_process_started_with_ctrl_c_ignored_keeps_it_ignored(capsys):
+    """``nohup``-style and background jobs inherit an ignored SIGINT: the CLI leaves it so."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert main(["arch", "list"]) == 0
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert signal.getsignal(signal.SIGINT) is previous

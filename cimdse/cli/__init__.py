@@ -91,7 +91,10 @@ def _interruptible() -> Iterator[None]:
     whatever cleanup it hit, the interpreter's exit (atexit: Dask, multiprocessing)
     included: after an interrupt the handler stays. Files stay whole: every write is
     atomic or append-only."""
-    if threading.current_thread() is not threading.main_thread():
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler  # ignored, or someone else's
+    ):
         yield
         return
 
