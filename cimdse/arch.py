@@ -3,12 +3,17 @@
 A spec is a readable YAML file with two sections, ``crossbar:`` and ``chip:``
 (see ``cimdse/presets/*.yaml``). Specs are validated with pydantic: unknown keys,
 impossible values and inconsistent combinations are rejected with a message naming
-the file, the field and the rule broken.
+the file, the field and the rule broken. A boolean is not a number (YAML's ``true``
+and ``yes`` would otherwise become 1), and a crossbar must hold the columns of one
+output at the widest weight a policy gives (8 bits): a weight's columns stay on one
+crossbar, as the generated RTL tile requires.
 """
 
 from __future__ import annotations
 
 import math
+import types
+import typing
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cimdse.constants import CONSTANTS
 from cimdse.errors import CimdseError
 from cimdse.files import read_yaml, write_text
+from cimdse.policy import MAX_BITS as MAX_WEIGHT_BITS
+from cimdse.seeds import SEED_MAX
 
 Mapping = Literal["differential-column", "differential-row", "offset"]
 AdcMode = Literal["ideal", "full_range", "clip"]
@@ -28,8 +35,27 @@ Encoding = Literal["plain", "flip"]
 PRESET_NAMES = ("demo", "cim-aq", "isaac", "puma")
 
 
+def _numeric(annotation: Any) -> bool:
+    """Whether a field takes a number and not a boolean (``int``, ``float | None``,
+    ``Literal[...] | int``; not ``bool``)."""
+    args = (
+        typing.get_args(annotation)
+        if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+        else (annotation,)
+    )
+    return bool({int, float} & set(args)) and bool not in args
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, v: Any, info: Any) -> Any:
+        """pydantic takes ``true`` for 1; a spec saying ``rows: true`` is a mistake."""
+        if isinstance(v, bool) and _numeric(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"{str(v).lower()} is a boolean, not a number")
+        return v
 
 
 class Timing(_Strict):
@@ -60,7 +86,7 @@ class Nonideal(_Strict):
     stuck_on_rate: float = Field(0.0, ge=0, le=1)
     stuck_off_rate: float = Field(0.0, ge=0, le=1)
     read_noise_sigma: float = Field(0.0, ge=0, lt=1, description="relative, per cell and read")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
 
     @property
     def any(self) -> bool:
@@ -150,11 +176,29 @@ class CrossbarSpec(_Strict):
             raise ValueError("differential-row mapping needs active_rows >= 2 (a row pair)")
         if self.encoding == "flip" and self.mapping == "differential-row":
             raise ValueError("encoding 'flip' needs unsigned column sums (offset or differential-column mapping)")
+        per_out = self.polarities * self.cells_per_weight(MAX_WEIGHT_BITS)
+        if self.cols < per_out:
+            raise ValueError(
+                f"cols ({self.cols}) cannot hold one output of an {MAX_WEIGHT_BITS}-bit weight: it takes {per_out} "
+                f"columns ({self.cells_per_weight(MAX_WEIGHT_BITS)} cell(s) of {self.cell_bits} bit(s)"
+                f"{' x 2 polarities' if self.polarities == 2 else ''}, {self.mapping} mapping)"
+            )
         return self
 
     @property
     def active_rows_or_all(self) -> int:
         return self.active_rows if self.active_rows is not None else self.rows
+
+    @property
+    def polarities(self) -> int:
+        """Column polarities: W+ and W- columns for differential-column, one otherwise."""
+        return 2 if self.mapping == "differential-column" else 1
+
+    def cells_per_weight(self, w_bits: int) -> int:
+        """Cells per weight per polarity: ceil(m / c), m = b - 1 (magnitude) for
+        differential mappings, b for offset, or b when the spec counts the sign bit."""
+        m = w_bits if self.mapping == "offset" or self.count_sign_bit else w_bits - 1
+        return max(1, math.ceil(m / self.cell_bits))
 
 
 class Component(_Strict):

@@ -69,15 +69,13 @@ _MAX_ELEMENTS = 2**25  # partial-sum elements per chunk: bounds memory at a few 
 
 # ---------------------------------------------------------------- closed forms
 def polarities(spec: CrossbarSpec) -> int:
-    """Column polarities: W+ and W- columns for differential-column, one otherwise."""
-    return 2 if spec.mapping == "differential-column" else 1
+    """Column polarities (:attr:`CrossbarSpec.polarities`, owned by the spec)."""
+    return spec.polarities
 
 
 def cells_per_weight(spec: CrossbarSpec, w_bits: int) -> int:
-    """Cells per weight per polarity: ceil(m / c), m = b - 1 (magnitude) for
-    differential mappings, b for offset, or b when the spec counts the sign bit."""
-    m = w_bits if spec.mapping == "offset" or spec.count_sign_bit else w_bits - 1
-    return max(1, math.ceil(m / spec.cell_bits))
+    """Cells per weight per polarity (:meth:`CrossbarSpec.cells_per_weight`, owned by the spec)."""
+    return spec.cells_per_weight(w_bits)
 
 
 def input_slices(spec: CrossbarSpec, a_bits: int) -> int:

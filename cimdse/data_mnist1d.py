@@ -13,7 +13,8 @@ test splits are large enough to resolve the search's accuracy bound (the default
 4,000 test samples: one sample is 0.025 pp).
 
 The name's options: ``mnist1d:train=N,val=N,test=N,seed=S`` (defaults
-:data:`DEFAULTS`). ``train + val + test`` signals (rounded up to a multiple of 10,
+:data:`DEFAULTS`; each key at most once; at most :data:`MAX_SAMPLES` signals in all,
+~3 minutes of generation and a few hundred MB). ``train + val + test`` signals (rounded up to a multiple of 10,
 the package draws the same count per class) are generated with seed ``S``, then
 split per class by :mod:`cimdse.data` (``stratified_split`` with the split seed). The
 generated arrays are cached as ``mnist1d-<n>-s<S>.npz`` in ``$XDG_CACHE_HOME/cimdse``
@@ -31,10 +32,13 @@ import numpy as np
 
 from cimdse.errors import CimdseError
 from cimdse.files import atomic_write
+from cimdse.seeds import check_seed
 
 __all__ = ["CLASSES", "DEFAULTS", "cache_dir", "generate", "mnist1d_arrays", "parse_options"]
 
 DEFAULTS = {"train": 10_000, "val": 2_000, "test": 4_000, "seed": 0}
+#: most signals generated (train + val + test): 60x the defaults
+MAX_SAMPLES = 1_000_000
 SIGNAL_LENGTH = 40  # the package's final_seq_length
 CLASSES = 10
 
@@ -42,11 +46,15 @@ CLASSES = 10
 def parse_options(text: str) -> dict[str, int]:
     """``train=8000,test=4000`` -> the full option dict (defaults filled in)."""
     opts = dict(DEFAULTS)
+    given: set[str] = set()
     for item in filter(None, (t.strip() for t in text.split(","))):
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or key not in DEFAULTS:
             raise CimdseError(f"mnist1d option {item!r}: expected KEY=N with KEY one of {', '.join(DEFAULTS)}")
+        if key in given:
+            raise CimdseError(f"mnist1d option {key!r} is given twice")
+        given.add(key)
         try:
             opts[key] = int(value)
         except ValueError:
@@ -54,8 +62,10 @@ def parse_options(text: str) -> dict[str, int]:
     for key in ("train", "val", "test"):
         if opts[key] < CLASSES:
             raise CimdseError(f"mnist1d {key}={opts[key]}: need at least {CLASSES} samples (one per class)")
-    if opts["seed"] < 0:
-        raise CimdseError(f"mnist1d seed={opts['seed']}: must be >= 0")
+    total = opts["train"] + opts["val"] + opts["test"]
+    if total > MAX_SAMPLES:
+        raise CimdseError(f"mnist1d train+val+test = {total:,} signals: at most {MAX_SAMPLES:,} are generated")
+    check_seed(opts["seed"], "mnist1d seed=")
     return opts
 
 

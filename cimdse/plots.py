@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cimdse.errors import CimdseError, first_line
-from cimdse.files import atomic_write, output_dir
+from cimdse.errors import CimdseError
+from cimdse.files import atomic_write, output_dir, read_csv
 from cimdse.pareto import non_dominated
 from cimdse.policy import parse_policy_text, read_policy
 
@@ -52,15 +52,10 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _read_csv(path: Path, required: Sequence[str], numeric: Sequence[str] = ()) -> pd.DataFrame:
-    """The CSV with its ``required`` columns; ``numeric`` columns (those present) must
-    hold numbers or nothing: a plot of text would be nonsense, not a report."""
-    try:
-        df = pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise CimdseError(f"{path}: not a readable CSV ({first_line(err)})") from None
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise CimdseError(f"{path}: missing column(s) {', '.join(missing)}")
+    """The CSV with its ``required`` columns and at least one row, none cut short
+    (:func:`cimdse.files.read_csv`); ``numeric`` columns (those present) must hold
+    numbers or nothing: a plot of text would be nonsense, not a report."""
+    df = read_csv(path, "result table", required)
     for col in (c for c in numeric if c in df.columns):
         values = pd.to_numeric(df[col], errors="coerce")
         bad = values.isna() & df[col].notna()

@@ -22,7 +22,7 @@ is a :class:`CimdseError` naming the source and what is wrong.
 
 from __future__ import annotations
 
-import json
+import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +33,7 @@ import numpy as np
 import yaml
 
 from cimdse.errors import CimdseError, first_line
-from cimdse.files import parse_yaml, write_text
+from cimdse.files import parse_json, parse_yaml, read_bytes, read_text, write_text
 
 __all__ = [
     "COST",
@@ -198,27 +198,18 @@ def read_policy(source: str | Path, ranges: BitRanges = COST) -> tuple[list[str]
 def _read(path: Path, ranges: BitRanges) -> tuple[list[str] | None, np.ndarray]:
     """Names (None if positional) and bits; entries of text files are checked one by
     one (so a message names the entry), ``.npy`` arrays not yet (the caller does)."""
-    if not path.is_file():
+    if not path.exists():
         raise CimdseError(f"{path}: no such policy file")
     if path.suffix == ".npy":
         try:
-            data: Any = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
+            data: Any = np.load(io.BytesIO(read_bytes(path, "policy")), allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
             raise CimdseError(f"{path}: not a readable .npy array ({first_line(err)})") from None
         if data.ndim != 2 or data.shape[1] != 2:
             raise CimdseError(f"{path}: expected shape [layers, 2] (w_bits, a_bits per layer), got {list(data.shape)}")
         return None, data
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise CimdseError(f"{path}: cannot read ({first_line(err)})") from None
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise CimdseError(f"{path}: malformed JSON: {first_line(err)}") from None
-    else:
-        data = parse_yaml(text, str(path))
+    text = read_text(path, "policy")
+    data = parse_json(text, str(path)) if path.suffix == ".json" else parse_yaml(text, str(path))
     if isinstance(data, dict) and "policy" in data and isinstance(data["policy"], (dict, list)):
         data = data["policy"]  # a document with metadata beside its policy
     if isinstance(data, dict):

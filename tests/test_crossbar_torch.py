@@ -82,7 +82,7 @@ def test_torch_backend_is_bit_exact(
     conv = {"adc_bits": None} if adc is None else {"adc_bits": adc_bits, "adc_mode": shift if adc == "shift" else adc}
     spec = CrossbarSpec(
         rows=rows,
-        cols=8,
+        cols=16,  # the narrowest that holds one 8-bit weight's columns at 1-bit cells
         cell_bits=cell_bits,
         dac_bits=dac_bits,
         mapping=mapping,

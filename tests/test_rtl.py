@@ -232,12 +232,12 @@ def test_pyverilog_lint_rejects_bad_verilog(tmp_path):
         (dict(rows=8, cols=8), 17, 8, None, None, "w_bits must be in 2..16"),
         (dict(rows=8, cols=8), 8, 0, None, None, "a_bits must be in 1..16"),
         (
-            dict(rows=8, cols=4),
-            8,
+            dict(rows=8, cols=8),
+            12,  # the spec holds an 8-bit weight's columns; a 12-bit one needs 2 x 6
             8,
             None,
             None,
-            r"crossbar.cols = 4 is smaller than the columns one output needs \(8 per",
+            r"crossbar.cols = 8 is smaller than the columns one output needs \(12 per",
         ),
         (dict(rows=8, cols=16), 8, 8, 9, None, "needs 9 rows"),
         (dict(rows=8, cols=16, mapping="differential-row"), 8, 8, 5, None, "needs 10 rows"),
@@ -321,8 +321,8 @@ def test_cli_rtl_too_few_columns_names_the_spec(run_cli, tmp_path):
         "rtl", "--arch", "demo", "--set", "crossbar.cols=1", "--set", "crossbar.adcs=1", "--out", str(tmp_path)
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "crossbar.cols = 1 is smaller than the columns one output needs" in proc.stderr
-    assert "8 per output: 4 cell(s) of 2 bit(s) per 8-bit weight x 2 polarities" in proc.stderr
+    assert "crossbar: cols (1) cannot hold one output of an 8-bit weight: it takes 8 columns" in proc.stderr
+    assert "(4 cell(s) of 2 bit(s) x 2 polarities, differential-column mapping)" in proc.stderr
     assert not list(tmp_path.glob("*.v"))
 
 

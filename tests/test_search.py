@@ -448,6 +448,7 @@ def test_compare_runs_mean_and_spread(tmp_path):
              "acc_drop_pp": 0.0, "within_bound": True},
         ]  # fmt: skip
         pd.DataFrame(rows).to_csv(run / "summary.csv", index=False)
+        (run / "search_config.yaml").write_text(f"dataset: digits\nmodel: lenet\nepisodes: 10\nseed: {i}\n")
     t = compare_runs([tmp_path / "s0", tmp_path / "s1"]).set_index("method")
     assert t.loc["ppo", "hypervolume_mean"] == 3.0 and t.loc["ppo", "hypervolume_std"] == pytest.approx(2**0.5)
     assert t.loc["tpe", "hypervolume_vs_best"] == 0.5 and t.loc["ppo", "within_bound_share"] == 0.5

@@ -3,17 +3,26 @@
 the command being run is imported, so light commands do not pay for torch.
 
 Bad input raises :class:`cimdse.errors.CimdseError` anywhere below; here it becomes
-one line on stderr and exit code 2, never a traceback.
+one line on stderr and exit code 2, never a traceback. So does an operating-system
+refusal (a read-only or full disk, a path through a file): the user's environment, not
+a bug. A command that fails leaves no empty output folder behind. The first Ctrl-C
+stops the command (cleanup runs, exit 130); a second one during that cleanup ends the
+process at once, quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
-from cimdse.errors import CimdseError
+from cimdse.errors import CimdseError, first_line
+from cimdse.files import forget_outputs, remove_empty_outputs
 
 #: command -> the module that registers it (a module may register several).
 COMMANDS: dict[str, str] = {
@@ -48,17 +57,65 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command).parse_args(argv)
+    forget_outputs()
     try:
-        return int(args.func(args) or 0)
+        with _interruptible():
+            code = int(args.func(args) or 0)
     except CimdseError as err:
-        print(f"cimdse: error: {err}", file=sys.stderr)
-        return 2
+        code = _fail(str(err))
     except BrokenPipeError:  # output piped into head & co.
         sys.stderr.close()
         return 0
+    except OSError as err:  # a read-only or full disk, a path through a file, ...
+        where = f"{err.filename}: " if err.filename else ""
+        code = _fail(f"{where}{err.strerror or first_line(err)}")
     except KeyboardInterrupt:
         print("cimdse: interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    if code:
+        remove_empty_outputs()
+    forget_outputs()
+    return code
+
+
+def _fail(message: str) -> int:
+    print(f"cimdse: error: {message}", file=sys.stderr)
+    return 2
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """The first SIGINT raises KeyboardInterrupt, as usual; a second one, arriving while
+    that unwinds (closing a Dask client, worker pools, ...), ends the process at once
+    with exit 130 and one line, instead of an "Exception ignored" traceback from
+    whatever cleanup it hit, the interpreter's exit (atexit: Dask, multiprocessing)
+    included: after an interrupt the handler stays. Files stay whole: every write is
+    atomic or append-only."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler  # ignored, or someone else's
+    ):
+        yield
+        return
+
+    def again(signum: int, frame: object) -> None:
+        os.write(2, b"cimdse: interrupted again: stopping now\n")
+        os._exit(130)
+
+    def first(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, again)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, again)  # also when the first one came from elsewhere
+        raise
+    except BaseException:
+        signal.signal(signal.SIGINT, previous)
+        raise
+    signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

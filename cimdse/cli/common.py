@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from cimdse.errors import CimdseError
 from cimdse.files import atomic_write, output_dir, write_csv, write_text
+from cimdse.seeds import check_seed
 
 if TYPE_CHECKING:  # pragma: no cover
     from cimdse.arch import ArchSpec
@@ -32,6 +34,21 @@ def add_arch_options(parser: argparse.ArgumentParser, *, multiple: bool = False,
     )
 
 
+def add_seed_option(parser: argparse.ArgumentParser, default: int = 0, help: str = "random seed") -> None:
+    """``--seed N``, checked by :func:`cimdse.seeds.check_seed` while the arguments are
+    parsed: a bad seed stops the command before anything runs or is written."""
+    parser.add_argument("--seed", type=_seed, default=default, metavar="N", help=f"{help} (0..2^32-1)")
+
+
+def _seed(text: str) -> int:
+    try:
+        return check_seed(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a seed must be a whole number") from None
+    except CimdseError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--seed ")) from None
+
+
 def load_arch(name: str, overrides: list[str]) -> ArchSpec:
     from cimdse import arch as arch_mod
 
@@ -43,7 +60,16 @@ def load_archs(args: argparse.Namespace) -> list[ArchSpec]:
     return [load_arch(n, args.overrides) for n in names]
 
 
-__all__ = ["add_arch_options", "atomic_write", "load_arch", "load_archs", "output_dir", "write_csv", "write_text"]
+__all__ = [
+    "add_arch_options",
+    "add_seed_option",
+    "atomic_write",
+    "load_arch",
+    "load_archs",
+    "output_dir",
+    "write_csv",
+    "write_text",
+]
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -78,7 +78,7 @@ def _compile(args: argparse.Namespace) -> int:
     from cimdse.policy import load_policy, parse_bits, uniform_policy
 
     # Everything is validated and computed before the first file is written.
-    matmul_bits = parse_bits(args.matmul_bits)
+    matmul_bits = parse_bits(args.matmul_bits, where="--matmul-bits")
     net = _network(args)
     arch = load_arch(args.arch, args.overrides)
     policy = uniform_policy(*parse_bits(args.bits), len(net)) if args.bits else load_policy(args.policy, net)

@@ -8,7 +8,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from cimdse.cli.common import add_arch_options, load_arch, output_dir
+from cimdse.cli.common import add_arch_options, add_seed_option, load_arch, output_dir
 from cimdse.errors import CimdseError
 
 #: (w_bits, a_bits) verified when none are given: the 8-bit default and a narrow,
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     v.add_argument("--stream", type=int, default=20, help="vectors streamed back to back after them (default 20)")
     v.add_argument("--simulator", choices=("icarus", "verilator"), default="icarus", help="default icarus")
-    v.add_argument("--seed", type=int, default=0, help="seed of weights and inputs (default 0)")
+    add_seed_option(v, 0, "seed of weights and inputs (default 0)")
     v.add_argument("--out", help="keep the build folders here (default: a temporary folder)")
     v.add_argument("--synth", action="store_true", help="also run yosys on each tile and print the cell counts")
     v.add_argument("--checkpoint", help="run a trained layer of this checkpoint (cimdse train) on the tiles")

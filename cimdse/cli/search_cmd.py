@@ -8,7 +8,7 @@ import dataclasses
 import sys
 import typing
 
-from cimdse.cli.common import DefaultsHelpFormatter, add_arch_options, load_archs
+from cimdse.cli.common import DefaultsHelpFormatter, add_arch_options, add_seed_option, load_archs
 from cimdse.errors import CimdseError
 from cimdse.search.config import DATASET_DEFAULTS, DEFAULT_METHODS, SEARCH_METHODS, PPOConfig, SearchConfig, SearchEvent
 from cimdse.search.reward import REWARDS
@@ -128,7 +128,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help=f"PPO hyperparameter (repeatable); keys: {ppo_keys}",
     )
-    p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
+    add_seed_option(p, _DEFAULTS.seed)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -147,12 +147,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from cimdse.files import write_csv
+    from pathlib import Path
+
+    from cimdse.files import output_dir, write_csv
     from cimdse.search.compare import compare_runs
 
     table = compare_runs(args.runs)
     if args.out:
-        write_csv(table, args.out)
+        out = Path(args.out)
+        write_csv(table, output_dir(out.parent) / out.name)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 
@@ -188,6 +191,16 @@ def _pp_or_none(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"{text!r}: a number of pp or 'none'") from None
 
 
+def _methods(text: str) -> tuple[str, ...]:
+    """``ppo,tpe`` -> ("ppo", "tpe"); an empty list or an empty name is refused, not dropped."""
+    names = tuple(m.strip() for m in text.split(","))
+    if not any(names):
+        raise CimdseError(f"--methods {text!r}: name at least one of {','.join(SEARCH_METHODS)}")
+    if not all(names):
+        raise CimdseError(f"--methods {text!r}: an empty name between commas")
+    return names
+
+
 def _search(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -197,7 +210,7 @@ def _search(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     if args.arch is None:
         args.arch = ["demo"]
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    methods = _methods(args.methods)
     config = SearchConfig(
         model=args.model,
         dataset=args.dataset,

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from cimdse.errors import CimdseError
+from cimdse.sweep.plan import MAX_POINTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument(
         "--scheduler", metavar="tcp://HOST:PORT", help="run on this Dask cluster instead of local processes"
     )
+    sp.add_argument(
+        "--max-points",
+        type=int,
+        default=MAX_POINTS,
+        metavar="N",
+        help=f"refuse a config of more points than this (default {MAX_POINTS:,}: a larger grid is more often a typo)",
+    )
     sp.set_defaults(func=_sweep)
 
 
@@ -35,7 +43,9 @@ def _sweep(args: argparse.Namespace) -> int:
         raise CimdseError(f"--jobs {args.jobs}: must be at least 1")
     config_path = Path(args.config)
     cfg = sweep.load_config(config_path)
-    plan = sweep.plan(cfg, base=config_path.parent, where=str(config_path))
+    if args.max_points < 1:
+        raise CimdseError(f"--max-points {args.max_points}: must be at least 1")
+    plan = sweep.plan(cfg, base=config_path.parent, where=str(config_path), max_points=args.max_points)
     from tqdm import tqdm
 
     with tqdm(desc="sweep", unit="pt", file=sys.stderr, disable=None) as bar:

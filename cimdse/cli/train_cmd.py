@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from cimdse.cli.common import add_arch_options
+from cimdse.cli.common import add_arch_options, add_seed_option
 from cimdse.data import DATASETS
 from cimdse.errors import CimdseError
 from cimdse.quant.defaults import PRETRAIN_EPOCHS, QAT_EPOCHS
@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ideal-devices", action="store_true", help="with --hardware-aware: leave the arch's non-idealities out"
     )
-    p.add_argument("--seed", type=int, default=0)
+    add_seed_option(p, 0, "seed of the weights, data order and calibration")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: best for small models)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -7,6 +7,8 @@ Saved atomically (a temporary file in the same folder, then a rename), loaded wi
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from torch import nn
 
 from cimdse import models
 from cimdse.errors import CimdseError, first_line
-from cimdse.files import atomic_write
+from cimdse.files import atomic_write, input_file
 from cimdse.quant.apply import quantized_structure
 from cimdse.quant.export import IntLayer, layers_from_dicts
 
@@ -76,12 +78,18 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """A checkpoint written by :func:`save_checkpoint`, with a clear error otherwise."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CimdseError(f"{path}: no such checkpoint")
+    input_file(path, "checkpoint", None)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, not a torch file, foreign pickle
-        raise CimdseError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
+        with warnings.catch_warnings():  # torch warns about a foreign pickle before refusing it
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, not a torch file, a foreign pickle
+        with open(path, "rb") as f:
+            pickled = isinstance(err, pickle.UnpicklingError) and f.read(1) == b"\x80"  # pickle protocol >= 2
+        why = "a pickle of Python objects, which cimdse does not unpickle" if pickled else type(err).__name__
+        raise CimdseError(f"{path}: not a readable checkpoint ({why})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CimdseError(f"{path}: not a cimdse checkpoint (expected format {FORMAT})")
     data.pop("format")

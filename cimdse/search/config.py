@@ -13,6 +13,7 @@ from typing import Any, Literal
 from cimdse.errors import CimdseError
 from cimdse.policy import check_search_range
 from cimdse.search.reward import REWARDS
+from cimdse.seeds import check_seed
 
 __all__ = [
     "DATASET_DEFAULTS",
@@ -193,6 +194,7 @@ class SearchConfig:
         if self.final_top_k < 1:
             raise CimdseError(f"--final-top-k {self.final_top_k}: must be at least 1")
         check_search_range(self.min_bits, self.max_bits)
+        check_seed(self.seed)
         unknown = [m for m in self.methods if m not in SEARCH_METHODS]
         if unknown:
             raise CimdseError(f"--methods: unknown {unknown}; choose from {', '.join(SEARCH_METHODS)}")

@@ -12,13 +12,14 @@ One responsibility per module: ``config`` (schema), ``plan`` (points and units),
 from cimdse.sweep.config import CONFIG_COPY, SearchOptions, SweepConfig, check_grid_key, load_config, save_config
 from cimdse.sweep.evaluate import Evaluator, UnitResult, evaluate_unit, one_line, search_hook
 from cimdse.sweep.log import CSV_NAME, LOCK_NAME, ResultLog
-from cimdse.sweep.plan import METRICS, SEARCH_METRICS, Plan, Point, Unit, plan
+from cimdse.sweep.plan import MAX_POINTS, METRICS, SEARCH_METRICS, Plan, Point, Unit, plan
 from cimdse.sweep.run import SweepSummary, run_sweep
 
 __all__ = [
     "CONFIG_COPY",
     "CSV_NAME",
     "LOCK_NAME",
+    "MAX_POINTS",
     "METRICS",
     "SEARCH_METRICS",
     "Evaluator",

@@ -13,7 +13,7 @@ import os
 import re
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from cimdse.errors import CimdseError
@@ -21,7 +21,7 @@ from cimdse.sweep.evaluate import Evaluator, UnitResult, one_line
 from cimdse.sweep.plan import Unit
 
 
-def serial(units: list[Unit], evaluator: Evaluator) -> Iterator[tuple[Unit, UnitResult | BaseException]]:
+def serial(units: Iterable[Unit], evaluator: Evaluator) -> Iterator[tuple[Unit, UnitResult | BaseException]]:
     for u in units:
         try:
             yield u, evaluator(u)
@@ -35,7 +35,7 @@ def _quiet_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def pool(units: list[Unit], evaluator: Evaluator, jobs: int) -> Iterator[tuple[Unit, UnitResult | BaseException]]:
+def pool(units: Iterable[Unit], evaluator: Evaluator, jobs: int) -> Iterator[tuple[Unit, UnitResult | BaseException]]:
     """Local processes. Spawned, not forked: torch's thread pools do not survive a fork.
     A bounded window of units in flight keeps memory flat on big sweeps."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -80,17 +80,35 @@ def dask_client(address: str) -> Any:
         raise CimdseError(f"cannot reach the Dask scheduler at {address}: {one_line(err)}") from None
 
 
-def dask(units: list[Unit], evaluator: Evaluator, client: Any) -> Iterator[tuple[Unit, UnitResult | BaseException]]:
-    """A Dask cluster: the workers need cimdse installed (and user files on a shared path)."""
+#: units in flight on a Dask cluster at once: enough to keep a large cluster busy,
+#: few enough that a huge sweep is not submitted (and held) whole
+DASK_WINDOW = 1024
+
+
+def dask(
+    units: Iterable[Unit], evaluator: Evaluator, client: Any, window: int = DASK_WINDOW
+) -> Iterator[tuple[Unit, UnitResult | BaseException]]:
+    """A Dask cluster: the workers need cimdse installed (and user files on a shared path).
+    At most ``window`` units are in flight; the next is submitted as one finishes."""
     from distributed import as_completed
 
+    todo = iter(units)
     try:
-        futures = {client.submit(evaluator, u, pure=False): u for u in units}
-        for fut in as_completed(futures, loop=client.loop):
-            u = futures[fut]
+        running: dict[Any, Unit] = {}
+        finished = as_completed(loop=client.loop)
+        for u in itertools.islice(todo, window):
+            fut = client.submit(evaluator, u, pure=False)
+            running[fut] = u
+            finished.add(fut)
+        for fut in finished:
+            u = running.pop(fut)
             try:
                 yield u, fut.result()
             except Exception as err:
                 yield u, err
+            for nxt in itertools.islice(todo, 1):
+                new = client.submit(evaluator, nxt, pure=False)
+                running[new] = nxt
+                finished.add(new)
     finally:
         client.close()

@@ -4,6 +4,11 @@ Work is grouped in *units*: one (model, input, arch, grid point) compiled once a
 evaluated for all its bits/policies in one vectorized call. A point's id is a hash of
 its definition in the config's own spellings, so it does not change when the sweep is
 run from another folder or machine.
+
+The plan is counted before it is expanded, and a sweep of more than ``max_points``
+points (:data:`MAX_POINTS` unless raised) is refused: a grid of ten keys with ten values
+each is a typo far more often than a wish. Units and points are made as they are
+read (a lazy sequence: length and indexing by arithmetic), never held all at once.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import dataclasses
 import hashlib
 import itertools
 import json
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,8 @@ METRICS = (
     "speedup_vs_w8a8",
 )  # fmt: skip
 SEARCH_METRICS = ("val_acc",)
+#: most points a sweep plans unless told otherwise (``cimdse sweep --max-points``)
+MAX_POINTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -83,20 +91,95 @@ class Unit:
 
 @dataclass
 class Plan:
-    """The expanded sweep: units in config order and the CSV columns."""
+    """The sweep to run: (model x arch x grid point) units in config order, each with the
+    same points (bits, then policies, then the search), and the CSV columns. ``units``
+    and ``points`` are lazy sequences: made one at a time, as they are read."""
 
-    units: list[Unit]
+    models: list[tuple[str, str, tuple[int, ...]]]  # (spelling, resolved ref, input shape)
+    archs: list[tuple[str, str]]  # (spelling, resolved ref)
     grid_keys: list[str]
-    has_search: bool
+    grid_values: list[list[Scalar]]
+    bits: list[str]
+    policy_refs: tuple[tuple[str, str], ...]  # (spelling, resolved path)
+    search: tuple[tuple[str, Any], ...]
 
     @property
-    def points(self) -> list[Point]:
-        return [p for u in self.units for p in u.points]
+    def has_search(self) -> bool:
+        return bool(self.search)
+
+    @property
+    def points_per_unit(self) -> int:
+        return len(self.bits) + len(self.policy_refs) + (1 if self.search else 0)
+
+    @property
+    def unit_count(self) -> int:
+        return len(self.models) * len(self.archs) * math.prod(len(v) for v in self.grid_values)
+
+    @property
+    def point_count(self) -> int:
+        return self.unit_count * self.points_per_unit
+
+    @property
+    def units(self) -> Sequence[Unit]:
+        return _Lazy(self.unit_count, self._unit, self._iter_units)
+
+    @property
+    def points(self) -> Sequence[Point]:
+        n = self.points_per_unit
+        return _Lazy(
+            self.point_count,
+            lambda i: self._unit(i // n).points[i % n],
+            lambda: (p for u in self._iter_units() for p in u.points),
+        )
 
     @property
     def columns(self) -> list[str]:
         extra = list(SEARCH_METRICS) if self.has_search else []
         return ["point_id", "model", "input", "arch", *self.grid_keys, "bits", "policy", *METRICS, *extra, "status"]
+
+    def _make(self, model: tuple[str, str, tuple[int, ...]], arch: tuple[str, str], combo: Sequence[Scalar]) -> Unit:
+        (m, mref, shape), (a, aref) = model, arch
+        grid = tuple(zip(self.grid_keys, combo, strict=True))
+        pts = [Point(m, shape, a, grid, bits=b) for b in self.bits]
+        pts += [Point(m, shape, a, grid, policy=p) for p, _ in self.policy_refs]
+        if self.search:
+            pts.append(Point(m, shape, a, grid, policy="search", search=self.search))
+        return Unit(mref, shape, aref, grid, tuple(pts), self.policy_refs)
+
+    def _iter_units(self) -> Iterator[Unit]:
+        for model, arch, combo in itertools.product(self.models, self.archs, itertools.product(*self.grid_values)):
+            yield self._make(model, arch, combo)
+
+    def _unit(self, index: int) -> Unit:
+        """The ``index``-th unit, by mixed-radix arithmetic on the product's order."""
+        combo: list[Scalar] = []
+        for values in reversed(self.grid_values):
+            index, j = divmod(index, len(values))
+            combo.append(values[j])
+        index, a = divmod(index, len(self.archs))
+        return self._make(self.models[index], self.archs[a], combo[::-1])
+
+
+class _Lazy(Sequence):
+    """A read-only sequence of ``length`` items made by ``get(i)`` (or, in order, by ``iterate()``)."""
+
+    def __init__(self, length: int, get: Any, iterate: Any) -> None:
+        self._length, self._get, self._iterate = length, get, iterate
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._length))]
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError(index)
+        return self._get(index)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._iterate()
 
 
 def _resolve(base: Path, text: str) -> str:
@@ -137,11 +220,22 @@ def _input_for(cfg: SweepConfig, model: str, where: str) -> tuple[int, ...]:
     return shape
 
 
-def plan(cfg: SweepConfig, base: str | Path = ".", where: str = "sweep config") -> Plan:
-    """Expand the config into units and points, checking models, archs and policy files
-    up front so that bad input stops the sweep before anything is written."""
+def plan(cfg: SweepConfig, base: str | Path = ".", where: str = "sweep config", max_points: int = MAX_POINTS) -> Plan:
+    """The config's plan, counted before anything is expanded (more than ``max_points``
+    points is refused), with models, archs and policy files checked up front so that
+    bad input stops the sweep before anything is written."""
     from cimdse.models import ZOO, load_model
 
+    keys = list(cfg.grid)
+    sizes = [len(cfg.models), len(cfg.archs), *(len(cfg.grid[k]) for k in keys)]
+    per_unit = len(cfg.bits) + len(cfg.policies) + (1 if cfg.search else 0)
+    count = math.prod(sizes) * per_unit
+    if count > max_points:
+        factors = " x ".join(map(str, [*sizes, per_unit]))
+        raise CimdseError(
+            f"{where}: {count:,} points ({factors}: models x archs x grid values x bits/policies/search) is more "
+            f"than {max_points:,}; give --max-points {count} if the sweep is meant to be that large"
+        )
     base = Path(base)
     models = []
     for m in cfg.models:
@@ -159,14 +253,4 @@ def plan(cfg: SweepConfig, base: str | Path = ".", where: str = "sweep config") 
         if not Path(ref).is_file():
             raise CimdseError(f"{where}: policies: {spelling}: no such policy file")
     search = tuple(sorted(cfg.search.model_dump().items())) if cfg.search else ()
-    keys = list(cfg.grid)
-    combos = list(itertools.product(*(cfg.grid[k] for k in keys)))
-    units = []
-    for (m, mref, shape), (a, aref), combo in itertools.product(models, archs, combos):
-        grid = tuple(zip(keys, combo, strict=True))
-        pts = [Point(m, shape, a, grid, bits=b) for b in cfg.bits]
-        pts += [Point(m, shape, a, grid, policy=p) for p in cfg.policies]
-        if search:
-            pts.append(Point(m, shape, a, grid, policy="search", search=search))
-        units.append(Unit(mref, shape, aref, grid, tuple(pts), policy_refs))
-    return Plan(units, keys, bool(search))
+    return Plan(models, archs, keys, [list(cfg.grid[k]) for k in keys], list(cfg.bits), policy_refs, search)

@@ -105,19 +105,21 @@ def run_sweep(
         save_config(config, out, config_path)
     summary = SweepSummary(total=len(sweep_plan.points), csv_path=log.path)
     try:
-        todo = []
-        for u in sweep_plan.units:
-            rest = [p for p in u.points if p.id not in done]
-            summary.already_done += len(u.points) - len(rest)
-            if rest:
-                todo.append(u.with_points(rest, str(out / "search")))
+        if done:  # a first pass counts what a previous run finished; units are made again below, one at a time
+            summary.already_done = sum(p.id in done for p in sweep_plan.points)
+        total, finished = summary.total - summary.already_done, 0
+        todo = (
+            u.with_points(rest, str(out / "search"))
+            for u in sweep_plan.units
+            if (rest := [p for p in u.points if p.id not in done])
+        )
+        units_left = -(-total // max(1, sweep_plan.points_per_unit))  # at least; exact when none is half done
         if client is not None:
             stream = dask(todo, evaluator, client)
-        elif jobs > 1 and len(todo) > 1:
-            stream = pool(todo, evaluator, min(jobs, len(todo)))
+        elif jobs > 1 and units_left > 1:
+            stream = pool(todo, evaluator, min(jobs, units_left))
         else:
             stream = serial(todo, evaluator)
-        total, finished = sum(len(u.points) for u in todo), 0
         for unit, result in stream:
             finished += len(unit.points)
             if isinstance(result, BaseException):
