@@ -195,6 +195,9 @@ def test_a_huge_sweep_grid_is_counted_and_refused_unless_raised(tmp_path, capsys
     assert code == 2 and not out.exists()
     one_message(err, "2,000,000 points (1 x 1 x 10 x 10 x 10 x 10 x 10 x 10 x 2", "more than 100,000",
                 "--max-points 2000000")  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    assert f"default {sweep.MAX_POINTS:,}" in " ".join(capsys.readouterr().out.split())  # the help says the limit
     plan = sweep.plan(sweep.load_config(config), max_points=2_000_000)  # lazy: instant, nothing held
     assert plan.point_count == len(plan.points) == 2_000_000 and len(plan.units) == 1_000_000
     head = list(itertools.islice(plan.units, 12))

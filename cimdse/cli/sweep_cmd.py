@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from cimdse.errors import CimdseError
-from cimdse.sweep.plan import MAX_POINTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,9 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument(
         "--max-points",
         type=int,
-        default=MAX_POINTS,
         metavar="N",
-        help=f"refuse a config of more points than this (default {MAX_POINTS:,}: a larger grid is more often a typo)",
+        # the planner's MAX_POINTS, written out: importing the planner here would load pydantic
+        help="refuse a config of more points than this (default 100,000: a larger grid is more often a typo)",
     )
     sp.set_defaults(func=_sweep)
 
@@ -43,9 +42,10 @@ def _sweep(args: argparse.Namespace) -> int:
         raise CimdseError(f"--jobs {args.jobs}: must be at least 1")
     config_path = Path(args.config)
     cfg = sweep.load_config(config_path)
-    if args.max_points < 1:
-        raise CimdseError(f"--max-points {args.max_points}: must be at least 1")
-    plan = sweep.plan(cfg, base=config_path.parent, where=str(config_path), max_points=args.max_points)
+    max_points = sweep.MAX_POINTS if args.max_points is None else args.max_points
+    if max_points < 1:
+        raise CimdseError(f"--max-points {max_points}: must be at least 1")
+    plan = sweep.plan(cfg, base=config_path.parent, where=str(config_path), max_points=max_points)
     from tqdm import tqdm
 
     with tqdm(desc="sweep", unit="pt", file=sys.stderr, disable=None) as bar:
