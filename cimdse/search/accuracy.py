@@ -37,6 +37,7 @@ class QATAccuracy:
     :param finetune_within_pp: fine-tune only the policies whose calibration-only
         accuracy is at most this many pp below the calibration-only W8A8 one (the
         others report their calibration-only accuracy); None: fine-tune every policy.
+    :param device: where fine-tunes and evaluations run (cpu or cuda).
     """
 
     def __init__(
@@ -47,13 +48,15 @@ class QATAccuracy:
         seed: int = 0,
         hardware: ArchSpec | None = None,
         finetune_within_pp: float | None = None,
+        device: str = "cpu",
     ) -> None:
         self.splits = splits
         self.finetune_epochs = finetune_epochs
         self.seed = seed
         self.hardware = hardware
         self.finetune_within_pp = finetune_within_pp
-        self.policy_evaluator = PolicyEvaluator(float_model, splits, seed)
+        self.device = device
+        self.policy_evaluator = PolicyEvaluator(float_model, splits, seed, device)
         self.screened_out = 0  # policies not fine-tuned because calibration put them too far below
         self._calibrated_ref: float | None = None
 
@@ -98,7 +101,8 @@ def final_scores(
     def tuned(hardware: ArchSpec | None):
         qmodel = evaluator.policy_evaluator.prepared.quantize(np.asarray(policy))
         if epochs > 0:
-            finetune(qmodel, splits, epochs, seed, hardware=hardware)
+            finetune(qmodel, splits, epochs, seed, hardware=hardware, device=evaluator.device)
+        qmodel.to(evaluator.device)
         return qmodel, accuracy(qmodel, splits.val), accuracy(qmodel, splits.test)
 
     shared = None
@@ -112,6 +116,6 @@ def final_scores(
         if target is None:
             out.append(FinalScores(fq_val, fq_test, fq_val, fq_test))
         else:
-            hw = integer_model(qmodel, arch=target)
+            hw = integer_model(qmodel, arch=target, device=evaluator.device)
             out.append(FinalScores(accuracy(hw, splits.val), accuracy(hw, splits.test), fq_val, fq_test))
     return out
