@@ -250,6 +250,24 @@ def test_padded_int_mm_matches_unpadded():
         assert torch.equal(out.long(), a.long() @ b.long())
 
 
+@pytest.mark.parametrize("adc", [{"adc_bits": 6}, {"adc_bits": 3, "adc_mode": "clip"}, {}])
+def test_cublaslt_layout_runs_on_cpu_too(monkeypatch, adc):
+    # CUDA's int8 layout (K and columns zero-padded to multiples of 8, B column-major), run
+    # on CPU: 5 outputs x 4 cells x 2 polarities = 40 columns; 37 rows of 16-row groups
+    # give groups of 16 (+1 offset row) -> K' = 24.
+    monkeypatch.setattr(crossbar_torch, "cublaslt_layout", lambda device: True)
+    spec = CrossbarSpec(rows=16, cols=64, cell_bits=2, dac_bits=1, **adc)
+    x, w = _rand(np.random.default_rng(9), 21, 37, 5, 8, 8)
+    for n in (5, 3):  # 40 and 24 columns, K' = 24
+        xt = ct.program(w[:, :n], spec, 8, kernel="int8")
+        assert xt.kernel == "int8" and xt.weights.stride(1) == 1 and xt.k_gemm % 8 == 0
+        np.testing.assert_array_equal(ct.mvm(x, xt, a_bits=8, fast_path=False), mvm(x, w[:, :n], spec))
+    spec3 = spec.model_copy(update={"cell_bits": 3})  # 3 cells x 2 polarities x 5 = 30 columns -> 32
+    xt = ct.program(w, spec3, 8, kernel="int8")
+    assert xt.weights.shape[2] == 32
+    np.testing.assert_array_equal(ct.mvm(x, xt, a_bits=8, fast_path=False), mvm(x, w, spec3))
+
+
 def test_column_major_keeps_values():
     b = torch.arange(12, dtype=torch.int8).view(3, 4)
     cm = ct.column_major(b)
