@@ -87,6 +87,7 @@ def measure(
     cases: list[str] | None = None,
     numpy_ref: bool = True,
     batches: dict[str, int] | None = None,
+    crosssim_cases: list[str] | None = None,
 ) -> None:
     import torch
 
@@ -113,7 +114,8 @@ def measure(
             # on CUDA CrossSim runs the whole batch, except ResNet-50 (seconds per image there)
             slow_batch = batch if device.startswith("cuda") and name != "resnet50" else min(slow_batch, batch)
         try:
-            print(_case(name, batch, slow_batch, arch, repeat, from_torch, device, numpy_ref), flush=True)
+            cs = from_torch if crosssim_cases is None or name in crosssim_cases else None
+            print(_case(name, batch, slow_batch, arch, repeat, cs, device, numpy_ref), flush=True)
         except Exception as err:  # noqa: BLE001  # one failing network must not hide the others' figures
             print(f"| {name} | {batch} | failed: {type(err).__name__}: {err} |", flush=True)
     print(
@@ -241,12 +243,14 @@ def main() -> None:
     ap.add_argument("--cases", default="lenet,resnet20", help="networks: lenet, resnet20, resnet50")
     ap.add_argument("--batch", action="append", default=[], help="NAME=BATCH, e.g. resnet20=256")
     ap.add_argument("--no-numpy", action="store_true", help="skip the (slow) numpy reference")
+    ap.add_argument("--crosssim", default=None, help="networks CrossSim runs on (default: all)")
     ap.add_argument("--train-step", type=int, default=0, help="also time a training step at this batch")
     args = ap.parse_args()
     batches = {k: int(v) for k, v in (b.split("=") for b in args.batch)}
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     if args.threads is not None or args.device != "cpu":
-        measure(args.threads or 1, args.repeat, args.device, cases, not args.no_numpy, batches)
+        cs_cases = None if args.crosssim is None else [c.strip() for c in args.crosssim.split(",")]
+        measure(args.threads or 1, args.repeat, args.device, cases, not args.no_numpy, batches, cs_cases)
         if args.train_step:
             training_step(args.device, args.train_step, args.repeat)
     else:

@@ -519,24 +519,28 @@ def _physical_inputs(x: torch.Tensor, xt: TorchCrossbar, dtype: torch.dtype) -> 
 
 def _ideal_slices(x: torch.Tensor, xt: TorchCrossbar, nx: int) -> torch.Tensor:
     """The GEMM's left operand [G, B, nx / pack, K'] in its type: input slices, LSB
-    first, ``pack`` of them per row as fields of ``field_bits``; then the offset row's
+    first, ``pack`` of them per row as fields of ``field_bits`` (added in the float
+    type: exact, every value is an integer below 2^mantissa); then the offset row's
     input (1 in every field) and zero padding."""
     lay = xt.layout
-    d, m = xt.spec.dac_bits, lay.pack
+    d, m, f = xt.spec.dac_bits, lay.pack, lay.field_bits
     nxp = -(-nx // m)
-    wide = m > 1 and lay.field_bits * m > 30
-    work = torch.int64 if wide else torch.int32
-    small = _physical_inputs(x, xt, work)  # [G, B, A]
+    small_t = torch.uint8 if x.numel() == 0 or int(x.max()) < 256 else torch.int32
+    small = _physical_inputs(x, xt, small_t)  # [G, B, A]
     g, b, a = small.shape
-    shifts = torch.arange(nxp * m, device=x.device, dtype=work) * d
-    xs = (small.unsqueeze(2) >> shifts.view(1, 1, -1, 1)) & (2**d - 1)  # [G, B, nxp*m, A]
-    if m > 1:
-        fields = (torch.arange(m, device=x.device, dtype=work) * lay.field_bits).view(1, 1, 1, m, 1)
-        xs = (xs.view(g, b, nxp, m, a) << fields).sum(dim=3, dtype=work)
+    shifts = torch.arange(nx, device=x.device, dtype=small_t) * d
+    xs = (small.unsqueeze(2) >> shifts.view(1, 1, -1, 1)) & (2**d - 1)  # [G, B, nx, A]
     out = torch.zeros((g, b, nxp, xt.k_gemm), dtype=xt.weights.dtype, device=x.device)
-    out[..., :a] = xs
+    dst = out[..., :a]
+    if m == 1:
+        dst.copy_(xs)
+    else:
+        dst[:, :, : -(-nx // m)].copy_(xs[:, :, 0::m])
+        for j in range(1, m):
+            part = xs[:, :, j::m]
+            dst[:, :, : part.shape[2]].add_(part, alpha=2 ** (j * f))
     if lay.row_in_gemm:
-        out[..., a] = sum(2 ** (j * lay.field_bits) for j in range(m))
+        out[..., a] = sum(2 ** (j * f) for j in range(m))
     return out
 
 
@@ -580,18 +584,11 @@ def _ideal(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
     per_vector = g * max(nxp * cols, plan.nx * xt.cols)
     limit = CUDA_CHUNK_ELEMENTS if xt.device.type == "cuda" else CPU_CHUNK_ELEMENTS
     chunk = max(1, limit // per_vector)
-    wsum = _shift_add_weights(xt, plan)
-    parts = [_ideal_chunk(xs[:, i : i + chunk], xt, plan, wsum) for i in range(0, b, chunk)]
+    parts = [_ideal_chunk(xs[:, i : i + chunk], xt, plan) for i in range(0, b, chunk)]
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
-def _shift_add_weights(xt: TorchCrossbar, plan: _Plan) -> torch.Tensor:
-    """2^(i d + s) * coef_q as [1, 1, nx, q, 1] in the shift-and-add's type."""
-    w = torch.tensor([[sc * c for c in xt.coef] for sc in plan.scale], dtype=torch.int64)
-    return w.to(xt.device, plan.acc_dtype).view(1, 1, plan.nx, len(xt.coef), 1)
-
-
-def _ideal_chunk(xs: torch.Tensor, xt: TorchCrossbar, plan: _Plan, wsum: torch.Tensor) -> torch.Tensor:
+def _ideal_chunk(xs: torch.Tensor, xt: TorchCrossbar, plan: _Plan) -> torch.Tensor:
     lay = xt.layout
     g, b, nxp, kg = xs.shape
     rows = xs.reshape(g, b * nxp, kg)  # a view: each group's rows are contiguous
@@ -604,9 +601,24 @@ def _ideal_chunk(xs: torch.Tensor, xt: TorchCrossbar, plan: _Plan, wsum: torch.T
     codes = _adc_fields(p, xt, plan, b)  # [G, b, nx, cols]
     if xt.flip is not None:
         codes = cb.restore_flipped(codes[..., :-1], codes[..., -1:], xt.flip.to(codes.dtype), xt.spec.cell_bits)
-    q = len(xt.coef)
-    codes = codes.reshape(g, b, plan.nx, q, xt.n)
-    return (codes * wsum).sum(dim=(0, 2, 3), dtype=plan.acc_dtype).to(torch.int64)
+    return _shift_add(codes, xt, plan)
+
+
+def _shift_add(codes: torch.Tensor, xt: TorchCrossbar, plan: _Plan) -> torch.Tensor:
+    """sum over g, i, q of 2^(i d + s) coef_q code[g, b, i, q, n] -> int64 [b, n]:
+    groups summed first (a contiguous reduction), then slices and columns by in-place
+    scaled adds (a generic multi-axis reduction is several times slower on CPU)."""
+    g, b, nx = codes.shape[:3]
+    q, n = len(xt.coef), xt.n
+    c = codes[0] if g == 1 else codes.sum(0, dtype=plan.acc_dtype)  # [b, nx, q*n]
+    t = c[:, 0] * plan.scale[0]
+    for i in range(1, nx):
+        t.add_(c[:, i], alpha=plan.scale[i])
+    t = t.view(b, q, n)
+    y = t[:, 0] * xt.coef[0]
+    for qi in range(1, q):
+        y.add_(t[:, qi], alpha=xt.coef[qi])
+    return y.to(torch.int64)
 
 
 def _adc_fields(p: torch.Tensor, xt: TorchCrossbar, plan: _Plan, b: int) -> torch.Tensor:
@@ -622,16 +634,16 @@ def _adc_fields(p: torch.Tensor, xt: TorchCrossbar, plan: _Plan, b: int) -> torc
         p = p + lay.row
     if m > 1:
         sh = (torch.arange(m, device=p.device, dtype=work) * f + s).view(1, 1, 1, m, 1)
-        codes = (p.view(g, b, -1, 1, xt.cols) >> sh) & (2 ** (f - s) - 1)  # p is contiguous
+        codes = (p.view(g, b, -1, 1, xt.cols) >> sh).bitwise_and_(2 ** (f - s) - 1)  # p is contiguous
         codes = codes.view(g, b, -1, xt.cols)[:, :, : plan.nx]
     else:
-        codes = p >> s if s else p
+        codes = p >> s if s else p  # p is a temporary of this call: changed in place below
         codes = codes.view(g, b, plan.nx, xt.cols)
     if lay.bias:
-        codes = codes - (lay.bias >> s)
+        codes.sub_(lay.bias >> s)
     if plan.s is not None and xt.saturates:
         lo, hi = plan.code_range
-        codes = codes.clamp(max=hi) if lo == 0 else codes.clamp(lo, hi)
+        codes.clamp_(max=hi) if lo == 0 else codes.clamp_(lo, hi)
     return codes.to(plan.acc_dtype) if codes.dtype != plan.acc_dtype else codes
 
 
@@ -676,9 +688,7 @@ def _real_chunk(
         flip = xt.flip.view(g, 1, -1).to(p.dtype)
         p = cb.restore_flipped(p[..., :-1], p[..., -1:], flip, spec.cell_bits)
     if s is not None:  # ADC codes: integers, exact in any order
-        codes = p.to(plan.acc_dtype).view(g, nx, b, q, n)
-        wsum = _shift_add_weights(xt, plan).view(1, nx, 1, q, 1)
-        return (codes * wsum).sum(dim=(0, 1, 3), dtype=plan.acc_dtype).to(torch.int64)
+        return _shift_add(p.to(plan.acc_dtype).view(g, nx, b, q * n).transpose(1, 2), xt, plan)
     codes = p.view(g, nx, b, q, n)  # real sums: numpy's order, columns first
     t = codes[:, :, :, 0, :] * xt.coef[0]
     for qi in range(1, q):
