@@ -82,8 +82,8 @@ def measure(threads: int, device: str = "cpu", batch: int = 1024, repeat: int = 
     xb = program(w, spec, 8)
     ref = mvm(x[:ref_n], xb, a_bits=8)
     kernels = {}
-    for kern in (None, "int8", "float32", "float16"):
-        if kern in ("float16",) and not cuda:
+    for kern in (None, "int8", "float32", "float64", "float16", "bfloat16"):
+        if kern in ("float16", "bfloat16", "float64") and not cuda:
             continue
         xbt = ct.program(w, spec, 8, device=device, kernel=kern)
         got = ct.mvm(xt[:ref_n], xbt, a_bits=8).cpu().numpy()

@@ -20,6 +20,7 @@ Run: CROSSSIM_PATH=/path/to/cross-sim python benchmarks/bench_network.py
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from crosssim_config import add_crosssim_path, crosssim_params  # noqa: E402
 from timing import best_of, device_label, run_per_thread_setting, thread_label  # noqa: E402
 
 ROWS = 64
+ENV_KERNEL = "CIMDSE_GEMM"  # cimdse.crossbar_torch.ENV_KERNEL (not imported before the thread setting)
 CASES = {"lenet": (256, 256), "resnet20": (64, 16), "resnet50": (4, 1)}  # batch, batch of the slow references
 
 
@@ -118,6 +120,12 @@ def measure(
             print(_case(name, batch, slow_batch, arch, repeat, cs, device, numpy_ref), flush=True)
         except Exception as err:  # noqa: BLE001  # one failing network must not hide the others' figures
             print(f"| {name} | {batch} | failed: {type(err).__name__}: {err} |", flush=True)
+    for (name, kernel), t in FORCED_TIMES.items():
+        batch = batches.get(name, CASES[name][0]) if batches else CASES[name][0]
+        print(
+            f"{name}: crossbar model with {ENV_KERNEL}={kernel}: {batch / t:,.1f} img/s, "
+            f"{1e3 * t / batch:,.2f} ms/image"
+        )
     print(
         f"\nbest of {repeat} (numpy reference and CrossSim: best of {max(1, repeat // 3)}, timed on the first "
         "slow-reference batch of images and scaled to images/s)"
@@ -140,6 +148,10 @@ def _model(name: str, batch: int):
     return models.build("resnet20", num_classes=10, seed=0), torch.rand(batch, 3, 32, 32)
 
 
+FORCED: list[str] = []  # kernels also timed, each forced by CIMDSE_GEMM (--kernels)
+FORCED_TIMES: dict[tuple[str, str], float] = {}
+
+
 def _case(name: str, batch: int, slow_batch: int, arch, repeat: int, from_torch, device: str, numpy_ref: bool) -> str:
     """One table row: images/s of every implementation on one network."""
     import copy
@@ -159,6 +171,13 @@ def _case(name: str, batch: int, slow_batch: int, arch, repeat: int, from_torch,
     xd = x.to(device)
     with torch.no_grad():
         t_torch = best_of(lambda: hw(xd), repeat, sync)
+        for kernel in FORCED:
+            os.environ[ENV_KERNEL] = kernel
+            try:
+                hwk = integer_model(q, arch=arch, backend="torch", device=device)
+                FORCED_TIMES[(name, kernel)] = best_of(lambda hwk=hwk: hwk(xd), max(1, repeat // 2), sync)
+            finally:
+                os.environ.pop(ENV_KERNEL)
         qd = copy.deepcopy(q).to(device)
         t_fq = best_of(lambda: qd(xd), repeat, sync)
         t_np = None
@@ -244,10 +263,12 @@ def main() -> None:
     ap.add_argument("--batch", action="append", default=[], help="NAME=BATCH, e.g. resnet20=256")
     ap.add_argument("--no-numpy", action="store_true", help="skip the (slow) numpy reference")
     ap.add_argument("--crosssim", default=None, help="networks CrossSim runs on (default: all)")
+    ap.add_argument("--kernels", default="", help="also time the crossbar model with each of these kernels forced")
     ap.add_argument("--train-step", type=int, default=0, help="also time a training step at this batch")
     args = ap.parse_args()
     batches = {k: int(v) for k, v in (b.split("=") for b in args.batch)}
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    FORCED.extend(k.strip() for k in args.kernels.split(",") if k.strip())
     if args.threads is not None or args.device != "cpu":
         cs_cases = None if args.crosssim is None else [c.strip() for c in args.crosssim.split(",")]
         measure(args.threads or 1, args.repeat, args.device, cases, not args.no_numpy, batches, cs_cases)

@@ -32,9 +32,11 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run, log to $OUT/NAME.log, keep goin
 }
 
 if [[ $DEV == cuda ]]; then
-  B_MVM=65536; NETS=resnet20,resnet50; R20=256; R50=16; TRAIN=256; REP=3; THR=(); CS=resnet20,resnet50
+  B_MVM=65536; NETS=resnet20,resnet50; R20=256; R50=4; TRAIN=256; REP=3; THR=(); CS=resnet20,resnet50
+  KERN=int8,float32,float16
 else
-  B_MVM=1024; NETS=lenet,resnet50; R20=8; R50=1; TRAIN=8; REP=1; THR=(--threads 1); CS=lenet
+  B_MVM=1024; NETS=lenet,resnet20; R20=8; R50=1; TRAIN=8; REP=1; THR=(--threads 1); CS=lenet
+  KERN=int8,float32
 fi
 
 step env 60 bash -c "nvidia-smi 2>/dev/null | head -15; $PY -c 'import torch, sys; print(sys.version); print(torch.__version__, torch.cuda.is_available(), torch.backends.cpu.get_cpu_capability()); import cimdse; print(cimdse.__file__)'; echo CROSSSIM_PATH=\$CROSSSIM_PATH"
@@ -48,8 +50,8 @@ import torch; from cimdse import crossbar_torch as ct
 for d in ['$DEV']:
     t = ct.gemm_times(d); print(d, {k: round(v * 1e3, 4) for k, v in t.items()}, 'fastest', min(t, key=t.get))"
 step bench_crossbar 150 $PY benchmarks/bench_crossbar.py --device $DEV "${THR[@]}" --batch $B_MVM --repeat $REP
-step bench_network 240 $PY benchmarks/bench_network.py --device $DEV "${THR[@]}" --repeat $REP --no-numpy \
-  --cases $NETS --crosssim $CS --batch lenet=32 --batch resnet20=$R20 --batch resnet50=$R50 --train-step $TRAIN
+step bench_network 300 $PY benchmarks/bench_network.py --device $DEV "${THR[@]}" --repeat $REP --no-numpy \
+  --cases $NETS --crosssim $CS --kernels $KERN --batch lenet=32 --batch resnet20=$R20 --batch resnet50=$R50 --train-step $TRAIN
 CIMDSE=($PY -c 'import sys; from cimdse.cli import main; sys.exit(main())')
 step search_hw 200 "${CIMDSE[@]}" search --dataset mnist1d --accuracy hardware --device $DEV \
   --episodes 4 --pretrain-epochs 1 --final-epochs 1 --final-top-k 1 --methods random --out "$OUT/search_hw" --quiet
