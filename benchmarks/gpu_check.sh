@@ -33,10 +33,10 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run, log to $OUT/NAME.log, keep goin
 
 if [[ $DEV == cuda ]]; then
   B_MVM=65536; NETS=resnet20,resnet50; R20=256; R50=4; TRAIN=256; REP=3; THR=(); CS=resnet20,resnet50
-  KERN=int8,float32,float16
+  KERN=int8,float32,float16; DS=mnist1d
 else
   B_MVM=1024; NETS=lenet,resnet20; R20=8; R50=1; TRAIN=8; REP=1; THR=(--threads 1); CS=lenet
-  KERN=int8,float32
+  KERN=int8,float32; DS=digits
 fi
 
 step env 60 bash -c "nvidia-smi 2>/dev/null | head -15; $PY -c 'import torch, sys; print(sys.version); print(torch.__version__, torch.cuda.is_available(), torch.backends.cpu.get_cpu_capability()); import cimdse; print(cimdse.__file__)'; echo CROSSSIM_PATH=\$CROSSSIM_PATH"
@@ -53,7 +53,7 @@ step bench_crossbar 150 $PY benchmarks/bench_crossbar.py --device $DEV "${THR[@]
 step bench_network 300 $PY benchmarks/bench_network.py --device $DEV "${THR[@]}" --repeat $REP --no-numpy \
   --cases $NETS --crosssim $CS --kernels $KERN --batch lenet=32 --batch resnet20=$R20 --batch resnet50=$R50 --train-step $TRAIN
 CIMDSE=($PY -c 'import sys; from cimdse.cli import main; sys.exit(main())')
-step search_hw 200 "${CIMDSE[@]}" search --dataset mnist1d --accuracy hardware --device $DEV \
+step search_hw 200 "${CIMDSE[@]}" search --dataset $DS --accuracy hardware --device $DEV \
   --episodes 4 --pretrain-epochs 1 --final-epochs 1 --final-top-k 1 --methods random --out "$OUT/search_hw" --quiet
 step search_help 30 "${CIMDSE[@]}" search --help
 echo "=== summary"; printf '%s\n' "${summary[@]}" | tee "$OUT/summary.txt"

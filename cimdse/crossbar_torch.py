@@ -150,7 +150,8 @@ def int_mm(a: torch.Tensor, b: torch.Tensor, pad: bool | None = None, out: torch
 
 
 def cublaslt_layout(device: torch.device) -> bool:
-    """Whether int8 GEMM operands are padded to cuBLASLt's rules, B column-major (CUDA)."""
+    """Whether GEMM operands are padded to multiples of 8 (and int8 B column-major), as
+    cuBLASLt's int8 and tensor-core kernels need (CUDA)."""
     return device.type == "cuda"
 
 
@@ -194,7 +195,7 @@ def gemm_times(device: Any = None) -> dict[str, float]:
     if key in _TIMES:
         return _TIMES[key]
     cuda = dev.type == "cuda"
-    rows = 16384 if cuda else 1024
+    rows = 262144 if cuda else 1024
     gen = torch.Generator().manual_seed(0)
     runs: dict[str, Any] = {}
     times: dict[str, float] = {}
@@ -203,7 +204,7 @@ def gemm_times(device: Any = None) -> dict[str, float]:
             times[kernel] = float("inf")
             continue
         calls = []
-        for k in (64, 256):
+        for k in (72, 264) if cuda else (65, 257):  # a 64- and a 256-row group, one offset row (CUDA: padded)
             a = torch.randint(0, 2, (1, rows, k), generator=gen).to(dev, _DTYPES[kernel])
             w = torch.randint(0, 4, (1, k, 256), generator=gen).to(dev, _DTYPES[kernel])
             if kernel == "int8":
@@ -344,12 +345,14 @@ class TorchCrossbar:
                 os.environ.pop(ENV_KERNEL) if old is None else os.environ.__setitem__(ENV_KERNEL, old)
         self.layout = lay
         self.kernel = lay.kernel
-        # GEMM operand [G, K', cols']: the cell rows, the offset row, zero padding (int8 on
-        # CUDA: K' and cols' multiples of 8, B column-major per group).
+        # GEMM operand [G, K', cols']: the cell rows, the offset row, zero padding (on CUDA:
+        # K' and cols' multiples of 8, as cuBLASLt's int8 and tensor-core kernels need; int8
+        # B column-major per group).
         k_gemm = a + (1 if lay.row_in_gemm else 0)
-        cuda_int8 = lay.kernel == "int8" and cublaslt_layout(self.device)
-        self.k_gemm = -(-k_gemm // 8) * 8 if cuda_int8 else k_gemm
-        cols_gemm = -(-cols // 8) * 8 if cuda_int8 else cols
+        pad8 = cublaslt_layout(self.device)
+        cuda_int8 = lay.kernel == "int8" and pad8
+        self.k_gemm = -(-k_gemm // 8) * 8 if pad8 else k_gemm
+        cols_gemm = -(-cols // 8) * 8 if pad8 else cols
         w = np.zeros((g, self.k_gemm, cols_gemm), dtype=np.int64)
         w[:, :a, :cols] = wg
         if lay.row_in_gemm:

@@ -262,6 +262,12 @@ def test_cublaslt_layout_runs_on_cpu_too(monkeypatch, adc):
         xt = ct.program(w[:, :n], spec, 8, kernel="int8")
         assert xt.kernel == "int8" and xt.weights.stride(1) == 1 and xt.k_gemm % 8 == 0
         np.testing.assert_array_equal(ct.mvm(x, xt, a_bits=8, fast_path=False), mvm(x, w[:, :n], spec))
+    for kernel in ("float32", "float16"):  # padded too (tensor cores), row-major
+        xt = ct.program(w, spec.model_copy(update={"cell_bits": 3}), 8, kernel=kernel)
+        assert xt.kernel == kernel and xt.k_gemm % 8 == 0 and xt.weights.shape[2] == 32
+        np.testing.assert_array_equal(
+            ct.mvm(x, xt, a_bits=8, fast_path=False), mvm(x, w, spec.model_copy(update={"cell_bits": 3}))
+        )
     spec3 = spec.model_copy(update={"cell_bits": 3})  # 3 cells x 2 polarities x 5 = 30 columns -> 32
     xt = ct.program(w, spec3, 8, kernel="int8")
     assert xt.weights.shape[2] == 32
