@@ -25,8 +25,10 @@ every sum and partial sum in ``[0, F]`` with ``F = P_max + r`` the field maximum
 ``P_max`` bounding ``sum |x||w|``, hence any partial sum in any order):
 
 - ``int8``: ``torch._int_mm`` (int32 accumulation) per row group, when slices, cells
-  and ``r`` fit int8 and ``F < 2^31``. On CUDA, B is column-major (cuBLASLt rejects a
-  row-major int8 B at some shapes) and operands are zero-padded to its shape rules.
+  and ``r`` fit int8 and ``F < 2^31``, and the CPU's int8 GEMM cannot saturate on them
+  (:func:`int8_exact`: without VNNI oneDNN may sum pairs of products in int16; probed).
+  On CUDA, B is column-major (cuBLASLt rejects a row-major int8 B at some shapes) and
+  operands are zero-padded to its shape rules.
 - ``float32`` / ``float64``: one batched GEMM over all row groups, exact while
   ``F <= 2^24`` / ``2^53`` (every integer up to that is a float, so any summation
   order is exact). **Packing**: with a field of ``f = bits(F)`` bits, ``m = floor(24 /
@@ -160,6 +162,42 @@ def uint8_inputs(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
+_INT8_FULL: dict[str, bool] = {}
+_I16 = 2**15 - 1
+
+
+def int8_full_range(device: Any = None) -> bool:
+    """Whether ``torch._int_mm`` is exact over the whole int8 (and, on CPU, uint8) range
+    on ``device``. Without AVX-512 VNNI, oneDNN may add pairs of u8 x s8 products in
+    saturating int16 (``vpmaddubsw``, s8 inputs shifted by +128), which 2 * 255 * 127
+    overflows; so it is probed once per device with the extreme operands."""
+    dev = _device(device)
+    key = str(dev)
+    if key not in _INT8_FULL:
+        ok, n = True, 64
+        probes = [(255, 127, torch.uint8), (-128, -127, torch.int8), (127, 127, torch.int8), (-128, 127, torch.int8)]
+        try:
+            for a_val, b_val, dtype in probes:
+                if dtype == torch.uint8 and not uint8_inputs(dev):
+                    continue
+                a = torch.full((32, n), a_val, dtype=dtype, device=dev)
+                b = torch.full((n, 32), b_val, dtype=torch.int8, device=dev)
+                ok = ok and bool((int_mm(a, b) == n * a_val * b_val).all())
+        except RuntimeError:
+            ok = False
+        _INT8_FULL[key] = ok
+    return _INT8_FULL[key]
+
+
+def int8_exact(a_max: int, b_max: int, device: Any) -> bool:
+    """Whether an int8 GEMM of operands in [0, a_max] x [-b_max, b_max] is exact on
+    ``device``: always when even int16 pair sums of +128-shifted inputs cannot saturate
+    (``2 (a_max + 128) b_max <= 2^15 - 1``), else when the probe says so."""
+    if a_max > _INT8_MAX or b_max > _INT8_MAX:
+        return False
+    return 2 * (a_max + 128) * b_max <= _I16 or int8_full_range(device)
+
+
 def _float32_is_ieee(device: torch.device) -> bool:
     """float32 GEMMs are exact only when not run in TF32 (or bf16) by a global setting."""
     if device.type == "cuda":
@@ -276,7 +314,7 @@ def _ideal_layout(spec: cb.CrossbarSpec, device: torch.device, pack: bool) -> _L
     field_max = pmax + row  # every sum and partial sum lies in [0, field_max] (with the row)
     operand = max(2**d - 1, 2**c - 1, row)
     costs: dict[str, float] = {}
-    if 2**d - 1 <= _INT8_MAX and 2**c - 1 <= _INT8_MAX and field_max < _I32:
+    if field_max < _I32 and int8_exact(2**d - 1, max(2**c - 1, row if row <= _INT8_MAX else 0), device):
         costs["int8"] = 1.0
     packs: dict[str, int] = {}
     for kernel, mant in _MANTISSA.items():
@@ -414,7 +452,7 @@ class TorchCrossbar:
         lo, hi = (int(stored.min()), int(stored.max())) if stored.size else (0, 0)
         cw = 0 if lo >= -_INT8_MAX and hi <= _INT8_MAX else 128 if lo >= 0 and hi <= 255 else None
         costs = {kern: 1.0 for kern in ("float32", "float64") if bound <= 2 ** _MANTISSA[kern]}
-        if a_bits <= 8 and cw is not None and k * 128 * 128 < _I32:
+        if a_bits <= 8 and cw is not None and k * 128 * 128 < _I32 and int8_full_range(self.device):
             costs["int8"] = 1.0
         kernel = choose_kernel(costs, self.device)
         if kernel == "int8":
