@@ -42,10 +42,12 @@ every sum and partial sum in ``[0, F]`` with ``F = P_max + r`` the field maximum
 
 Which one runs is measured, not assumed: :func:`gemm_times` times each kernel on a
 typical crossbar GEMM once per device and thread count (a fraction of a second, cached
-per process), and each crossbar takes the exact kernel with the least time per
-product (time / packing factor). ``CIMDSE_GEMM=int8|float32|float64|float16|bfloat16``
-forces a kernel wherever it is exact (tests, benchmarks). On CPU the batch is cut into
-chunks whose partial sums stay in cache; on CUDA only memory bounds a chunk.
+per process), and each crossbar takes the exact kernel with the least cost per
+product: GEMM time / packing factor + the time of the ADC's field split, measured too
+(:func:`post_times`; packing does not divide it, and int64 fields double it).
+``CIMDSE_GEMM=int8|float32|float64|float16|bfloat16`` forces a kernel wherever it is
+exact (tests, benchmarks). On CPU the batch is cut into chunks whose partial sums stay
+in cache; on CUDA only memory bounds a chunk.
 
 Non-idealities: float64 GEMMs as in numpy; read noise is drawn from the same numpy
 generator per chunk (:func:`cimdse.crossbar.read_noise_rng`, same chunking), the same
@@ -278,14 +280,44 @@ def _elapsed(calls: list, dev: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def choose_kernel(costs: dict[str, float], device: torch.device) -> str:
-    """The exact kernel (``costs``: kernel -> relative cost per product, only exact
-    ones) forced by ``CIMDSE_GEMM``, else the one measured fastest."""
+_POST: dict[tuple[str, int], dict[torch.dtype, float]] = {}
+POST_PASSES = 8  # passes over the partial sums in the split's type: conversion, split, clamp, group sum, ...
+
+
+def post_times(device: Any = None) -> dict[torch.dtype, float]:
+    """Seconds of the ADC's field split (shift and mask) over as many int32 / int64
+    partial sums as :func:`gemm_times`' GEMMs produce: the per-sum work after the
+    GEMM, which packing does not divide (and int64 fields double)."""
+    dev = _device(device)
+    key = (str(dev), torch.get_num_threads())
+    if key not in _POST:
+        n = 2 * 256 * (262144 if dev.type == "cuda" else 1024)
+        out = {}
+        for dtype in (torch.int32, torch.int64):
+            t = torch.ones(n, dtype=dtype, device=dev)
+            calls = [lambda t=t: (t >> 3).bitwise_and_(63)]
+            _elapsed(calls, dev)
+            out[dtype] = min(_elapsed(calls, dev) for _ in range(3))
+        _POST[key] = out
+    return _POST[key]
+
+
+def choose_kernel(costs: dict[str, tuple[float, torch.dtype | None]], device: torch.device) -> str:
+    """The exact kernel (``costs``: kernel -> (GEMMs per product: 1 / slices packed,
+    the type the ADC's fields are split in, or None), only exact ones) forced by
+    ``CIMDSE_GEMM``, else the one measured fastest: GEMM time / packing + split time."""
     forced = kernel_override()
     if forced in costs:
         return forced
     times = gemm_times(device)
-    return min(costs, key=lambda k: (times.get(k, float("inf")) * costs[k], KERNELS.index(k)))
+    post = post_times(device) if any(work is not None for _, work in costs.values()) else {}
+
+    def cost(k: str) -> tuple[float, int]:
+        share, work = costs[k]
+        after = POST_PASSES * post[work] if work is not None else 0.0
+        return times.get(k, float("inf")) * share + after, KERNELS.index(k)
+
+    return min(costs, key=cost)
 
 
 @dataclass(frozen=True)
@@ -313,14 +345,15 @@ def _ideal_layout(spec: cb.CrossbarSpec, device: torch.device, pack: bool) -> _L
     row = h + bias
     field_max = pmax + row  # every sum and partial sum lies in [0, field_max] (with the row)
     operand = max(2**d - 1, 2**c - 1, row)
-    costs: dict[str, float] = {}
+    costs: dict[str, tuple[float, torch.dtype | None]] = {}
     if field_max < _I32 and int8_exact(2**d - 1, max(2**c - 1, row if row <= _INT8_MAX else 0), device):
-        costs["int8"] = 1.0
+        costs["int8"] = (1.0, torch.int32)
     packs: dict[str, int] = {}
     for kernel, mant in _MANTISSA.items():
         if field_max <= 2**mant and operand <= 2**mant:
             packs[kernel] = max(1, mant // field_max.bit_length()) if pack and kernel in ("float32", "float64") else 1
-            costs[kernel] = 1.0 / packs[kernel]
+            wide = packs[kernel] * field_max.bit_length() > 31  # as _adc_fields splits them
+            costs[kernel] = (1.0 / packs[kernel], torch.int64 if wide else torch.int32)
     if not costs:
         raise CimdseError(f"partial sums up to {field_max:.3g} exceed exact float64 range; use fewer bits or rows")
     kernel = choose_kernel(costs, device)
@@ -451,9 +484,9 @@ class TorchCrossbar:
         cx = 0 if a_bits <= 7 or (a_bits == 8 and uint8_inputs(self.device)) else 128
         lo, hi = (int(stored.min()), int(stored.max())) if stored.size else (0, 0)
         cw = 0 if lo >= -_INT8_MAX and hi <= _INT8_MAX else 128 if lo >= 0 and hi <= 255 else None
-        costs = {kern: 1.0 for kern in ("float32", "float64") if bound <= 2 ** _MANTISSA[kern]}
+        costs = {kern: (1.0, None) for kern in ("float32", "float64") if bound <= 2 ** _MANTISSA[kern]}
         if a_bits <= 8 and cw is not None and k * 128 * 128 < _I32 and int8_full_range(self.device):
-            costs["int8"] = 1.0
+            costs["int8"] = (1.0, None)
         kernel = choose_kernel(costs, self.device)
         if kernel == "int8":
             w = torch.from_numpy(stored - cw).to(self.device, torch.int8)
