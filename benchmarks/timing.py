@@ -11,15 +11,45 @@ import time
 from collections.abc import Callable
 
 
-def best_of(fn: Callable[[], object], repeat: int = 9) -> float:
-    """Smallest wall time of ``repeat`` calls of ``fn`` after one warm-up call."""
+def best_of(fn: Callable[[], object], repeat: int = 9, sync: Callable[[], object] | None = None) -> float:
+    """Smallest wall time of ``repeat`` calls of ``fn`` after one warm-up call; ``sync``
+    (e.g. ``torch.cuda.synchronize``) waits for queued device work before and after."""
     fn()
     times = []
     for _ in range(repeat):
+        if sync is not None:
+            sync()
         t0 = time.perf_counter()
         fn()
+        if sync is not None:
+            sync()
         times.append(time.perf_counter() - t0)
     return min(times)
+
+
+def device_label(device: str) -> str:
+    """The device, the CPU capability torch dispatches to, and the GEMM kernel the
+    crossbar model measured fastest there (or the CIMDSE_GEMM override)."""
+    import torch
+
+    from cimdse import crossbar_torch
+
+    times = crossbar_torch.gemm_times(device)
+    fastest = min(times, key=times.get)
+    forced = os.environ.get(crossbar_torch.ENV_KERNEL)
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
+    emul = {
+        k: os.environ[k]
+        for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+        if k in os.environ
+    }
+    return (
+        f"device {device} ({name}); CPU capability {torch.backends.cpu.get_cpu_capability()}"
+        f"{' (emulated: ' + str(emul) + ')' if emul else ''}; torch {torch.__version__}; "
+        f"fastest GEMM kernel measured: {fastest}"
+        f"{'; forced by ' + crossbar_torch.ENV_KERNEL + '=' + forced if forced else ''}; "
+        f"calibration (ms): " + ", ".join(f"{k} {v * 1e3:.3g}" for k, v in times.items())
+    )
 
 
 def thread_settings() -> list[int]:

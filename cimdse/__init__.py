@@ -5,7 +5,7 @@ The public API, lowest layer first (data flows arch -> compiler -> costs -> sear
     cimdse.arch.load(name_or_path, overrides)       architecture spec (presets or YAML)
     cimdse.crossbar.mvm(x, w, spec, w_bits, a_bits) bit-exact crossbar tile model
     cimdse.crossbar.program(w, spec, w_bits)        cell matrices the crossbars hold
-    cimdse.crossbar_torch.TorchCrossbar             the same model on torch (backend="torch"), CPU or CUDA
+    cimdse.crossbar_torch.program / .mvm            the same model on torch kernels, CPU or CUDA
     cimdse.costs                                    component cost models with cited constants
     cimdse.policy.load_policy(file, net)            per-layer bit widths: parse, load, check, save
     cimdse.compiler.trace(model, input_shape)       torch model -> layer IR

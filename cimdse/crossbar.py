@@ -20,9 +20,9 @@ Everything is vectorized over the batch, slices and groups: one batched GEMM per
 call, in float32/float64 only where that is exact.
 
 Two backends share one semantics: this module is the numpy reference, and
-``backend="torch"`` (:mod:`cimdse.crossbar_torch`) runs the same pipeline with torch
-kernels on CPU or CUDA, bit for bit. What a mapping means is stated once, here, and
-both backends read it: :func:`program` (weights -> cells, row signs, conductances),
+:mod:`cimdse.crossbar_torch` runs the same pipeline with torch kernels on CPU or CUDA,
+bit for bit; it imports this module, never the reverse. What a mapping means is
+stated once, here, and both backends read it: :func:`program` (weights -> cells, row signs, conductances),
 :func:`_grouped_weights` (the signed cell matrix of each row group),
 :func:`column_coefficients` (how a logical output's physical columns combine) and
 :func:`digital_corrections` (what is subtracted digitally afterwards).
@@ -34,15 +34,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from cimdse.arch import CrossbarSpec, Nonideal
 from cimdse.errors import CimdseError
-
-if TYPE_CHECKING:
-    from cimdse.crossbar_torch import TorchCrossbar
 
 Backend = Literal["numpy", "torch"]
 
@@ -254,21 +251,10 @@ class ProgrammedCrossbar:
         return out
 
 
-def program(
-    w: Any, spec: CrossbarSpec, w_bits: int, *, backend: Backend = "numpy", device: Any = None
-) -> ProgrammedCrossbar | TorchCrossbar:
+def program(w: Any, spec: CrossbarSpec, w_bits: int) -> ProgrammedCrossbar:
     """Slice signed integer weights ``w`` [K, N] into cells per the spec's mapping,
-    applying the spec's seeded conductance variation and stuck-at faults.
-
-    ``backend="torch"`` returns the same programming held on ``device`` (default
-    CPU) as a :class:`cimdse.crossbar_torch.TorchCrossbar`, which :func:`mvm` runs
-    with torch kernels."""
-    if backend == "torch":
-        from cimdse.crossbar_torch import TorchCrossbar
-
-        return TorchCrossbar(program(_numpy(w), spec, w_bits), device)
-    if backend != "numpy":
-        raise CimdseError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+    applying the spec's seeded conductance variation and stuck-at faults
+    (:func:`cimdse.crossbar_torch.program` holds the same on a torch device)."""
     w = _numpy(w)
     if w.ndim != 2:
         raise CimdseError(f"weights must be a 2-D [K, N] array, got shape {w.shape}")
@@ -445,9 +431,7 @@ def mvm(
     signed_inputs: bool = False,
     read_seed: int | None = None,
     fast_path: bool = True,
-    backend: Backend | None = None,
-    device: Any = None,
-) -> Any:
+) -> np.ndarray:
     """Matrix-vector products ``x @ w`` as the crossbar computes them.
 
     ``x`` is int [B, K] (unsigned ``a_bits``, or signed with ``signed_inputs``);
@@ -455,31 +439,14 @@ def mvm(
     :func:`program` (then ``spec`` and ``w_bits`` come from it). Returns int64
     [B, N]. ``fast_path=False`` runs the sliced pipeline even when the ADC is
     lossless (for verification); the result is the same.
-
-    ``backend``: ``"numpy"`` (the reference) or ``"torch"`` (same result, torch
-    kernels on ``device``; returns a tensor for a tensor ``x``, else a numpy array).
-    Default: torch for a crossbar programmed with ``backend="torch"``, else numpy.
+    :func:`cimdse.crossbar_torch.mvm` gives the same with torch kernels.
     """
-    from_torch = type(w).__name__ == "TorchCrossbar"
-    if backend is None:
-        backend = "torch" if from_torch else "numpy"
-    if backend not in ("numpy", "torch"):
-        raise CimdseError(f"backend must be 'numpy' or 'torch', got {backend!r}")
-    if isinstance(w, ProgrammedCrossbar) or from_torch:
+    if isinstance(w, ProgrammedCrossbar):
         xb = w
     elif spec is None:
         raise CimdseError("mvm needs a spec to program raw weights")
     else:
         xb = program(w, spec, w_bits)
-    if backend == "torch":
-        from cimdse import crossbar_torch
-
-        xt = xb if from_torch and (device is None or xb.on(device)) else crossbar_torch.TorchCrossbar(xb, device)
-        return crossbar_torch.mvm(
-            x, xt, a_bits=a_bits, signed_inputs=signed_inputs, read_seed=read_seed, fast_path=fast_path
-        )
-    if from_torch:
-        xb = xb.programmed
     x = _numpy(x)
     squeeze = x.ndim == 1
     x = np.atleast_2d(x)

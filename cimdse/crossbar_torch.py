@@ -5,42 +5,63 @@ Programming is shared, not re-implemented: :func:`cimdse.crossbar.program` slice
 weights into cells and applies the seeded variation; :class:`TorchCrossbar` moves its
 signed cell matrix per row group (``crossbar._grouped_weights``), the shift-and-add
 column coefficients (``crossbar.column_coefficients``) and the digital corrections
-(``crossbar.digital_corrections``) to a device, once. A call then runs
+(``crossbar.digital_corrections``) to a device, once. The import runs one way: this
+module reads :mod:`cimdse.crossbar`, never the reverse. A call then runs
 
-    p[g, i, b, col] = sum over rows r of group g of  xs_i[b, r] * cell[r, col]      (GEMM)
-    code            = clamp((p + h) >> s, lo, hi)                                     (ADC)
-    y[b, n]         = sum over g, i, q of  2^(i d + s) * coef_q * code[g, i, b, q, n]
+    p[g, b, i, col] = r + sum over rows of group g of  xs_i[b, row] * cell[row, col]   (one batched GEMM)
+    code            = clamp((p >> s) - r_b, lo, hi)                                      (ADC)
+    y[b, n]         = sum over g, i, q of  2^(i d + s) * coef_q * code[g, b, i, q, n]
                       - corrections
 
-with ``xs_i`` the i-th ``dac_bits`` slice of the inputs and ``q`` the (polarity,
-weight slice) columns of output n. Kernels, each used only where its exactness bound
-holds (checked per crossbar, not assumed):
+with ``xs_i`` the i-th ``dac_bits`` slice of the inputs, ``q`` the (polarity, weight
+slice) columns of output n, and ``r = h + r_b`` added by one more GEMM row (an input
+fixed at 1 against a cell row holding ``r``): the ADC's rounding offset ``h = 2^(s-1)``
+and, for signed sums (differential-row), a bias ``r_b`` (a multiple of ``2^s``, at
+least ``P_max``) that makes every sum non-negative, so the ADC is a shift and a mask.
 
-- ``int8``: ``torch._int_mm`` (int32 accumulation) when input slices and cells fit
-  int8 (``2^d - 1 <= 127``, ``2^c - 1 <= 127``); exact since ``|p| <= P_max < 2^31``.
-  On CPU with AVX-512 VNNI it is ~4x faster than a float32 GEMM of the same shape;
-  on CUDA the operands are zero-padded to its shape rules (M > 16, K and N multiples
-  of 8), which does not change a sum.
-- ``float32`` GEMM when ``P_max < 2^24``, else ``float64``.
-- ideal cells: the inputs are sliced once per call (batch-major, so chunks of the
-  batch are views); each chunk's partial sums of all row groups go into one tensor;
-  with the int8 kernel the ADC's rounding offset ``h`` is part of the GEMM (one more
-  input fixed at 1 and one more cell row holding ``h`` per group), so the ADC is one
-  in-place shift, and saturation is skipped where no sum can reach it (a full-range
-  ADC); the shift-and-add then runs over groups, input slices and columns in int32
-  (int64 where int32 could overflow). Exact integers throughout, so any order is.
-- non-idealities: float64 GEMMs as in numpy; read noise is drawn from the same numpy
-  generator per chunk (:func:`cimdse.crossbar.read_noise_rng`, same chunking), the
-  same float operations follow in the same order. The analog sums are real there;
-  codes can differ only when a sum lies within float64 rounding of a code boundary
-  (BLAS summation order), which seeded tests do not meet.
+**Kernels** (:data:`KERNELS`), each used only where its exactness bound holds, derived
+per crossbar from the operands' ranges (cells ``<= 2^c - 1``, slices ``<= 2^d - 1``,
+every sum and partial sum in ``[0, F]`` with ``F = P_max + r`` the field maximum, and
+``P_max`` bounding ``sum |x||w|``, hence any partial sum in any order):
 
-A lossless ADC (and ideal cells) takes the fast path, as in numpy: one int8 GEMM of
-the centred operands (on CPU, 8-bit inputs enter it as uint8, uncentred),
+- ``int8``: ``torch._int_mm`` (int32 accumulation) per row group, when slices, cells
+  and ``r`` fit int8 and ``F < 2^31``, and the CPU's int8 GEMM cannot saturate on them
+  (:func:`int8_exact`: without VNNI oneDNN may sum pairs of products in int16; probed).
+  On CUDA, B is column-major (cuBLASLt rejects a row-major int8 B at some shapes) and
+  operands are zero-padded to its shape rules.
+- ``float32`` / ``float64``: one batched GEMM over all row groups, exact while
+  ``F <= 2^24`` / ``2^53`` (every integer up to that is a float, so any summation
+  order is exact). **Packing**: with a field of ``f = bits(F)`` bits, ``m = floor(24 /
+  f)`` input slices share one GEMM row, ``sum_j 2^(j f) xs_(i m + j)``; the sums come
+  back as ``sum_j 2^(j f) p_j``, exact (``< 2^(m f) <= 2^24``) and the fields split off
+  with shifts and masks. That divides the GEMM's work by ``m`` (2 for a 256-row array
+  of 2-bit cells and a 1-bit DAC, 3 for 64 rows).
+- ``float16`` / ``bfloat16``: batched, exact while ``F <= 2^11`` / ``2^8`` (the output
+  type's integers; partial sums are bounded by F, so reduced-precision accumulation
+  cannot round either).
+
+Which one runs is measured, not assumed: :func:`gemm_times` times each kernel on a
+typical crossbar GEMM once per device and thread count (a fraction of a second, cached
+per process), and each crossbar takes the exact kernel with the least cost per
+product: GEMM time / packing factor + the time of the ADC's field split, measured too
+(:func:`post_times`; packing does not divide it, and int64 fields double it).
+``CIMDSE_GEMM=int8|float32|float64|float16|bfloat16`` forces a kernel wherever it is
+exact (tests, benchmarks). On CPU the batch is cut into chunks whose partial sums stay
+in cache; on CUDA only memory bounds a chunk.
+
+Non-idealities: float64 GEMMs as in numpy; read noise is drawn from the same numpy
+generator per chunk (:func:`cimdse.crossbar.read_noise_rng`, same chunking), the same
+float operations follow in the same order. The analog sums are real there; codes can
+differ only when a sum lies within float64 rounding of a code boundary (BLAS
+summation order), which seeded tests do not meet.
+
+A lossless ADC (and ideal cells) takes the fast path, as in numpy: one GEMM of the
+(centred, for int8) operands,
 
     x @ W = (x - c_x) @ (W - c_w) + c_w * sum_k x + c_x * sum_k W - K c_x c_w,
 
-exact while ``K * 128 * 128 < 2^31``; else float32/float64 by numpy's bound.
+int8 while ``K * 128 * 128 < 2^31``, float32/float64 by numpy's bound; the measured
+fastest of those that are exact.
 
 ISAAC's flip encoding rides on the same shared pieces: the unit column is one more
 column of the GEMM, and the flipped columns are restored after the ADC with
@@ -53,6 +74,8 @@ property tests run each), and any other raises instead of silently differing.
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,15 +85,25 @@ import torch
 from cimdse import crossbar as cb
 from cimdse.errors import CimdseError
 
-__all__ = ["MAPPINGS", "TorchCrossbar", "mvm"]
+__all__ = ["ENV_KERNEL", "KERNELS", "MAPPINGS", "TorchCrossbar", "gemm_times", "mvm", "program"]
 
 MAPPINGS = frozenset({"differential-column", "differential-row", "offset"})
+KERNELS = ("int8", "float32", "float64", "float16", "bfloat16")
+ENV_KERNEL = "CIMDSE_GEMM"
 
-CHUNK_ELEMENTS = 2**21  # partial sums per chunk (all groups): the ADC passes stay in cache
+CPU_CHUNK_ELEMENTS = 2**21  # partial sums per chunk on CPU (all groups): the ADC passes stay in cache
+CUDA_CHUNK_ELEMENTS = 2**28  # on CUDA only memory bounds a chunk (1 GiB of int32 sums)
 _I32 = 2**31
-_F32 = 2**24
-_F64 = 2**53
 _INT8_MAX = 127
+# integers up to 2^mantissa are exact in each float type
+_MANTISSA = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 53}
+_DTYPES = {
+    "int8": torch.int8,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+}
 
 
 def _device(device: Any) -> torch.device:
@@ -80,27 +113,50 @@ def _device(device: Any) -> torch.device:
         raise CimdseError(f"device {device!r}: expected cpu or cuda") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise CimdseError("device cuda: no CUDA device is available here (use cpu)")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
     return dev
+
+
+# ---------------------------------------------------------------- kernels
+def column_major(b: torch.Tensor) -> torch.Tensor:
+    """``b`` with column-major storage (same values): the int8 B layout cuBLASLt takes
+    at every shape."""
+    return b if b.dim() == 2 and b.stride(0) == 1 and b.stride(1) >= b.shape[0] else b.t().contiguous().t()
 
 
 def int_mm(a: torch.Tensor, b: torch.Tensor, pad: bool | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     """``a @ b`` of int8 matrices with int32 accumulation (into ``out`` when given).
-    ``pad`` (default: on CUDA) zero-pads to cuBLASLt's shape rules (rows > 16, inner
-    and column counts multiples of 8); zeros add nothing to any sum, so the result is
-    the same."""
+    On CUDA (or with ``pad``) B is made column-major and the operands zero-padded to
+    cuBLASLt's shape rules (rows > 16, inner and column counts multiples of 8); zeros
+    add nothing to any sum, so the result is the same."""
+    cuda = a.is_cuda
     if pad is None:
-        pad = a.is_cuda
+        pad = cuda
     if not pad:
         return torch._int_mm(a, b) if out is None else torch._int_mm(a, b, out=out)
     m, k = a.shape
     n = b.shape[1]
-    mp, kp, np_ = max(24, -(-m // 8) * 8), -(-k // 8) * 8, -(-n // 8) * 8
-    ap = torch.zeros((mp, kp), dtype=torch.int8, device=a.device)
-    ap[:m, :k] = a
-    bp = torch.zeros((kp, np_), dtype=torch.int8, device=b.device)
-    bp[:k, :n] = b
-    res = torch._int_mm(ap, bp)[:m, :n]
+    mp, kp, np_ = max(17, m), -(-k // 8) * 8, -(-n // 8) * 8
+    if (mp, kp) != (m, k):
+        ap = torch.zeros((mp, kp), dtype=torch.int8, device=a.device)
+        ap[:m, :k] = a
+        a = ap
+    if (kp, np_) != (k, n):
+        bp = torch.zeros((kp, np_), dtype=torch.int8, device=b.device)
+        bp[:k, :n] = b
+        b = bp
+    b = column_major(b) if cuda else b
+    if out is not None and (mp, np_) == (m, n) and out.is_contiguous():
+        return torch._int_mm(a, b, out=out)
+    res = torch._int_mm(a, b)[:m, :n]
     return res if out is None else out.copy_(res)
+
+
+def cublaslt_layout(device: torch.device) -> bool:
+    """Whether GEMM operands are padded to multiples of 8 (and int8 B column-major), as
+    cuBLASLt's int8 and tensor-core kernels need (CUDA)."""
+    return device.type == "cuda"
 
 
 def uint8_inputs(device: torch.device) -> bool:
@@ -108,11 +164,212 @@ def uint8_inputs(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
+_INT8_FULL: dict[str, bool] = {}
+_I16 = 2**15 - 1
+
+
+def int8_full_range(device: Any = None) -> bool:
+    """Whether ``torch._int_mm`` is exact over the whole int8 (and, on CPU, uint8) range
+    on ``device``. Without AVX-512 VNNI, oneDNN may add pairs of u8 x s8 products in
+    saturating int16 (``vpmaddubsw``, s8 inputs shifted by +128), which 2 * 255 * 127
+    overflows; so it is probed once per device with the extreme operands."""
+    dev = _device(device)
+    key = str(dev)
+    if key not in _INT8_FULL:
+        ok, n = True, 64
+        probes = [(255, 127, torch.uint8), (-128, -127, torch.int8), (127, 127, torch.int8), (-128, 127, torch.int8)]
+        try:
+            for a_val, b_val, dtype in probes:
+                if dtype == torch.uint8 and not uint8_inputs(dev):
+                    continue
+                a = torch.full((32, n), a_val, dtype=dtype, device=dev)
+                b = torch.full((n, 32), b_val, dtype=torch.int8, device=dev)
+                ok = ok and bool((int_mm(a, b) == n * a_val * b_val).all())
+        except RuntimeError:
+            ok = False
+        _INT8_FULL[key] = ok
+    return _INT8_FULL[key]
+
+
+def int8_exact(a_max: int, b_max: int, device: Any) -> bool:
+    """Whether an int8 GEMM of operands in [0, a_max] x [-b_max, b_max] is exact on
+    ``device``: always when even int16 pair sums of +128-shifted inputs cannot saturate
+    (``2 (a_max + 128) b_max <= 2^15 - 1``), else when the probe says so."""
+    if a_max > _INT8_MAX or b_max > _INT8_MAX:
+        return False
+    return 2 * (a_max + 128) * b_max <= _I16 or int8_full_range(device)
+
+
+def _float32_is_ieee(device: torch.device) -> bool:
+    """float32 GEMMs are exact only when not run in TF32 (or bf16) by a global setting."""
+    if device.type == "cuda":
+        return not torch.backends.cuda.matmul.allow_tf32
+    try:
+        return torch.backends.mkldnn.matmul.fp32_precision in ("ieee", "none")
+    except AttributeError:  # older torch: no reduced-precision float32 on CPU
+        return True
+
+
+def kernel_override() -> str | None:
+    """The kernel ``CIMDSE_GEMM`` forces (where exact), or None."""
+    name = os.environ.get(ENV_KERNEL, "").strip().lower()
+    if not name:
+        return None
+    if name not in KERNELS:
+        raise CimdseError(f"{ENV_KERNEL}={name!r}: expected one of {', '.join(KERNELS)}")
+    return name
+
+
+_TIMES: dict[tuple[str, int], dict[str, float]] = {}
+
+
+def gemm_times(device: Any = None) -> dict[str, float]:
+    """Seconds per GEMM of each kernel on ``device`` for typical crossbar shapes
+    (slices of 0/1 against 2-bit cells; a 64- and a 256-row group), measured once per
+    process, device and thread count: after a warm-up call (oneDNN and cuBLAS set up
+    their kernels on the first), the best of 5 rounds, the kernels interleaved within a
+    round (so a burst of load elsewhere hits all alike); a kernel whose first timed call
+    takes 20x the fastest one's is not timed further, and one that fails there gets inf."""
+    dev = _device(device)
+    key = (str(dev), torch.get_num_threads())
+    if key in _TIMES:
+        return _TIMES[key]
+    cuda = dev.type == "cuda"
+    rows = 262144 if cuda else 1024
+    gen = torch.Generator().manual_seed(0)
+    runs: dict[str, Any] = {}
+    times: dict[str, float] = {}
+    for kernel in KERNELS:
+        if kernel == "float32" and not _float32_is_ieee(dev):
+            times[kernel] = float("inf")
+            continue
+        calls = []
+        for k in (72, 264) if cuda else (65, 257):  # a 64- and a 256-row group, one offset row (CUDA: padded)
+            a = torch.randint(0, 2, (1, rows, k), generator=gen).to(dev, _DTYPES[kernel])
+            w = torch.randint(0, 4, (1, k, 256), generator=gen).to(dev, _DTYPES[kernel])
+            if kernel == "int8":
+                w8 = column_major(w[0]) if cuda else w[0]
+                calls.append(lambda a=a[0], w=w8: int_mm(a, w))
+            else:
+                calls.append(lambda a=a, w=w: torch.bmm(a, w))
+        try:
+            _elapsed(calls, dev)
+            first = _elapsed(calls, dev)
+        except RuntimeError:
+            times[kernel] = float("inf")
+            continue
+        times[kernel] = first
+        runs[kernel] = calls
+    fastest = min(times.values())
+    runs = {k: c for k, c in runs.items() if times[k] <= 20 * fastest}
+    for _ in range(5):
+        for kernel, calls in runs.items():
+            times[kernel] = min(times[kernel], _elapsed(calls, dev))
+    _TIMES[key] = times
+    return times
+
+
+def _elapsed(calls: list, dev: torch.device) -> float:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    t0 = time.perf_counter()
+    for fn in calls:
+        fn()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    return time.perf_counter() - t0
+
+
+_POST: dict[tuple[str, int], dict[torch.dtype, float]] = {}
+POST_PASSES = 8  # passes over the partial sums in the split's type: conversion, split, clamp, group sum, ...
+
+
+def post_times(device: Any = None) -> dict[torch.dtype, float]:
+    """Seconds of the ADC's field split (shift and mask) over as many int32 / int64
+    partial sums as :func:`gemm_times`' GEMMs produce: the per-sum work after the
+    GEMM, which packing does not divide (and int64 fields double)."""
+    dev = _device(device)
+    key = (str(dev), torch.get_num_threads())
+    if key not in _POST:
+        n = 2 * 256 * (262144 if dev.type == "cuda" else 1024)
+        out = {}
+        for dtype in (torch.int32, torch.int64):
+            t = torch.ones(n, dtype=dtype, device=dev)
+            calls = [lambda t=t: (t >> 3).bitwise_and_(63)]
+            _elapsed(calls, dev)
+            out[dtype] = min(_elapsed(calls, dev) for _ in range(3))
+        _POST[key] = out
+    return _POST[key]
+
+
+def choose_kernel(costs: dict[str, tuple[float, torch.dtype | None]], device: torch.device) -> str:
+    """The exact kernel (``costs``: kernel -> (GEMMs per product: 1 / slices packed,
+    the type the ADC's fields are split in, or None), only exact ones) forced by
+    ``CIMDSE_GEMM``, else the one measured fastest: GEMM time / packing + split time."""
+    forced = kernel_override()
+    if forced in costs:
+        return forced
+    times = gemm_times(device)
+    post = post_times(device) if any(work is not None for _, work in costs.values()) else {}
+
+    def cost(k: str) -> tuple[float, int]:
+        share, work = costs[k]
+        after = POST_PASSES * post[work] if work is not None else 0.0
+        return times.get(k, float("inf")) * share + after, KERNELS.index(k)
+
+    return min(costs, key=cost)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How one ideal crossbar's partial sums are computed: the kernel, how many input
+    slices share a GEMM row (``pack``, fields of ``field_bits``), the per-sum offset
+    ``row`` (rounding + bias) the extra GEMM row adds (or the ADC adds, ``row_in_gemm``
+    False), and the bias ``bias`` subtracted after the shift."""
+
+    kernel: str
+    pack: int
+    field_bits: int
+    row: int
+    row_in_gemm: bool
+    bias: int
+
+
+def _ideal_layout(spec: cb.CrossbarSpec, device: torch.device, pack: bool) -> _Layout:
+    d, c = spec.dac_bits, spec.cell_bits
+    pmax = cb.partial_sum_max(spec)
+    s = cb.adc_shift(spec)
+    h = 2 ** (s - 1) if s else 0
+    unit = 2 ** (s or 0)
+    bias = -(-pmax // unit) * unit if cb.signed_sums(spec) else 0
+    row = h + bias
+    field_max = pmax + row  # every sum and partial sum lies in [0, field_max] (with the row)
+    operand = max(2**d - 1, 2**c - 1, row)
+    costs: dict[str, tuple[float, torch.dtype | None]] = {}
+    if field_max < _I32 and int8_exact(2**d - 1, max(2**c - 1, row if row <= _INT8_MAX else 0), device):
+        costs["int8"] = (1.0, torch.int32)
+    packs: dict[str, int] = {}
+    for kernel, mant in _MANTISSA.items():
+        if field_max <= 2**mant and operand <= 2**mant:
+            packs[kernel] = max(1, mant // field_max.bit_length()) if pack and kernel in ("float32", "float64") else 1
+            wide = packs[kernel] * field_max.bit_length() > 31  # as _adc_fields splits them
+            costs[kernel] = (1.0 / packs[kernel], torch.int64 if wide else torch.int32)
+    if not costs:
+        raise CimdseError(f"partial sums up to {field_max:.3g} exceed exact float64 range; use fewer bits or rows")
+    kernel = choose_kernel(costs, device)
+    in_gemm = row > 0 and (kernel != "int8" or row <= _INT8_MAX)
+    return _Layout(kernel, packs.get(kernel, 1), field_max.bit_length(), row, in_gemm, bias)
+
+
 class TorchCrossbar:
     """A programmed crossbar (:class:`cimdse.crossbar.ProgrammedCrossbar`, the shared
-    programming) held on a torch device in the operand types its kernels need."""
+    programming) held on a torch device in the operand types its kernels need.
+    ``kernel`` forces a GEMM kernel (where exact; default: measured, or ``CIMDSE_GEMM``);
+    ``pack=False`` keeps one input slice per GEMM row."""
 
-    def __init__(self, programmed: cb.ProgrammedCrossbar, device: Any = None) -> None:
+    def __init__(
+        self, programmed: cb.ProgrammedCrossbar, device: Any = None, *, kernel: str | None = None, pack: bool = True
+    ) -> None:
         spec = programmed.spec
         if spec.mapping not in MAPPINGS:
             raise CimdseError(
@@ -121,21 +378,13 @@ class TorchCrossbar:
             )
         self.programmed = programmed
         self.device = _device(device)
-        d, c = spec.dac_bits, spec.cell_bits
-        pmax = cb.partial_sum_max(spec)
         ideal = programmed.conductance is None
-        if not ideal:
-            self.kernel = "float64"
-        elif 2**d - 1 <= _INT8_MAX and 2**c - 1 <= _INT8_MAX and pmax < _I32:
-            self.kernel = "int8"
-        else:
-            self.kernel = "float32" if pmax < _F32 else "float64"
         wg, idx = cb._grouped_weights(programmed, np.float64 if not ideal else np.int64)
-        self.weights = torch.from_numpy(np.ascontiguousarray(wg)).to(self.device, self._dtype(self.kernel))
-        # Row groups as column ranges of the input slices: in order, possibly after zero
-        # padding at the end (a short last group), else gathered by index.
+        g, a, cols = wg.shape
         kp = programmed.cells.shape[2]
         flat = None if idx is None else idx.ravel()
+        # Row groups as column ranges of the inputs: in order, possibly after zero padding
+        # at the end (a short last group), else gathered by index (a zero input at kp).
         self.pad = 0
         self.index = None
         if flat is not None and np.array_equal(flat[:kp], np.arange(kp)) and np.all(flat[kp:] == kp):
@@ -143,31 +392,52 @@ class TorchCrossbar:
         elif flat is not None:
             self.index = torch.from_numpy(idx).to(self.device)
         self.coef = [int(v) for v in cb.column_coefficients(programmed)]
-        # the flip encoding's columns per row group [G, 1, data columns]; the unit column is the last
+        self.groups, self.rows, self.cols = g, a, cols
+        # the flip encoding's columns per row group [G, 1, 1, data columns]; the unit column is the last
         self.flip = (
             None
             if programmed.flip is None
-            else torch.from_numpy(programmed.flip.reshape(programmed.flip.shape[0], 1, -1).astype(np.int32)).to(
-                self.device
-            )
+            else torch.from_numpy(programmed.flip.reshape(g, 1, 1, -1).astype(np.int32)).to(self.device)
         )
         self._lossless: tuple | None = None
-        # The ADC's rounding offset h = 2^(s-1) folded into the int8 GEMM: each row group
-        # gets one more input fixed at 1 and one more cell row holding h, so the GEMM
-        # returns p + h and the ADC is one shift. (Groups in order only; h <= 127.)
-        s = cb.adc_shift(spec)
-        self.round_row = self.kernel == "int8" and self.index is None and s is not None and 0 < s <= 7
-        if self.round_row:
-            g, _, cols = self.weights.shape
-            h = torch.full((g, 1, cols), 2 ** (s - 1), dtype=torch.int8, device=self.device)
-            self.weights = torch.cat([self.weights, h], dim=1)
-        # Saturation is skipped where no partial sum can reach it (a full-range ADC).
         self.saturates = True
+        if not ideal:
+            self.layout = None
+            self.kernel = "float64"
+            self.weights = torch.from_numpy(np.ascontiguousarray(wg)).to(self.device, torch.float64)
+            return
+        lay = _ideal_layout(spec, self.device, pack)
+        if kernel is not None:
+            old = os.environ.get(ENV_KERNEL)
+            os.environ[ENV_KERNEL] = kernel
+            try:
+                lay = _ideal_layout(spec, self.device, pack)
+            finally:
+                os.environ.pop(ENV_KERNEL) if old is None else os.environ.__setitem__(ENV_KERNEL, old)
+        self.layout = lay
+        self.kernel = lay.kernel
+        # GEMM operand [G, K', cols']: the cell rows, the offset row, zero padding (on CUDA:
+        # K' and cols' multiples of 8, as cuBLASLt's int8 and tensor-core kernels need; int8
+        # B column-major per group).
+        k_gemm = a + (1 if lay.row_in_gemm else 0)
+        pad8 = cublaslt_layout(self.device)
+        cuda_int8 = lay.kernel == "int8" and pad8
+        self.k_gemm = -(-k_gemm // 8) * 8 if pad8 else k_gemm
+        cols_gemm = -(-cols // 8) * 8 if pad8 else cols
+        w = np.zeros((g, self.k_gemm, cols_gemm), dtype=np.int64)
+        w[:, :a, :cols] = wg
+        if lay.row_in_gemm:
+            w[:, a, :cols] = lay.row
+        wt = torch.from_numpy(w).to(self.device, _DTYPES[lay.kernel])
+        self.weights = wt.transpose(1, 2).contiguous().transpose(1, 2) if cuda_int8 else wt
+        # Saturation is skipped where no partial sum can reach it (a full-range ADC).
+        s = cb.adc_shift(spec)
         if s is not None:
             lo, hi = cb.adc_code_range(spec)
+            pmax = cb.partial_sum_max(spec)
             h = 2 ** (s - 1) if s else 0
             low = 0 if not cb.signed_sums(spec) else (-pmax + h) >> s
-            self.saturates = ideal is False or (pmax + h) >> s > hi or low < lo
+            self.saturates = (pmax + h) >> s > hi or low < lo
 
     # ------------------------------------------------------------ description
     @property
@@ -201,10 +471,6 @@ class TorchCrossbar:
     def physical_matrix(self) -> np.ndarray:
         return self.programmed.physical_matrix()
 
-    @staticmethod
-    def _dtype(kernel: str) -> torch.dtype:
-        return {"int8": torch.int8, "float32": torch.float32, "float64": torch.float64}[kernel]
-
     def lossless_operands(self, a_bits: int) -> tuple:
         """(kernel, centred stored weights, c_x, c_w, sum_k W) for the lossless path."""
         if self._lossless is not None and self._lossless[0] == a_bits:
@@ -218,14 +484,23 @@ class TorchCrossbar:
         cx = 0 if a_bits <= 7 or (a_bits == 8 and uint8_inputs(self.device)) else 128
         lo, hi = (int(stored.min()), int(stored.max())) if stored.size else (0, 0)
         cw = 0 if lo >= -_INT8_MAX and hi <= _INT8_MAX else 128 if lo >= 0 and hi <= 255 else None
-        if a_bits <= 8 and cw is not None and k * 128 * 128 < _I32:
+        costs = {kern: (1.0, None) for kern in ("float32", "float64") if bound <= 2 ** _MANTISSA[kern]}
+        if a_bits <= 8 and cw is not None and k * 128 * 128 < _I32 and int8_full_range(self.device):
+            costs["int8"] = (1.0, None)
+        kernel = choose_kernel(costs, self.device)
+        if kernel == "int8":
             w = torch.from_numpy(stored - cw).to(self.device, torch.int8)
+            w = column_major(w) if self.device.type == "cuda" else w
             ops = ("int8", w, cx, cw, torch.from_numpy(stored.sum(axis=0)).to(self.device))
         else:
-            kernel = "float32" if bound < _F32 else "float64"
-            ops = (kernel, torch.from_numpy(stored).to(self.device, self._dtype(kernel)), 0, 0, None)
+            ops = (kernel, torch.from_numpy(stored).to(self.device, _DTYPES[kernel]), 0, 0, None)
         self._lossless = (a_bits, ops)
         return ops
+
+
+def program(w: Any, spec: cb.CrossbarSpec, w_bits: int, *, device: Any = None, **kw: Any) -> TorchCrossbar:
+    """:func:`cimdse.crossbar.program` held on ``device`` (default CPU)."""
+    return TorchCrossbar(cb.program(cb._numpy(w), spec, w_bits), device, **kw)
 
 
 # ---------------------------------------------------------------- execution
@@ -243,15 +518,28 @@ def _value_range(x: torch.Tensor) -> tuple[int, int]:
 
 def mvm(
     x: Any,
-    xt: TorchCrossbar,
+    w: Any,
+    spec: cb.CrossbarSpec | None = None,
     *,
+    w_bits: int = 8,
     a_bits: int = 8,
     signed_inputs: bool = False,
     read_seed: int | None = None,
     fast_path: bool = True,
+    device: Any = None,
 ) -> Any:
-    """:func:`cimdse.crossbar.mvm` on a :class:`TorchCrossbar`: int64 [B, N], a tensor
-    on the crossbar's device for a tensor ``x``, else a numpy array."""
+    """:func:`cimdse.crossbar.mvm` with torch kernels: ``w`` is a :class:`TorchCrossbar`,
+    a :class:`cimdse.crossbar.ProgrammedCrossbar` or raw weights with ``spec``. Returns
+    int64 [B, N]: a tensor on the crossbar's device for a tensor ``x``, else a numpy
+    array."""
+    if isinstance(w, TorchCrossbar):
+        xt = w if device is None or w.on(device) else TorchCrossbar(w.programmed, device)
+    elif isinstance(w, cb.ProgrammedCrossbar):
+        xt = TorchCrossbar(w, device)
+    elif spec is None:
+        raise CimdseError("mvm needs a spec to program raw weights")
+    else:
+        xt = program(w, spec, w_bits, device=device)
     numpy_out = not isinstance(x, torch.Tensor)
     x = _as_tensor(x, xt.device)
     squeeze = x.dim() == 1
@@ -263,8 +551,10 @@ def mvm(
     xb = xt.programmed
     if fast_path and xb.conductance is None and cb.adc_is_lossless(xb.spec):
         y = _lossless(x, xt, a_bits)
+    elif xb.conductance is None:
+        y = _ideal(x, xt, a_bits)
     else:
-        y = _sliced(x, xt, a_bits, read_seed)
+        y = _real(x, xt, a_bits, read_seed)
     per_input_sum, per_column = cb.digital_corrections(xb, a_bits, signed_inputs)
     if per_input_sum:
         y -= per_input_sum * x.sum(dim=1, keepdim=True)
@@ -277,8 +567,7 @@ def mvm(
 def _lossless(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
     kernel, w, cx, cw, colsum = xt.lossless_operands(a_bits)
     if kernel != "int8":
-        dt = TorchCrossbar._dtype(kernel)
-        return (x.to(dt) @ w).to(torch.int64)  # exact: integral sums below the type's bound
+        return (x.to(w.dtype) @ w).to(torch.int64)  # exact: integral sums below the type's bound
     a = x.to(torch.uint8) if cx == 0 and a_bits == 8 else (x - cx).to(torch.int8)
     y = int_mm(a, w).to(torch.int64)
     if cx:
@@ -288,27 +577,45 @@ def _lossless(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
     return y
 
 
-def _input_slices(x: torch.Tensor, xt: TorchCrossbar, shifts: torch.Tensor) -> torch.Tensor:
-    """Input slices, LSB first, on physical rows (each input on both rows of its pair
-    for differential-row), in the GEMM's operand type, batch-major: [B, nx, G, A (+1)]
-    for row groups in order (a short last group zero-padded; with the rounding row, a
-    last input whose every slice is 1), else [B, nx, physical rows + 1] (a zero row
-    for the gather). The layout is made on the inputs, then sliced in one pass."""
-    d, nx = xt.spec.dac_bits, shifts.shape[0]
-    small = x.to(shifts.dtype)  # x is range-checked to a_bits: uint8 up to 8 bits, else int32
+def _physical_inputs(x: torch.Tensor, xt: TorchCrossbar, dtype: torch.dtype) -> torch.Tensor:
+    """Inputs on physical rows (each input on both rows of its pair for
+    differential-row), per row group: [G, B, A] (padding rows 0)."""
+    small = x.to(dtype)
     if cb.signed_sums(xt.spec):
         small = small.repeat_interleave(2, dim=1)
     pad = torch.nn.functional.pad
     if xt.index is not None:
-        small = pad(small, (0, 1))
+        small = pad(small, (0, 1))[:, xt.index]  # [B, G, A]
     else:
-        small = pad(small, (0, xt.pad)).view(x.shape[0], xt.weights.shape[0], -1)
-        if xt.round_row:  # sum_i 2^(i d) < 2^a: every d-bit slice of it is 1
-            small = pad(small, (0, 1), value=sum(2 ** (i * d) for i in range(nx)))
-    xs = small.unsqueeze(1) >> shifts.view(1, nx, *([1] * (small.dim() - 1)))
-    xs &= 2**d - 1
-    # int8 kernel: slices are at most 127, so the uint8 bytes are the int8 values.
-    return xs.view(torch.int8) if xt.kernel == "int8" and xs.dtype == torch.uint8 else xs.to(xt.weights.dtype)
+        small = pad(small, (0, xt.pad)).view(x.shape[0], xt.groups, -1)
+    return small.transpose(0, 1)
+
+
+def _ideal_slices(x: torch.Tensor, xt: TorchCrossbar, nx: int) -> torch.Tensor:
+    """The GEMM's left operand [G, B, nx / pack, K'] in its type: input slices, LSB
+    first, ``pack`` of them per row as fields of ``field_bits`` (added in the float
+    type: exact, every value is an integer below 2^mantissa); then the offset row's
+    input (1 in every field) and zero padding."""
+    lay = xt.layout
+    d, m, f = xt.spec.dac_bits, lay.pack, lay.field_bits
+    nxp = -(-nx // m)
+    small_t = torch.uint8 if x.numel() == 0 or int(x.max()) < 256 else torch.int32
+    small = _physical_inputs(x, xt, small_t)  # [G, B, A]
+    g, b, a = small.shape
+    shifts = torch.arange(nx, device=x.device, dtype=small_t) * d
+    xs = (small.unsqueeze(2) >> shifts.view(1, 1, -1, 1)) & (2**d - 1)  # [G, B, nx, A]
+    out = torch.zeros((g, b, nxp, xt.k_gemm), dtype=xt.weights.dtype, device=x.device)
+    dst = out[..., :a]
+    if m == 1:
+        dst.copy_(xs)
+    else:
+        dst[:, :, : -(-nx // m)].copy_(xs[:, :, 0::m])
+        for j in range(1, m):
+            part = xs[:, :, j::m]
+            dst[:, :, : part.shape[2]].add_(part, alpha=2 ** (j * f))
+    if lay.row_in_gemm:
+        out[..., a] = sum(2 ** (j * f) for j in range(m))
+    return out
 
 
 @dataclass(frozen=True)
@@ -322,136 +629,153 @@ class _Plan:
     acc_dtype: torch.dtype  # of the integer shift-and-add (int32 while exact)
 
 
-def _sliced(x: torch.Tensor, xt: TorchCrossbar, a_bits: int, read_seed: int | None) -> torch.Tensor:
+def _plan(xt: TorchCrossbar, a_bits: int) -> _Plan:
     spec = xt.spec
     nx = cb.input_slices(spec, a_bits)
-    g, _, cols = xt.weights.shape
     s = cb.adc_shift(spec)
     scale = [2 ** (i * spec.dac_bits + (s or 0)) for i in range(nx)]
     code_bound = cb.partial_sum_max(spec) if s is None else max(abs(v) for v in cb.adc_code_range(spec))
     if xt.flip is not None:
         code_bound *= 2**spec.cell_bits - 1  # a restored flipped column: (2^c - 1) * unit - code
-    bound = g * code_bound * sum(abs(c) for c in xt.coef) * sum(scale)
-    plan = _Plan(
+    bound = xt.groups * code_bound * sum(abs(c) for c in xt.coef) * sum(scale)
+    return _Plan(
         nx=nx,
         s=s,
         code_range=cb.adc_code_range(spec) if s is not None else (0, 0),
         scale=scale,
         acc_dtype=torch.int32 if bound < _I32 else torch.int64,
     )
-    shifts = (torch.arange(nx, device=xt.device) * spec.dac_bits).to(torch.uint8 if a_bits <= 8 else torch.int32)
-    if xt.programmed.conductance is None:
-        xs = _input_slices(x, xt, shifts)  # once: chunks are views of it
-        chunk = max(1, CHUNK_ELEMENTS // (g * cols * nx))
-        parts = [_ideal_chunk(xs[i : i + chunk], xt, plan) for i in range(0, x.shape[0], chunk)]
-    else:
-        rng = cb.read_noise_rng(spec, read_seed) if spec.nonideal.read_noise_sigma else None
-        chunk = cb.batch_chunk(g, cols, nx)  # numpy's chunks: read noise is drawn per chunk
-        parts = [_real_chunk(x[i : i + chunk], xt, plan, shifts, rng) for i in range(0, x.shape[0], chunk)]
+
+
+def _ideal(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
+    """Ideal cells: the slices are built once; per chunk of the batch, one batched GEMM
+    (int8: one per group), the ADC on packed fields, and the shift-and-add as one
+    weighted reduction; exact integers throughout, so any order is."""
+    plan = _plan(xt, a_bits)
+    xs = _ideal_slices(x, xt, plan.nx)
+    g, b, nxp, _ = xs.shape
+    cols = xt.weights.shape[2]
+    per_vector = g * max(nxp * cols, plan.nx * xt.cols)
+    limit = CUDA_CHUNK_ELEMENTS if xt.device.type == "cuda" else CPU_CHUNK_ELEMENTS
+    chunk = max(1, limit // per_vector)
+    parts = [_ideal_chunk(xs[:, i : i + chunk], xt, plan) for i in range(0, b, chunk)]
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
-def _gemm(xg: torch.Tensor, w: torch.Tensor, kernel: str, out: torch.Tensor | None = None) -> torch.Tensor:
-    if kernel == "int8":
-        return int_mm(xg, w, out=out)
-    return torch.matmul(xg, w) if out is None else torch.matmul(xg, w, out=out)
-
-
 def _ideal_chunk(xs: torch.Tensor, xt: TorchCrossbar, plan: _Plan) -> torch.Tensor:
-    """Ideal cells: integer partial sums of every group in one tensor [G, B*nx, cols]
-    (rows batch-major), one ADC pass, then the shift-and-add over groups, input slices
-    (contiguous) and columns; all exact integers, so the order is free."""
-    g, _, cols = xt.weights.shape
-    b, nx, n, q = xs.shape[0], plan.nx, xt.n, len(xt.coef)
-    rows = xs.reshape(b * nx, *xs.shape[2:])  # a view: xs is a batch slice of a contiguous tensor
-    dtype = torch.int32 if xt.kernel == "int8" else xt.weights.dtype
-    p = torch.empty((g, b * nx, cols), dtype=dtype, device=xt.device)
-    for gi in range(g):
-        xg = rows[:, gi, :] if xt.index is None else rows.index_select(1, xt.index[gi])
-        _gemm(xg, xt.weights[gi], xt.kernel, out=p[gi])
-    if plan.s is not None:
-        _adc_codes_(p, plan.s, plan.code_range, True, xt.round_row, xt.saturates)
-    if p.dtype != plan.acc_dtype:
-        p = p.to(plan.acc_dtype)  # integer-valued; exact
+    lay = xt.layout
+    g, b, nxp, kg = xs.shape
+    rows = xs.reshape(g, b * nxp, kg)  # a view: each group's rows are contiguous
+    if lay.kernel == "int8":
+        p = torch.empty((g, b * nxp, xt.weights.shape[2]), dtype=torch.int32, device=xt.device)
+        for gi in range(g):
+            int_mm(rows[gi], xt.weights[gi], out=p[gi])
+    else:
+        p = torch.bmm(rows, xt.weights)
+    codes = _adc_fields(p, xt, plan, b)  # [G, b, nx, cols]
     if xt.flip is not None:
-        p = cb.restore_flipped(p[..., :-1], p[..., -1:], xt.flip.to(p.dtype), xt.spec.cell_bits)
-    codes = (p[0] if g == 1 else p.sum(0, dtype=plan.acc_dtype)).view(b, nx, q * n)
-    t = codes[:, 0, :] * plan.scale[0]
+        codes = cb.restore_flipped(codes[..., :-1], codes[..., -1:], xt.flip.to(codes.dtype), xt.spec.cell_bits)
+    return _shift_add(codes, xt, plan)
+
+
+def _shift_add(codes: torch.Tensor, xt: TorchCrossbar, plan: _Plan) -> torch.Tensor:
+    """sum over g, i, q of 2^(i d + s) coef_q code[g, b, i, q, n] -> int64 [b, n]:
+    groups summed first (a contiguous reduction), then slices and columns by in-place
+    scaled adds (a generic multi-axis reduction is several times slower on CPU)."""
+    g, b, nx = codes.shape[:3]
+    q, n = len(xt.coef), xt.n
+    c = codes[0] if g == 1 else codes.sum(0, dtype=plan.acc_dtype)  # [b, nx, q*n]
+    t = c[:, 0] * plan.scale[0]
     for i in range(1, nx):
-        t.add_(codes[:, i, :], alpha=plan.scale[i])
+        t.add_(c[:, i], alpha=plan.scale[i])
     t = t.view(b, q, n)
-    y = t[:, 0, :] * xt.coef[0]
+    y = t[:, 0] * xt.coef[0]
     for qi in range(1, q):
-        y.add_(t[:, qi, :], alpha=xt.coef[qi])
+        y.add_(t[:, qi], alpha=xt.coef[qi])
     return y.to(torch.int64)
+
+
+def _adc_fields(p: torch.Tensor, xt: TorchCrossbar, plan: _Plan, b: int) -> torch.Tensor:
+    """ADC codes [G, b, nx, cols] in the shift-and-add's type from the GEMM's sums
+    [G, b * nxp, cols'] (each a packed sum of ``pack`` fields holding ``p + row``)."""
+    lay = xt.layout
+    g = p.shape[0]
+    m, f, s = lay.pack, lay.field_bits, plan.s or 0
+    work = torch.int64 if plan.acc_dtype == torch.int64 or m * f > 31 else torch.int32
+    p = p[..., : xt.cols]  # without cuBLASLt's padding columns
+    p = p.to(work) if p.dtype != work else p.contiguous()
+    if lay.row and not lay.row_in_gemm:
+        p = p + lay.row
+    if m > 1:
+        sh = (torch.arange(m, device=p.device, dtype=work) * f + s).view(1, 1, 1, m, 1)
+        codes = (p.view(g, b, -1, 1, xt.cols) >> sh).bitwise_and_(2 ** (f - s) - 1)  # p is contiguous
+        codes = codes.view(g, b, -1, xt.cols)[:, :, : plan.nx]
+    else:
+        codes = p >> s if s else p  # p is a temporary of this call: changed in place below
+        codes = codes.view(g, b, plan.nx, xt.cols)
+    if lay.bias:
+        codes.sub_(lay.bias >> s)
+    if plan.s is not None and xt.saturates:
+        lo, hi = plan.code_range
+        codes.clamp_(max=hi) if lo == 0 else codes.clamp_(lo, hi)
+    return codes.to(plan.acc_dtype) if codes.dtype != plan.acc_dtype else codes
+
+
+def _real(x: torch.Tensor, xt: TorchCrossbar, a_bits: int, read_seed: int | None) -> torch.Tensor:
+    spec = xt.spec
+    plan = _plan(xt, a_bits)
+    shifts = (torch.arange(plan.nx, device=xt.device) * spec.dac_bits).to(torch.int32)
+    rng = cb.read_noise_rng(spec, read_seed) if spec.nonideal.read_noise_sigma else None
+    chunk = cb.batch_chunk(xt.groups, xt.cols, plan.nx)  # numpy's chunks: read noise is drawn per chunk
+    parts = [_real_chunk(x[i : i + chunk], xt, plan, shifts, rng) for i in range(0, x.shape[0], chunk)]
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def _real_slices(x: torch.Tensor, xt: TorchCrossbar, shifts: torch.Tensor) -> torch.Tensor:
+    """float64 input slices [G, nx * B, A], rows (input slice, vector) as numpy's."""
+    small = _physical_inputs(x, xt, torch.int32)  # [G, B, A]
+    xs = (small.unsqueeze(1) >> shifts.view(1, -1, 1, 1)) & (2**xt.spec.dac_bits - 1)  # [G, nx, B, A]
+    return xs.to(torch.float64).reshape(small.shape[0], -1, small.shape[2])
 
 
 def _real_chunk(
     x: torch.Tensor, xt: TorchCrossbar, plan: _Plan, shifts: torch.Tensor, rng: np.random.Generator | None
 ) -> torch.Tensor:
-    """Non-ideal cells, as numpy's ``_sliced_chunk`` does it: float64 partial sums per
-    group with rows (input slice, vector), read noise from the same draws, the ADC on
-    real sums, and (without an ADC) numpy's order of the real shift-and-add."""
+    """Non-ideal cells, as numpy's ``_sliced_chunk`` does it: float64 partial sums of all
+    groups in one batched GEMM with rows (input slice, vector), read noise from the same
+    draws, the ADC on real sums, and (without an ADC) numpy's order of the real
+    shift-and-add."""
     spec = xt.spec
-    g, _, cols = xt.weights.shape
+    g, cols = xt.groups, xt.cols
     b, nx, n, q, s = x.shape[0], plan.nx, xt.n, len(xt.coef), plan.s
-    xs = _input_slices(x, xt, shifts).transpose(0, 1)
-    xs = xs.reshape(nx * b, *xs.shape[2:])
-    noise = None
+    xs = _real_slices(x, xt, shifts)
+    p = torch.bmm(xs, xt.weights)  # [G, nx*B, cols]
     if rng is not None:  # one draw per chunk, shaped as numpy's [G, nx*B, cols]
         noise = torch.from_numpy(rng.standard_normal((g, nx * b, cols))).to(xt.device)
-    integer = s is not None
-    y = torch.zeros((b, n), dtype=plan.acc_dtype if integer else torch.float64, device=xt.device)
+        var = torch.bmm(xs * xs, xt.weights * xt.weights)
+        p += spec.nonideal.read_noise_sigma * torch.sqrt(var) * noise
+    if s is not None and not cb.signed_sums(spec):
+        p.clamp_(min=0.0)  # a column current cannot be negative
+    if s is not None:
+        _adc_codes_(p, s, plan.code_range)
+    if xt.flip is not None:
+        flip = xt.flip.view(g, 1, -1).to(p.dtype)
+        p = cb.restore_flipped(p[..., :-1], p[..., -1:], flip, spec.cell_bits)
+    if s is not None:  # ADC codes: integers, exact in any order
+        return _shift_add(p.to(plan.acc_dtype).view(g, nx, b, q * n).transpose(1, 2), xt, plan)
+    codes = p.view(g, nx, b, q, n)  # real sums: numpy's order, columns first
+    t = codes[:, :, :, 0, :] * xt.coef[0]
+    for qi in range(1, q):
+        t.add_(codes[:, :, :, qi, :], alpha=xt.coef[qi])
+    y = torch.zeros((b, n), dtype=torch.float64, device=xt.device)
     for gi in range(g):
-        xg = xs[:, gi, :] if xt.index is None else xs.index_select(1, xt.index[gi])
-        wg = xt.weights[gi]
-        p = xg @ wg
-        if noise is not None:
-            var = (xg * xg) @ (wg * wg)
-            p += spec.nonideal.read_noise_sigma * torch.sqrt(var) * noise[gi]
-        if s is not None and not cb.signed_sums(spec):
-            p.clamp_(min=0.0)  # a column current cannot be negative
-        if integer:
-            _adc_codes_(p, s, plan.code_range, False, False, True)
-        if xt.flip is not None:
-            p = cb.restore_flipped(p[:, :-1], p[:, -1:], xt.flip[gi].to(p.dtype), spec.cell_bits)
-        if integer:  # ADC codes: integers, exact in any order
-            codes = p.to(plan.acc_dtype).view(nx, b, q * n)
-            t = codes[0] * plan.scale[0]
-            for i in range(1, nx):
-                t.add_(codes[i], alpha=plan.scale[i])
-            t = t.view(b, q, n)
-            for qi in range(q):
-                y.add_(t[:, qi, :], alpha=xt.coef[qi])
-        else:  # real sums: numpy's order, columns first
-            codes = p.view(nx, b, q, n)
-            t = codes[:, :, 0, :] * xt.coef[0]
-            for qi in range(1, q):
-                t.add_(codes[:, :, qi, :], alpha=xt.coef[qi])
-            for i in range(nx):
-                y.add_(t[i], alpha=plan.scale[i])
-    return y.to(torch.int64) if integer else torch.round(y).to(torch.int64)
+        for i in range(nx):
+            y.add_(t[gi, i], alpha=plan.scale[i])
+    return torch.round(y).to(torch.int64)
 
 
-def _adc_codes_(
-    p: torch.Tensor, s: int, code_range: tuple[int, int], exact_integers: bool, rounded: bool, saturates: bool
-) -> None:
-    """In place, as :func:`cimdse.crossbar._adc_codes_inplace`: ``(p + 2^(s-1)) >> s``
-    for integer sums (``rounded``: the GEMM added 2^(s-1) already), ``floor(p / 2^s +
-    1/2)`` for real ones, then saturate (where it can happen)."""
-    lo, hi = code_range
-    if p.is_floating_point():
-        if s > 0 or not exact_integers:
-            p.mul_(1.0 / 2**s).add_(0.5).floor_()
-        p.clamp_(lo, hi)
-        return
-    if s > 0:
-        if not rounded:
-            p.add_(2 ** (s - 1))
-        p.bitwise_right_shift_(s)
-    if not saturates:
-        return
-    if lo == 0:
-        p.clamp_max_(hi)  # integer sums of unsigned mappings are never negative
-    else:
-        p.clamp_(lo, hi)
+def _adc_codes_(p: torch.Tensor, s: int, code_range: tuple[int, int]) -> None:
+    """In place, as :func:`cimdse.crossbar._adc_codes_inplace` on real sums:
+    ``clamp(floor(p / 2^s + 1/2))``."""
+    p.mul_(1.0 / 2**s).add_(0.5).floor_()
+    p.clamp_(*code_range)

@@ -130,6 +130,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_seed_option(p, _DEFAULTS.seed)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu or cuda: pre-training, QAT fine-tunes and accuracy evaluations run there (default cpu)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_search)
@@ -205,8 +210,10 @@ def _search(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from cimdse.quant.train import resolve_device
     from cimdse.search.run import run_search
 
+    resolve_device(args.device)
     torch.set_num_threads(max(1, args.threads))
     if args.arch is None:
         args.arch = ["demo"]
@@ -262,6 +269,7 @@ def _search(args: argparse.Namespace) -> int:
             agent_from=args.agent_from,
             policy_file=args.policy,
             progress=progress,
+            device=args.device,
         )
     finally:
         for bar in bars.values():

@@ -21,8 +21,9 @@ fake-quant gradient (straight-through), so training sees the ADC's rounding and
 saturation (and, optionally, conductance variation and read noise, re-drawn every
 training step from ``nonideal.seed``; evaluation uses the seeded chip itself).
 
-The crossbar model runs on the torch backend by default (``backend="torch"``: int8
-GEMMs, on ``device``, CPU or CUDA); ``backend="numpy"`` runs the numpy reference.
+The crossbar model runs on the torch backend by default (``backend="torch"``,
+:mod:`cimdse.crossbar_torch`: the measured fastest exact GEMM kernel, on ``device``,
+CPU or CUDA); ``backend="numpy"`` runs the numpy reference.
 Both give the same integers, hence the same predictions.
 """
 
@@ -37,7 +38,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from cimdse import crossbar
+from cimdse import crossbar, crossbar_torch
 from cimdse.arch import ArchSpec, CrossbarSpec
 from cimdse.crossbar import Backend
 from cimdse.errors import CimdseError
@@ -70,22 +71,28 @@ class CrossbarBackend:
         ni = spec.nonideal
         self.spec = spec.model_copy(update={"nonideal": ni.model_copy(update={"seed": ni.seed + index})})
         self.index = index
+        if backend not in ("numpy", "torch"):
+            raise CimdseError(f"backend must be 'numpy' or 'torch', got {backend!r}")
         self.backend = backend
         self.calls = 0
         w = layer.w_int.cpu().numpy()
         ng = layer.n // layer.groups
-        self.programmed = [
-            crossbar.program(w[:, g * ng : (g + 1) * ng], self.spec, layer.w_bits, backend=backend, device=device)
-            for g in range(layer.groups)
-        ]
+        parts = [w[:, g * ng : (g + 1) * ng] for g in range(layer.groups)]
+        if backend == "torch":
+            self.programmed = [crossbar_torch.program(p, self.spec, layer.w_bits, device=device) for p in parts]
+        else:
+            self.programmed = [crossbar.program(p, self.spec, layer.w_bits) for p in parts]
 
     def _mvm(self, layer: IntLayer, cols: torch.Tensor, group: int) -> torch.Tensor:
         """``cols`` [M, K] integer-valued float64 -> [M, N/groups] float64."""
         self.calls += 1
         seed = None if not self.spec.nonideal.read_noise_sigma else self.spec.nonideal.seed * 7919 + self.calls
-        x = cols.long() if self.backend == "torch" else cols.long().cpu().numpy()
-        y = crossbar.mvm(x, self.programmed[group], a_bits=layer.a_bits, signed_inputs=layer.signed, read_seed=seed)
-        return (y if self.backend == "torch" else torch.from_numpy(y)).to(cols.device, torch.float64)
+        kw = dict(a_bits=layer.a_bits, signed_inputs=layer.signed, read_seed=seed)
+        if self.backend == "torch":
+            y = crossbar_torch.mvm(cols.long(), self.programmed[group], **kw)
+        else:
+            y = torch.from_numpy(crossbar.mvm(cols.long().cpu().numpy(), self.programmed[group], **kw))
+        return y.to(cols.device, torch.float64)
 
     def __call__(self, layer: IntLayer, x_int: torch.Tensor) -> torch.Tensor:
         cols, fold = unfold_inputs(layer, x_int)

@@ -210,9 +210,12 @@ class PolicyEvaluator:
     """Validation accuracy of one float model at many policies: BN folding and
     calibration are done once, scales are cached per (layer, bits)."""
 
-    def __init__(self, float_model: nn.Module, splits: Splits, seed: int = 0) -> None:
+    def __init__(
+        self, float_model: nn.Module, splits: Splits, seed: int = 0, device: str | torch.device = "cpu"
+    ) -> None:
         self.splits = splits
         self.seed = seed
+        self.device = device
         self.prepared = PreparedModel(float_model.cpu(), calibration_inputs(splits, seed=seed))
 
     @property
@@ -227,9 +230,10 @@ class PolicyEvaluator:
         seed: int | None = None,
         hardware: ArchSpec | CrossbarSpec | None = None,
     ) -> float:
-        qmodel = self.prepared.quantize(policy)
+        qmodel = self.prepared.quantize(policy).to(self.device)
         if finetune_epochs > 0:
-            finetune(qmodel, self.splits, finetune_epochs, self.seed if seed is None else seed)
+            seed = self.seed if seed is None else seed
+            finetune(qmodel, self.splits, finetune_epochs, seed, device=self.device)
         return exact_accuracy(qmodel, self.splits.val, hardware, in_place=True)  # qmodel is this call's own
 
 

@@ -39,6 +39,7 @@ class QATAccuracy:
     :param finetune_within_pp: fine-tune only the policies whose calibration-only
         accuracy is at most this many pp below the calibration-only W8A8 one (the
         others report their calibration-only accuracy); None: fine-tune every policy.
+    :param device: where fine-tunes and evaluations run (cpu or cuda).
     """
 
     def __init__(
@@ -49,13 +50,15 @@ class QATAccuracy:
         seed: int = 0,
         hardware: ArchSpec | None = None,
         finetune_within_pp: float | None = None,
+        device: str = "cpu",
     ) -> None:
         self.splits = splits
         self.finetune_epochs = finetune_epochs
         self.seed = seed
         self.hardware = hardware
         self.finetune_within_pp = finetune_within_pp
-        self.policy_evaluator = PolicyEvaluator(float_model, splits, seed)
+        self.device = device
+        self.policy_evaluator = PolicyEvaluator(float_model, splits, seed, device)
         self.screened_out = 0  # policies not fine-tuned because calibration put them too far below
         self._calibrated_ref: float | None = None
 
@@ -100,7 +103,8 @@ def final_scores(
     def tuned(hardware: ArchSpec | None):
         qmodel = evaluator.policy_evaluator.prepared.quantize(np.asarray(policy))
         if epochs > 0:
-            finetune(qmodel, splits, epochs, seed, hardware=hardware)
+            finetune(qmodel, splits, epochs, seed, hardware=hardware, device=evaluator.device)
+        qmodel.to(evaluator.device)
         exact = exact_model(qmodel)
         return qmodel, accuracy(exact, splits.val), accuracy(exact, splits.test)
 

@@ -28,7 +28,9 @@ __all__ = ["prepare", "run_search", "sweep_point", "write_results"]
 
 
 # ---------------------------------------------------------------- the real run
-def _float_model(config: SearchConfig, splits, out: Path | None, from_ckpt: str | None, progress: Progress | None):
+def _float_model(
+    config: SearchConfig, splits, out: Path | None, from_ckpt: str | None, progress: Progress | None, device="cpu"
+):
     """The pre-trained float model: ``--from CKPT``, else ``OUT/float_model.pt`` when it
     was trained with the same settings, else pre-trained now (and cached there)."""
     import torch
@@ -70,7 +72,8 @@ def _float_model(config: SearchConfig, splits, out: Path | None, from_ckpt: str 
             progress(SearchEvent("pretrain", m.epoch, config.pretrain_epochs))
 
     if config.pretrain_epochs:
-        pretrain(model, splits, config.pretrain_epochs, config.seed, callback=on_epoch)
+        pretrain(model, splits, config.pretrain_epochs, config.seed, device=device, callback=on_epoch)
+        model.cpu()
     seconds = time.perf_counter() - t0
     if cache is not None:
         ckpt = Checkpoint(
@@ -122,22 +125,24 @@ def run_search(
     agent_from: str | None = None,
     policy_file: str | None = None,
     progress: Progress | None = None,
+    device: str = "cpu",
 ) -> SearchResult:
     """The full search with real QAT evaluations; writes its files into ``out``
     (created once the inputs are checked): history.csv, pareto.csv, summary.csv, best_policy.yaml,
     best_policy_<arch>.yaml, agent_<arch>.zip, timing.csv, search_config.yaml,
-    float_model.pt (the pre-trained model, reused by a later run with the same settings)."""
+    float_model.pt (the pre-trained model, reused by a later run with the same settings).
+    ``device``: where pre-training, fine-tunes and accuracy evaluations run."""
     from cimdse.search.accuracy import QATAccuracy, final_scores
 
     splits, network, user = prepare(config, archs, policy_file)
     agent_path = _agent_source(agent_from)
     given = _float_model(config, splits, None, from_ckpt, progress) if from_ckpt is not None else None
     out = output_dir(out)  # every input is valid: only now touch the file system
-    float_model, pretrain_s = given or _float_model(config, splits, out, None, progress)
+    float_model, pretrain_s = given or _float_model(config, splits, out, None, progress, device)
 
     def evaluator(hardware: ArchSpec | None) -> QATAccuracy:
         return QATAccuracy(
-            float_model, splits, config.finetune_epochs, config.seed, hardware, config.finetune_within_pp
+            float_model, splits, config.finetune_epochs, config.seed, hardware, config.finetune_within_pp, device
         )
 
     fq = evaluator(None)
