@@ -41,8 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--seed", type=int, default=0, help="seed of weights and inputs (default 0)")
     v.add_argument("--out", help="keep the build folders here (default: a temporary folder)")
     v.add_argument("--synth", action="store_true", help="also run yosys on each tile and print the cell counts")
-    v.add_argument("--checkpoint", help="run a trained layer of this checkpoint (cimdse train) on the tiles")
-    v.add_argument("--layer", help="the layer to run (with --checkpoint)")
+    v.add_argument(
+        "--checkpoint", help="run this trained network (cimdse train) on the tiles: every layer, or --layer's"
+    )
+    v.add_argument("--layer", help="run only this layer of the checkpoint")
     v.add_argument("--images", type=int, default=2, help="test images streamed through the layer (default 2)")
     v.add_argument("--data-dir", help="data folder of the checkpoint's dataset (default: the one it was trained on)")
     v.set_defaults(func=_verify)
@@ -144,15 +146,18 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _verify_layer(args: argparse.Namespace) -> int:
-    """A trained layer on as many tile instances as its mapping needs."""
+    """A trained layer (``--layer``) or the whole network on as many tile instances as
+    the mapping needs."""
     from cimdse.rtl.layer import run_layer
 
-    if not (args.checkpoint and args.layer):
-        raise CimdseError("give --checkpoint and --layer together")
+    if not args.checkpoint:
+        raise CimdseError("--layer needs --checkpoint")
     if args.images < 1:
         raise CimdseError(f"--images must be at least 1, got {args.images}")
     if args.w_bits is not None or args.a_bits is not None or args.inputs or args.outputs:
-        raise CimdseError("--w-bits/--a-bits/--inputs/--outputs come from the checkpoint's layer: leave them out")
+        raise CimdseError("--w-bits/--a-bits/--inputs/--outputs come from the checkpoint's layers: leave them out")
+    if not args.layer:
+        return _verify_network(args)
     with tempfile.TemporaryDirectory(prefix="cimdse-verify-") as tmp:
         root = output_dir(args.out) if args.out else Path(tmp)
         res = run_layer(
@@ -172,4 +177,30 @@ def _verify_layer(args: argparse.Namespace) -> int:
         print(line)
     if not res.ok:
         raise CimdseError("the layer on the RTL tiles does not match: " + res.failure())
+    return 0
+
+
+def _verify_network(args: argparse.Namespace) -> int:
+    """Every crossbar layer of the checkpoint on the tiles, the digital ops between them
+    in Python; per layer: tiles, vectors, mismatches, build and simulator time."""
+    from cimdse.rtl.network import run_network
+
+    with tempfile.TemporaryDirectory(prefix="cimdse-verify-") as tmp:
+        root = output_dir(args.out) if args.out else Path(tmp)
+        res = run_network(
+            args.checkpoint,
+            root,
+            arch_name=args.arch,
+            overrides=args.overrides,
+            images=args.images,
+            simulator=args.simulator,
+            vectors=min(args.vectors, 4),
+            seed=args.seed,
+            data_dir=args.data_dir,
+            progress=lambda line: print(line, flush=True),
+        )
+    for line in res.summary_lines():
+        print(line)
+    if not res.ok:
+        raise CimdseError("the network on the RTL tiles does not match: " + res.failure())
     return 0

@@ -138,7 +138,8 @@ def _layer_inputs(qmodel: torch.nn.Module, layers: dict, name: str, x: torch.Ten
     return seen[0]
 
 
-def _resolve_arch(ckpt_arch: dict | None, name: str | None, overrides: list[str]) -> ArchSpec:
+def resolve_arch(ckpt_arch: dict | None, name: str | None, overrides: list[str]) -> ArchSpec:
+    """The named architecture, else the checkpoint's own, else ``demo`` (with overrides)."""
     if name:
         return load_arch(name, overrides)
     if ckpt_arch is not None:
@@ -171,7 +172,7 @@ def run_layer(
     if name not in layers:
         raise CimdseError(f"no crossbar layer {name!r} in {checkpoint}; its layers: {', '.join(layers)}")
     layer = layers[name]
-    arch = _resolve_arch(ckpt.arch, arch_name, overrides or [])
+    arch = resolve_arch(ckpt.arch, arch_name, overrides or [])
     spec = arch.crossbar
     if spec.nonideal.any:
         raise CimdseError("the RTL tile is exact: switch the architecture's non-idealities off")
@@ -277,7 +278,7 @@ def run_tiles(
     for inst in instances:
         shapes.setdefault((inst.rows[1] - inst.rows[0], inst.outputs[1] - inst.outputs[0]), []).append(inst)
     for (k_b, n_b), group_insts in shapes.items():
-        folder = root / f"tile_k{k_b}_n{n_b}_{simulator}"
+        folder = root / f"tile_k{k_b}_n{n_b}_w{layer.w_bits}a{layer.a_bits}_{simulator}"
         folder.mkdir(parents=True, exist_ok=True)
         tile = generate(spec, layer.w_bits, layer.a_bits, folder, k=k_b, n=n_b)
         if simulator == "icarus":
