@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cimdse import arch, costs
@@ -38,10 +39,10 @@ needs_verilator = pytest.mark.skipif(not REQUIRED and not _has_verilator(), reas
 PRESETS = ["demo", "isaac", "puma", "cim-aq"]
 
 
-def _preset(name: str) -> CrossbarSpec:
-    """A preset's crossbar in the plain encoding (the tile refuses ISAAC's flipped columns)."""
-    spec = arch.load(name).crossbar
-    return spec.model_copy(update={"encoding": "plain"})
+def _preset(name: str, **update) -> CrossbarSpec:
+    """A preset's crossbar with its own settings (isaac: offset mapping, flip encoding),
+    ``update`` changing some (reduced rows/cols for a fast simulation)."""
+    return arch.load(name).crossbar.model_copy(update=update)
 
 
 def _spec(**kw) -> CrossbarSpec:
@@ -116,6 +117,40 @@ PARAM_SETS = [
         8,
         False,
     ),
+    (  # ISAAC's encoding: 16 rows x 3 (2-bit cells) / 2 = 24 at most in a flipped column, 5 bits lossless
+        "flip-offset-lossless",
+        dict(
+            rows=16,
+            cols=16,
+            cell_bits=2,
+            dac_bits=1,
+            adc_bits=5,
+            adc_mode="full_range",
+            adcs=1,
+            mapping="offset",
+            encoding="flip",
+        ),
+        4,
+        4,
+        False,
+    ),
+    (
+        "flip-diffcol-groups-adcs3-clip",
+        dict(
+            rows=20,
+            cols=18,
+            cell_bits=2,
+            dac_bits=2,
+            adc_bits=3,
+            adc_mode="clip",
+            adcs=3,
+            active_rows=7,
+            encoding="flip",
+        ),
+        5,
+        3,
+        True,
+    ),
 ]
 
 
@@ -146,21 +181,25 @@ def test_header_states_parameters_and_version():
 
 def test_checked_in_rtl_is_current(tmp_path):
     """rtl/ holds exactly what the generator writes today for demo and isaac at W8A8
-    (isaac in its plain encoding: the tile has no flipped columns)."""
+    (isaac with its flipped columns)."""
     fresh = [generate(_preset(name), 8, 8, tmp_path) for name in ("demo", "isaac")]
     assert sorted(p.name for p in (REPO / "rtl").glob("*.v")) == sorted(t.path.name for t in fresh)
     for t in fresh:
         checked_in = REPO / "rtl" / t.path.name
         assert checked_in.read_text() == t.path.read_text(), (
-            "regenerate with: cimdse rtl --arch demo --out rtl; cimdse rtl --arch isaac --set crossbar.encoding=plain"
+            "regenerate with: cimdse rtl --arch demo --out rtl; cimdse rtl --arch isaac --out rtl"
         )
 
 
-def test_cli_rtl_refuses_flipped_columns(run_cli, tmp_path):
-    proc = run_cli("rtl", "--arch", "isaac", "--out", str(tmp_path))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "does not implement encoding 'flip'" in proc.stderr and "crossbar.encoding=plain" in proc.stderr
-    assert not list(tmp_path.glob("*.v"))
+def test_cli_rtl_writes_isaac_with_flipped_columns(run_cli, tmp_path):
+    """isaac's own settings: offset mapping (4 two-bit cells per 8-bit weight: 32 outputs on
+    128 columns) and the flip encoding, whose unit column is one more conversion per read:
+    8 slices x (1 read + 129 ADC steps) + 2 = 1042 cycles."""
+    proc = run_cli("rtl", "--arch", "isaac", "--out", str(tmp_path), check=True)
+    (out,) = tmp_path.glob("*.v")
+    assert "K=128 inputs, N=32 outputs, 128x128 cells used, 1042 cycles per MVM" in proc.stdout
+    text = out.read_text()
+    assert "input  wire prog_flip" in text and "unit_sum(grp)" in text and "Flip encoding (ISAAC)" in text
 
 
 def test_module_names_are_unique_per_parameterization():
@@ -265,6 +304,11 @@ def test_cycle_formula_closed_form():
     assert tile_cycles_per_mvm(spec, 4, 5, 5, 1) == 3 * 1 * (1 + 1) + 2
     with pytest.raises(ValueError):
         tile_cycles_per_mvm(spec, 4, 5, 25, 20)
+    # the flip encoding converts the unit column too: T = ceil((20 + 1) / 3) = 7 = ceil((18 + 1) / 3)
+    flip = spec.model_copy(update={"encoding": "flip"})
+    assert tile_cycles_per_mvm(flip, 4, 5, 24, 20) == 3 * 3 * (1 + 7) + 2
+    assert tile_cycles_per_mvm(flip, 4, 5, 24, 18) == 3 * 3 * (1 + 7) + 2
+    assert tile_cycles_per_mvm(flip.model_copy(update={"adcs": 1}), 4, 5, 24, 20) == 3 * 3 * (1 + 21) + 2
 
 
 def test_cost_model_timing_uses_the_cycle_formula():
@@ -293,6 +337,34 @@ def test_tile_matches_model(case, tmp_path):
     assert s["cycles_measured"] == [tile_cycles_per_mvm(spec, w, a, res.params.rows_used, res.params.cols_used)]
     assert s["interval_measured"] == [res.params.cycles]
     assert (s["saturated_conversions"] > 0) == saturates, s["saturated_conversions"]
+    if spec.encoding == "flip":  # the restore is exercised: some columns flipped, some not
+        from cimdse.rtl.bench.tile_model import TileModel, random_weights
+
+        flips = TileModel(res.params, random_weights(res.params, np.random.default_rng(7))).xb.physical_flips()
+        assert 0 < flips.sum() < flips.size
+
+
+@needs_icarus
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_tile_matches_model_at_reduced_size(name, tmp_path):
+    """Every preset with its own settings (mapping, cells, DAC, ADC, encoding) at W8A8 on a
+    16x16 array: bit-exact and cycles = formula (the full size runs in a slow test)."""
+    spec = _preset(name, rows=16, cols=16, active_rows=None)
+    res = simulate(spec, 8, 8, tmp_path, vectors=4, stream=2, seed=5)
+    assert res.ok, res.summary
+    assert res.summary["cycles_measured"] == [res.params.cycles]
+    assert res.params.flip == (name == "isaac")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("simulator", ["icarus", pytest.param("verilator", marks=needs_verilator)])
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_tile_matches_model_at_full_size(name, simulator, tmp_path):
+    if simulator == "icarus" and not REQUIRED and shutil.which("iverilog") is None:
+        pytest.skip("Icarus Verilog not installed")
+    res = simulate(_preset(name), 8, 8, tmp_path, simulator=simulator, vectors=3, stream=2, seed=5)
+    assert res.ok, res.summary
+    assert res.summary["cycles_measured"] == [res.params.cycles]
 
 
 @needs_icarus

@@ -7,9 +7,13 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cimdse.cli.common import add_arch_options, load_arch, output_dir
 from cimdse.errors import CimdseError
+
+if TYPE_CHECKING:
+    from cimdse.rtl.generate import TileParams
 
 #: (w_bits, a_bits) verified when none are given: the 8-bit default and a narrow,
 #: odd-width layer (a_bits not a multiple of typical DAC widths).
@@ -23,7 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--a-bits", type=int, default=8, help="activation bits of the layer (default 8)")
     _shape_options(p)
     p.add_argument("--out", required=True, help="output folder for the .v file")
-    p.add_argument("--synth", action="store_true", help="also run yosys and print the cell counts")
+    p.add_argument(
+        "--synth",
+        action="store_true",
+        help="also run yosys: cells, flip-flops and latches of the tile and its digital part",
+    )
     p.set_defaults(func=_rtl)
 
     v = sub.add_parser(
@@ -70,16 +78,22 @@ def _rtl(args: argparse.Namespace) -> int:
         f"N={p.n} outputs, {p.rows_used}x{p.cols_used} cells used, {p.cycles} cycles per MVM"
     )
     if args.synth:
-        _print_synth(tile.path, tile.module)
+        _print_synth(tile.path, tile.module, tile.params)
     return 0
 
 
-def _print_synth(path: Path, module: str) -> None:
-    from cimdse.rtl.synth import synth_cells
+def _print_synth(path: Path, module: str, params: TileParams) -> None:
+    """yosys cell counts of the whole tile and of its digital part alone."""
+    from cimdse.rtl.synth import synth_digital_part, synth_stats
 
-    cells = synth_cells(path, module)
-    ffs = sum(v for k, v in cells.items() if "DFF" in k)
-    print(f"yosys synth {path.name}: {cells['total']} cells ({ffs} flip-flops, {cells['total'] - ffs} logic)")
+    whole = synth_stats(path, module)
+    digital = synth_digital_part(params)
+    for what, s in (("tile", whole), ("digital part", digital)):
+        print(
+            f"yosys synth {what:12s} {module}: {s.total:7d} cells ({s.flip_flops} flip-flops, "
+            f"{s.latches} latches, {s.logic} logic)",
+            flush=True,
+        )
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -135,7 +149,7 @@ def _verify(args: argparse.Namespace) -> int:
             if not res.ok:
                 failures.append(f"{label}: {failure_reason(res)}")
             if args.synth:
-                _print_synth(res.tile_path, res.module)
+                _print_synth(res.tile_path, res.module, res.params)
     if failures:
         raise CimdseError("RTL verification failed:\n  " + "\n  ".join(failures))
     print(

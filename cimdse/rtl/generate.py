@@ -576,3 +576,32 @@ def generate(
     if check:
         lint(path)
     return GeneratedTile(p, module, path)
+
+
+def render_digital_part(p: TileParams) -> tuple[str, str]:
+    """(module name, Verilog) of the tile's digital part alone, for synthesis figures:
+    the same text as :func:`render` with the converters' codes arriving on a port
+    ``code_in`` (converter u's code at bits ``[u*CODE_W +: CODE_W]``) instead of coming
+    out of the ADC function, so the array, the column sums, the sample-and-hold and the
+    ADC have no reader and synthesis drops them. What stays: input latch and slice
+    selection, the flip restore, the shift-and-add accumulators, the output combination
+    and register, and the control."""
+    module = module_name(p) + "_digital"
+    text = render(p, module)
+    slot = f"{_zext('step', _bits(p.steps - 1), 32)} * ADCS + u" + (" - 1" if p.flip else "")
+    code_w = p.code_width
+    swaps = [
+        (f"adc(sh[{slot}])", f"code_in[u*{code_w} +: {code_w}]"),
+        (
+            f"    output reg  [{p.n * p.out_width - 1}:0] out_vec\n);",
+            f"    output reg  [{p.n * p.out_width - 1}:0] out_vec,\n"
+            f"    input  wire [{p.spec.adcs * code_w - 1}:0] code_in  // the converters' codes\n);",
+        ),
+    ]
+    if p.flip:
+        swaps.append(("adc(sh_unit)", f"code_in[{code_w - 1}:0]"))
+    for old, new in swaps:
+        if old not in text:  # pragma: no cover - the template and this function agree
+            raise ValueError(f"the tile text lacks {old!r}")
+        text = text.replace(old, new)
+    return module, text
