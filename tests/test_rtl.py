@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -586,3 +587,125 @@ def test_layer_errors_are_clear(lenet_checkpoint, tmp_path):
 
     with pytest.raises(CimdseError, match="no crossbar layer 'nope'.*features.0"):
         run_layer(lenet_checkpoint, "nope", tmp_path)
+
+
+# ---------------------------------------------------------------- synthesis
+needs_yosys = pytest.mark.skipif(not REQUIRED and shutil.which("yosys") is None, reason="yosys not installed")
+
+
+@needs_yosys
+def test_synthesis_of_the_demo_tile_and_a_flip_corner():
+    """The demo tile's digital part (its full array takes yosys minutes) and a whole
+    8x8 flip corner: no latches, flip-flops bounded by the registers counted by hand."""
+    from cimdse.rtl.synth import synth_digital_part, synth_stats
+
+    p = tile_params(arch.load("demo").crossbar, 4, 4)
+    digital = synth_digital_part(p)
+    # registers by hand: xin 64 x 4, acc 64 columns x 11 bits (code <= 63, x 15 over 4 slices),
+    # out 16 x 15 bits, out_valid 1, state 2, slice 2, step 4 (grp is constant: 1 group)
+    assert (p.acc_width, p.out_width, p.steps) == (11, 15, 16)
+    hand = 64 * 4 + 64 * 11 + 16 * 15 + 1 + 2 + 2 + 4
+    assert digital.latches == 0 and 0.5 * hand < digital.flip_flops <= hand and digital.logic > 0
+
+    spec = _spec(rows=8, cols=8, cell_bits=2, dac_bits=1, adc_bits=4, adc_mode="full_range", encoding="flip")
+    with tempfile.TemporaryDirectory() as tmp:
+        tile = generate(spec, 3, 2, tmp)
+        whole = synth_stats(tile.path, tile.module)
+    part = synth_digital_part(tile.params)
+    assert whole.latches == 0 == part.latches
+    # the array (8 rows x 8 columns x 2 bits) and the 4 x 8 flip bits are flip-flops in the whole tile only
+    assert whole.flip_flops >= part.flip_flops + 8 * 8 * 2 + 8
+    assert whole.total == sum(whole.cells.values()) > part.total
+
+
+def test_parse_stat_reads_the_last_report():
+    from cimdse.rtl.synth import SynthStats, parse_stat
+
+    text = (
+        "   Number of cells:  3\n     $_AND_  1\n     $_DFF_P_  2\n"
+        "   Number of cells:  4\n     $_XOR_  1\n     $_SDFFE_PP0P_  2\n     $_DLATCH_P_  1\n"
+    )
+    s = SynthStats(parse_stat(text))
+    assert (s.total, s.flip_flops, s.latches, s.logic) == (4, 2, 1, 1)
+    with pytest.raises(CimdseError, match="no cell statistics"):
+        parse_stat("nothing")
+
+
+# ---------------------------------------------------------------- a whole network on the tiles
+def test_network_checks_every_layer_and_catches_a_wrong_tile(lenet_checkpoint, tmp_path, monkeypatch):
+    """The network path with the simulator replaced by the functional model (exact:
+    every layer 0 mismatches, predictions equal), then with one output of one vector of
+    features.3 off by one: that layer reports 1 vector of 1 image, and the run fails."""
+    from cimdse.rtl import network
+    from cimdse.rtl.layer import tile_instances
+
+    calls = []
+
+    def tiles(layer, x_all, spec, root, **kw):
+        calls.append((layer.name, x_all.shape))
+        y = network.model_product(layer, x_all, spec)
+        if wrong and layer.name == "features.3":
+            y[5, 3] += 1
+        instances = tile_instances(layer, spec)
+        for inst in instances:  # each tile ran clean, at the formula's cycles
+            inst.mismatches, inst.cycles, inst.formula = 0, [70], 70
+        return y, instances
+
+    monkeypatch.setattr(network, "run_tiles", tiles)
+    wrong = False
+    run = network.run_network(lenet_checkpoint, tmp_path, images=3, simulator="icarus")
+    # 3 images: 3 x 64 pixels, 3 x 16, then one vector per image; demo tiles hold 16 outputs of 64 rows
+    assert calls == [
+        ("features.0", (192, 9)),
+        ("features.3", (48, 144)),
+        ("classifier.1", (3, 128)),
+        ("classifier.3", (3, 64)),
+    ]
+    assert [(lay.tiles, lay.vectors, lay.mismatches) for lay in run.layers] == [
+        (1, 192, 0),
+        (6, 48, 0),
+        (8, 3, 0),
+        (1, 3, 0),
+    ]
+    assert run.predictions_equal and run.ok
+    calls.clear()
+    wrong = True
+    run = network.run_network(lenet_checkpoint, tmp_path, images=3, simulator="icarus")
+    f3 = run.layers[1]
+    assert (f3.mismatches, f3.images_differing) == (1, 1) and not run.ok
+    assert run.failure().startswith("layer features.3: 1 vector(s) differ")
+
+
+def test_cli_verify_layer_needs_a_checkpoint(run_cli, tmp_path):
+    proc = run_cli("verify", "--layer", "features.0", cwd=tmp_path)
+    assert proc.returncode == 2 and "--layer needs --checkpoint" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@needs_verilator
+@pytest.mark.slow
+def test_cli_verify_whole_network_under_verilator(run_cli, lenet_checkpoint, tmp_path):
+    """LeNet W4A4 on the demo tiles, 16 test images through every layer under Verilator:
+    0 mismatches in every layer, predictions identical to the crossbar model's."""
+    proc = run_cli(
+        "verify",
+        "--checkpoint",
+        str(lenet_checkpoint),
+        "--images",
+        "16",
+        "--simulator",
+        "verilator",
+        check=True,
+        cwd=tmp_path,
+    )
+    out = proc.stdout
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] and "." in line.split()[0]}
+    # layer kind bits tiles builds vectors mismatch images cycles build_s sim_s
+    assert [rows[n][3:8] for n in ("features.0", "features.3", "classifier.1", "classifier.3")] == [
+        ["1", "1", "1024", "0", "0"],
+        ["6", "2", "256", "0", "0"],
+        ["8", "1", "16", "0", "0"],  # shares features.3's 64x16 build
+        ["1", "1", "16", "0", "0"],
+    ]
+    assert "0 differ from the functional model" in out
+    assert "predictions: RTL vs crossbar model 16 of 16 identical" in out
+    assert out.rstrip().endswith("result: ok")

@@ -583,7 +583,7 @@ def render_digital_part(p: TileParams) -> tuple[str, str]:
     the same text as :func:`render` with the converters' codes arriving on a port
     ``code_in`` (converter u's code at bits ``[u*CODE_W +: CODE_W]``) instead of coming
     out of the ADC function, so the array, the column sums, the sample-and-hold and the
-    ADC have no reader and synthesis drops them. What stays: input latch and slice
+    ADC are neither written nor read, and synthesis drops them. What stays: input latch and slice
     selection, the flip restore, the shift-and-add accumulators, the output combination
     and register, and the control."""
     module = module_name(p) + "_digital"
@@ -598,8 +598,11 @@ def render_digital_part(p: TileParams) -> tuple[str, str]:
             f"    input  wire [{p.spec.adcs * code_w - 1}:0] code_in  // the converters' codes\n);",
         ),
     ]
+    # Nothing writes the array or the samples either (synthesis would map them first).
+    swaps.append(("cells[prog_addr] <= prog_data;", ";"))
+    swaps.append(("sh[c] <= column_sum(c);", ";"))
     if p.flip:
-        swaps.append(("adc(sh_unit)", f"code_in[{code_w - 1}:0]"))
+        swaps += [("adc(sh_unit)", f"code_in[{code_w - 1}:0]"), ("sh_unit <= unit_sum(grp);", ";")]
     for old, new in swaps:
         if old not in text:  # pragma: no cover - the template and this function agree
             raise ValueError(f"the tile text lacks {old!r}")
