@@ -81,12 +81,12 @@ class NetworkRun:
 
     def table(self) -> list[str]:
         lines = [
-            f"{'layer':16s} {'kind':7s} {'bits':>5s} {'tiles':>5s} {'builds':>6s} {'vectors':>7s} "
+            f"{'layer':16s} {'kind':7s} {'bits':>5s} {'tiles':>5s} {'modules':>7s} {'vectors':>7s} "
             f"{'mismatch':>8s} {'images':>6s} {'cycles':>6s} {'build_s':>7s} {'sim_s':>7s}"
         ]
         for lay in self.layers:
             lines.append(
-                f"{lay.name:16s} {lay.kind:7s} {f'W{lay.w_bits}A{lay.a_bits}':>5s} {lay.tiles:5d} {lay.modules:6d} "
+                f"{lay.name:16s} {lay.kind:7s} {f'W{lay.w_bits}A{lay.a_bits}':>5s} {lay.tiles:5d} {lay.modules:7d} "
                 f"{lay.vectors:7d} {lay.mismatches:8d} {lay.images_differing:6d} "
                 f"{'ok' if lay.cycles_ok else 'FAIL':>6s} {lay.build_s:7.1f} {lay.sim_s:7.1f}"
             )
