@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -594,10 +593,11 @@ needs_yosys = pytest.mark.skipif(not REQUIRED and shutil.which("yosys") is None,
 
 
 @needs_yosys
-def test_synthesis_of_the_demo_tile_and_a_flip_corner():
-    """The demo tile's digital part (its full array takes yosys minutes) and a whole
-    8x8 flip corner: no latches, flip-flops bounded by the registers counted by hand."""
-    from cimdse.rtl.synth import synth_digital_part, synth_stats
+def test_synthesis_of_the_demo_tile_and_a_flip_corner(run_cli, tmp_path):
+    """The demo tile's digital part (its full array takes yosys minutes) and, through
+    `cimdse rtl --synth`, a whole 8x8 flip corner: no latches, flip-flops bounded by the
+    registers counted by hand."""
+    from cimdse.rtl.synth import synth_digital_part
 
     p = tile_params(arch.load("demo").crossbar, 4, 4)
     digital = synth_digital_part(p)
@@ -607,15 +607,24 @@ def test_synthesis_of_the_demo_tile_and_a_flip_corner():
     hand = 64 * 4 + 64 * 11 + 16 * 15 + 1 + 2 + 2 + 4
     assert digital.latches == 0 and 0.5 * hand < digital.flip_flops <= hand and digital.logic > 0
 
-    spec = _spec(rows=8, cols=8, cell_bits=2, dac_bits=1, adc_bits=4, adc_mode="full_range", encoding="flip")
-    with tempfile.TemporaryDirectory() as tmp:
-        tile = generate(spec, 3, 2, tmp)
-        whole = synth_stats(tile.path, tile.module)
-    part = synth_digital_part(tile.params)
-    assert whole.latches == 0 == part.latches
-    # the array (8 rows x 8 columns x 2 bits) and the 4 x 8 flip bits are flip-flops in the whole tile only
-    assert whole.flip_flops >= part.flip_flops + 8 * 8 * 2 + 8
-    assert whole.total == sum(whole.cells.values()) > part.total
+    fields = dict(rows=8, cols=8, cell_bits=2, dac_bits=1, adc_bits=4, adc_mode="full_range", encoding="flip")
+    sets = [x for k, v in fields.items() for x in ("--set", f"crossbar.{k}={v}")]
+    proc = run_cli(
+        "rtl", "--arch", "demo", *sets, "--w-bits", "3", "--a-bits", "2", "--out", str(tmp_path), "--synth", check=True
+    )
+    found = {
+        m.group(1): tuple(map(int, m.group(2, 3, 4, 5)))
+        for m in re.finditer(
+            r"yosys synth (digital part|tile) +\S+: +(\d+) cells \((\d+) flip-flops, (\d+) latches, "
+            r"(\d+) logic\)",
+            proc.stdout,
+        )
+    }
+    (part_cells, part_ffs, part_latches, _), (cells, ffs, latches, logic) = found["digital part"], found["tile"]
+    assert latches == 0 == part_latches and cells == ffs + logic > part_cells
+    # the array (8 rows x 8 columns x 2 bits) and the 8 flip bits (1 group x 8 columns) are in the whole tile only
+    assert ffs >= part_ffs + 8 * 8 * 2 + 8
+    assert len(list(tmp_path.glob("*.v"))) == 1  # the digital part is synthesized from a temporary file
 
 
 def test_parse_stat_reads_the_last_report():

@@ -83,12 +83,15 @@ def _rtl(args: argparse.Namespace) -> int:
 
 
 def _print_synth(path: Path, module: str, params: TileParams) -> None:
-    """yosys cell counts of the whole tile and of its digital part alone."""
+    """yosys cell counts of the tile's digital part alone (seconds) and of the whole
+    tile (minutes for a large array)."""
     from cimdse.rtl.synth import synth_digital_part, synth_stats
 
-    whole = synth_stats(path, module)
-    digital = synth_digital_part(params)
-    for what, s in (("tile", whole), ("digital part", digital)):
+    for what, run in (
+        ("digital part", lambda: synth_digital_part(params)),
+        ("tile", lambda: synth_stats(path, module)),
+    ):
+        s = run()
         print(
             f"yosys synth {what:12s} {module}: {s.total:7d} cells ({s.flip_flops} flip-flops, "
             f"{s.latches} latches, {s.logic} logic)",
