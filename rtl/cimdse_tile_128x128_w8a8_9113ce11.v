@@ -150,8 +150,8 @@ module cimdse_tile_128x128_w8a8_9113ce11 (
         restore = flipped ? widen(unit) * 19'd3 - widen(code) : widen(code);
     endfunction
 
-    // CONV: converter u converts slot step*ADCS + u: slot 0 the unit column, slot q column q - 1; its accumulator shifts by
-    // DAC_BITS at the first group of each slice (MSB-first Horner) and adds the code, restored when the column is flipped in this row group.
+    // CONV: converter u converts slot step*ADCS + u (0: the unit column, q: column q-1); its accumulator shifts by
+    // DAC_BITS at the first group of each slice (MSB-first Horner) and adds the code (restored if flipped).
     integer u;
     always @(posedge clk) begin
         if (state == S_IDLE && in_valid) begin

@@ -387,8 +387,8 @@ def _flip_values(p: TileParams, rw: int, cwid: int) -> dict[str, str]:
         "unit_read": "\n            sh_unit <= unit_sum(grp);",
         "unit_latch": f"\n            if (step == {_lit(0, tw)}) unit_q <= unit_code;  // slot 0: the unit column",
         "restore_fn": "\n".join(restore_fn),
-        "conv_note": "slot step*ADCS + u: slot 0 the unit column, slot q column q - 1",
-        "conv_what": "code, restored when the column is flipped in this row group",
+        "conv_note": "slot step*ADCS + u (0: the unit column, q: column q-1)",
+        "conv_what": "code (restored if flipped)",
         "slot_col": slot,
         "conv_value": f"restore(adc(sh[{slot}]), unit_code, flips[{_zext('grp', gw, 32)} * COLS_USED + {slot}])",
     }
