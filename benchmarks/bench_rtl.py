@@ -12,7 +12,13 @@ MVM/s = streamed vectors / wall seconds of the stream phase, best of ``--repeats
 runs of the built simulator; the Verilator/Icarus ratio is taken within one run of
 this script. Simulators are single-threaded here.
 
-Run from the repository root: ``python benchmarks/bench_rtl.py``.
+With ``--network CKPT`` it instead times a whole trained network on the tiles (what
+``cimdse verify --checkpoint CKPT --images N`` runs): every crossbar layer under the
+simulator, checked layer by layer and by predictions; it prints the per-layer table and
+the wall time of the run (builds included).
+
+Run from the repository root: ``python benchmarks/bench_rtl.py`` or
+``python benchmarks/bench_rtl.py --network runs/lenet/checkpoint.pt --images 16``.
 """
 
 from __future__ import annotations
@@ -77,7 +83,12 @@ def main() -> None:
     ap.add_argument("--simulators", nargs="+", default=["icarus", "verilator"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-vectors", type=int, default=20000)
+    ap.add_argument("--network", help="time this checkpoint's whole network on the tiles instead")
+    ap.add_argument("--images", type=int, default=16, help="test images through the network (default 16)")
     args = ap.parse_args()
+    if args.network:
+        network(args)
+        return
     base = arch.load(args.arch)
     spec0 = base.crossbar
     print(
@@ -94,8 +105,6 @@ def main() -> None:
             spec = arch.load(
                 args.arch, [f"crossbar.rows={size}", f"crossbar.cols={size}", f"crossbar.active_rows={size}"]
             ).crossbar
-            if spec.encoding != "plain":
-                spec = spec.model_copy(update={"encoding": "plain"})
             rates = {}
             for sim in args.simulators:
                 m = measure(spec, sim, Path(tmp) / f"{sim}_{size}", args.repeats, args.max_vectors)
@@ -106,6 +115,34 @@ def main() -> None:
                     f"{m['cycles_per_s']:10.0f} {m['build_s']:7.1f} {ratio:>6s}",
                     flush=True,
                 )
+
+
+def network(args: argparse.Namespace) -> None:
+    import torch
+
+    from cimdse.rtl.network import run_network
+
+    sim = args.simulators[-1]
+    print(
+        f"{args.network}: {args.images} images, {sim}, arch {args.arch}, torch CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}, torch threads {torch.get_num_threads()}"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-rtl-net-") as tmp:
+        t0 = time.perf_counter()
+        run = run_network(
+            args.network,
+            Path(tmp),
+            arch_name=args.arch,
+            images=args.images,
+            simulator=sim,
+            progress=lambda line: print(line, flush=True),
+        )
+        wall = time.perf_counter() - t0
+    for line in run.summary_lines():
+        print(line)
+    print(f"wall {wall:.1f} s (builds included; one run, the machine may be shared)")
+    if not run.ok:
+        raise SystemExit("the network on the tiles does not match: " + run.failure())
 
 
 if __name__ == "__main__":

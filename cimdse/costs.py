@@ -320,8 +320,9 @@ def tile_cycles_per_mvm(spec: CrossbarSpec, w_bits: int, a_bits: int, rows_used:
 
     The tile accepts the input vector (1 cycle); then for each of the S = ceil(a / d)
     input slices and each of the G row groups it samples all column sums (1 cycle) and
-    converts the ``cols_used`` columns with its ``adcs`` converters in
-    T = ceil(cols_used / adcs) cycles; a last cycle combines the columns into outputs:
+    converts the ``cols_used`` columns (plus the flip encoding's unit column,
+    :func:`conversions`) with its ``adcs`` converters in T = ceil(conversions / adcs)
+    cycles; a last cycle combines the columns into outputs:
 
         cycles = S * G * (1 + T) + 2
 
@@ -334,7 +335,8 @@ def tile_cycles_per_mvm(spec: CrossbarSpec, w_bits: int, a_bits: int, rows_used:
         raise ValueError(f"w_bits and a_bits must be in 1..16, got {w_bits} and {a_bits}")
     if not 1 <= rows_used <= spec.rows or not 1 <= cols_used <= spec.cols:
         raise ValueError(f"rows_used {rows_used} / cols_used {cols_used} must be in 1..{spec.rows} / 1..{spec.cols}")
-    return math.ceil(a_bits / spec.dac_bits) * tile_slice_cycles(spec, rows_used, cols_used) + 2
+    slice_cycles = tile_slice_cycles(spec, rows_used, conversions(spec, cols_used))
+    return math.ceil(a_bits / spec.dac_bits) * slice_cycles + 2
 
 
 def tile_slice_cycles(spec: CrossbarSpec, rows_used: int, cols_used: int) -> int:

@@ -229,12 +229,22 @@ class ProgrammedCrossbar:
             return self.cells
         return _apply_flip(self.cells, self.flip, self.spec)
 
-    def physical_matrix(self) -> np.ndarray:
+    def physical_matrix(self, stored: bool = False) -> np.ndarray:
         """Cell values [physical rows, physical cols]; column (n * P + pol) * n_w + j
         holds slice j of polarity pol of output n; for differential-row, row 2k holds
-        W+ and row 2k + 1 holds W- of logical row k."""
+        W+ and row 2k + 1 holds W- of logical row k. ``stored``: as the array holds
+        them, flipped columns flipped (what a tile is programmed with)."""
         p, nw, kp, n = self.cells.shape
-        return self.cells.transpose(2, 3, 0, 1).reshape(kp, n * p * nw)
+        cells = self.stored_cells() if stored else self.cells
+        return cells.transpose(2, 3, 0, 1).reshape(kp, n * p * nw)
+
+    def physical_flips(self) -> np.ndarray:
+        """Flip bits [row groups, physical cols] in :meth:`physical_matrix`'s column
+        order (all zero without the flip encoding)."""
+        p, nw, kp, n = self.cells.shape
+        if self.flip is None:
+            return np.zeros((len(_group_index(self.spec, kp)), n * p * nw), dtype=bool)
+        return self.flip.transpose(0, 3, 1, 2).reshape(self.flip.shape[0], n * p * nw)
 
     def crossbar_blocks(self) -> dict[tuple[int, int], np.ndarray]:
         """The physical matrix cut into rows x cols crossbars, zero-padded, keyed by

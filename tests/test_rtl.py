@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cimdse import arch, costs
@@ -38,10 +39,10 @@ needs_verilator = pytest.mark.skipif(not REQUIRED and not _has_verilator(), reas
 PRESETS = ["demo", "isaac", "puma", "cim-aq"]
 
 
-def _preset(name: str) -> CrossbarSpec:
-    """A preset's crossbar in the plain encoding (the tile refuses ISAAC's flipped columns)."""
-    spec = arch.load(name).crossbar
-    return spec.model_copy(update={"encoding": "plain"})
+def _preset(name: str, **update) -> CrossbarSpec:
+    """A preset's crossbar with its own settings (isaac: offset mapping, flip encoding),
+    ``update`` changing some (reduced rows/cols for a fast simulation)."""
+    return arch.load(name).crossbar.model_copy(update=update)
 
 
 def _spec(**kw) -> CrossbarSpec:
@@ -116,6 +117,40 @@ PARAM_SETS = [
         8,
         False,
     ),
+    (  # ISAAC's encoding: 16 rows x 3 (2-bit cells) / 2 = 24 at most in a flipped column, 5 bits lossless
+        "flip-offset-lossless",
+        dict(
+            rows=16,
+            cols=16,
+            cell_bits=2,
+            dac_bits=1,
+            adc_bits=5,
+            adc_mode="full_range",
+            adcs=1,
+            mapping="offset",
+            encoding="flip",
+        ),
+        4,
+        4,
+        False,
+    ),
+    (
+        "flip-diffcol-groups-adcs3-clip",
+        dict(
+            rows=20,
+            cols=18,
+            cell_bits=2,
+            dac_bits=2,
+            adc_bits=3,
+            adc_mode="clip",
+            adcs=3,
+            active_rows=7,
+            encoding="flip",
+        ),
+        5,
+        3,
+        True,
+    ),
 ]
 
 
@@ -146,21 +181,25 @@ def test_header_states_parameters_and_version():
 
 def test_checked_in_rtl_is_current(tmp_path):
     """rtl/ holds exactly what the generator writes today for demo and isaac at W8A8
-    (isaac in its plain encoding: the tile has no flipped columns)."""
+    (isaac with its flipped columns)."""
     fresh = [generate(_preset(name), 8, 8, tmp_path) for name in ("demo", "isaac")]
     assert sorted(p.name for p in (REPO / "rtl").glob("*.v")) == sorted(t.path.name for t in fresh)
     for t in fresh:
         checked_in = REPO / "rtl" / t.path.name
         assert checked_in.read_text() == t.path.read_text(), (
-            "regenerate with: cimdse rtl --arch demo --out rtl; cimdse rtl --arch isaac --set crossbar.encoding=plain"
+            "regenerate with: cimdse rtl --arch demo --out rtl; cimdse rtl --arch isaac --out rtl"
         )
 
 
-def test_cli_rtl_refuses_flipped_columns(run_cli, tmp_path):
-    proc = run_cli("rtl", "--arch", "isaac", "--out", str(tmp_path))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "does not implement encoding 'flip'" in proc.stderr and "crossbar.encoding=plain" in proc.stderr
-    assert not list(tmp_path.glob("*.v"))
+def test_cli_rtl_writes_isaac_with_flipped_columns(run_cli, tmp_path):
+    """isaac's own settings: offset mapping (4 two-bit cells per 8-bit weight: 32 outputs on
+    128 columns) and the flip encoding, whose unit column is one more conversion per read:
+    8 slices x (1 read + 129 ADC steps) + 2 = 1042 cycles."""
+    proc = run_cli("rtl", "--arch", "isaac", "--out", str(tmp_path), check=True)
+    (out,) = tmp_path.glob("*.v")
+    assert "K=128 inputs, N=32 outputs, 128x128 cells used, 1042 cycles per MVM" in proc.stdout
+    text = out.read_text()
+    assert "input  wire prog_flip" in text and "unit_sum(grp)" in text and "Flip encoding (ISAAC)" in text
 
 
 def test_module_names_are_unique_per_parameterization():
@@ -265,6 +304,11 @@ def test_cycle_formula_closed_form():
     assert tile_cycles_per_mvm(spec, 4, 5, 5, 1) == 3 * 1 * (1 + 1) + 2
     with pytest.raises(ValueError):
         tile_cycles_per_mvm(spec, 4, 5, 25, 20)
+    # the flip encoding converts the unit column too: T = ceil((20 + 1) / 3) = 7 = ceil((18 + 1) / 3)
+    flip = spec.model_copy(update={"encoding": "flip"})
+    assert tile_cycles_per_mvm(flip, 4, 5, 24, 20) == 3 * 3 * (1 + 7) + 2
+    assert tile_cycles_per_mvm(flip, 4, 5, 24, 18) == 3 * 3 * (1 + 7) + 2
+    assert tile_cycles_per_mvm(flip.model_copy(update={"adcs": 1}), 4, 5, 24, 20) == 3 * 3 * (1 + 21) + 2
 
 
 def test_cost_model_timing_uses_the_cycle_formula():
@@ -293,6 +337,34 @@ def test_tile_matches_model(case, tmp_path):
     assert s["cycles_measured"] == [tile_cycles_per_mvm(spec, w, a, res.params.rows_used, res.params.cols_used)]
     assert s["interval_measured"] == [res.params.cycles]
     assert (s["saturated_conversions"] > 0) == saturates, s["saturated_conversions"]
+    if spec.encoding == "flip":  # the restore is exercised: some columns flipped, some not
+        from cimdse.rtl.bench.tile_model import TileModel, random_weights
+
+        flips = TileModel(res.params, random_weights(res.params, np.random.default_rng(7))).xb.physical_flips()
+        assert 0 < flips.sum() < flips.size
+
+
+@needs_icarus
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_tile_matches_model_at_reduced_size(name, tmp_path):
+    """Every preset with its own settings (mapping, cells, DAC, ADC, encoding) at W8A8 on a
+    16x16 array: bit-exact and cycles = formula (the full size runs in a slow test)."""
+    spec = _preset(name, rows=16, cols=16, active_rows=None)
+    res = simulate(spec, 8, 8, tmp_path, vectors=4, stream=2, seed=5)
+    assert res.ok, res.summary
+    assert res.summary["cycles_measured"] == [res.params.cycles]
+    assert res.params.flip == (name == "isaac")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("simulator", ["icarus", pytest.param("verilator", marks=needs_verilator)])
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_tile_matches_model_at_full_size(name, simulator, tmp_path):
+    if simulator == "icarus" and not REQUIRED and shutil.which("iverilog") is None:
+        pytest.skip("Icarus Verilog not installed")
+    res = simulate(_preset(name), 8, 8, tmp_path, simulator=simulator, vectors=3, stream=2, seed=5)
+    assert res.ok, res.summary
+    assert res.summary["cycles_measured"] == [res.params.cycles]
 
 
 @needs_icarus
@@ -514,3 +586,135 @@ def test_layer_errors_are_clear(lenet_checkpoint, tmp_path):
 
     with pytest.raises(CimdseError, match="no crossbar layer 'nope'.*features.0"):
         run_layer(lenet_checkpoint, "nope", tmp_path)
+
+
+# ---------------------------------------------------------------- synthesis
+needs_yosys = pytest.mark.skipif(not REQUIRED and shutil.which("yosys") is None, reason="yosys not installed")
+
+
+@needs_yosys
+def test_synthesis_of_the_demo_tile_and_a_flip_corner(run_cli, tmp_path):
+    """The demo tile's digital part (its full array takes yosys minutes) and, through
+    `cimdse rtl --synth`, a whole 8x8 flip corner: no latches, flip-flops bounded by the
+    registers counted by hand."""
+    from cimdse.rtl.synth import synth_digital_part
+
+    p = tile_params(arch.load("demo").crossbar, 4, 4)
+    digital = synth_digital_part(p)
+    # registers by hand: xin 64 x 4, acc 64 columns x 11 bits (code <= 63, x 15 over 4 slices),
+    # out 16 x 15 bits, out_valid 1, state 2, slice 2, step 4 (grp is constant: 1 group)
+    assert (p.acc_width, p.out_width, p.steps) == (11, 15, 16)
+    hand = 64 * 4 + 64 * 11 + 16 * 15 + 1 + 2 + 2 + 4
+    assert digital.latches == 0 and 0.5 * hand < digital.flip_flops <= hand and digital.logic > 0
+
+    fields = dict(rows=8, cols=8, cell_bits=2, dac_bits=1, adc_bits=4, adc_mode="full_range", encoding="flip")
+    sets = [x for k, v in fields.items() for x in ("--set", f"crossbar.{k}={v}")]
+    proc = run_cli(
+        "rtl", "--arch", "demo", *sets, "--w-bits", "3", "--a-bits", "2", "--out", str(tmp_path), "--synth", check=True
+    )
+    found = {
+        m.group(1): tuple(map(int, m.group(2, 3, 4, 5)))
+        for m in re.finditer(
+            r"yosys synth (digital part|tile) +\S+: +(\d+) cells \((\d+) flip-flops, (\d+) latches, "
+            r"(\d+) logic\)",
+            proc.stdout,
+        )
+    }
+    (part_cells, part_ffs, part_latches, _), (cells, ffs, latches, logic) = found["digital part"], found["tile"]
+    assert latches == 0 == part_latches and cells == ffs + logic > part_cells
+    # the array (8 rows x 8 columns x 2 bits) and the 8 flip bits (1 group x 8 columns) are in the whole tile only
+    assert ffs >= part_ffs + 8 * 8 * 2 + 8
+    assert len(list(tmp_path.glob("*.v"))) == 1  # the digital part is synthesized from a temporary file
+
+
+def test_parse_stat_reads_the_last_report():
+    from cimdse.rtl.synth import SynthStats, parse_stat
+
+    text = (
+        "   Number of cells:  3\n     $_AND_  1\n     $_DFF_P_  2\n"
+        "   Number of cells:  4\n     $_XOR_  1\n     $_SDFFE_PP0P_  2\n     $_DLATCH_P_  1\n"
+    )
+    s = SynthStats(parse_stat(text))
+    assert (s.total, s.flip_flops, s.latches, s.logic) == (4, 2, 1, 1)
+    with pytest.raises(CimdseError, match="no cell statistics"):
+        parse_stat("nothing")
+
+
+# ---------------------------------------------------------------- a whole network on the tiles
+def test_network_checks_every_layer_and_catches_a_wrong_tile(lenet_checkpoint, tmp_path, monkeypatch):
+    """The network path with the simulator replaced by the functional model (exact:
+    every layer 0 mismatches, predictions equal), then with one output of one vector of
+    features.3 off by one: that layer reports 1 vector of 1 image, and the run fails."""
+    from cimdse.rtl import network
+    from cimdse.rtl.layer import tile_instances
+
+    calls = []
+
+    def tiles(layer, x_all, spec, root, **kw):
+        calls.append((layer.name, x_all.shape))
+        y = network.model_product(layer, x_all, spec)
+        if wrong and layer.name == "features.3":
+            y[5, 3] += 1
+        instances = tile_instances(layer, spec)
+        for inst in instances:  # each tile ran clean, at the formula's cycles
+            inst.mismatches, inst.cycles, inst.formula = 0, [70], 70
+        return y, instances
+
+    monkeypatch.setattr(network, "run_tiles", tiles)
+    wrong = False
+    run = network.run_network(lenet_checkpoint, tmp_path, images=3, simulator="icarus")
+    # 3 images: 3 x 64 pixels, 3 x 16, then one vector per image; demo tiles hold 16 outputs of 64 rows
+    assert calls == [
+        ("features.0", (192, 9)),
+        ("features.3", (48, 144)),
+        ("classifier.1", (3, 128)),
+        ("classifier.3", (3, 64)),
+    ]
+    assert [(lay.tiles, lay.vectors, lay.mismatches) for lay in run.layers] == [
+        (1, 192, 0),
+        (6, 48, 0),
+        (8, 3, 0),
+        (1, 3, 0),
+    ]
+    assert run.predictions_equal and run.ok
+    calls.clear()
+    wrong = True
+    run = network.run_network(lenet_checkpoint, tmp_path, images=3, simulator="icarus")
+    f3 = run.layers[1]
+    assert (f3.mismatches, f3.images_differing) == (1, 1) and not run.ok
+    assert run.failure().startswith("layer features.3: 1 vector(s) differ")
+
+
+def test_cli_verify_layer_needs_a_checkpoint(run_cli, tmp_path):
+    proc = run_cli("verify", "--layer", "features.0", cwd=tmp_path)
+    assert proc.returncode == 2 and "--layer needs --checkpoint" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@needs_verilator
+@pytest.mark.slow
+def test_cli_verify_whole_network_under_verilator(run_cli, lenet_checkpoint, tmp_path):
+    """LeNet W4A4 on the demo tiles, 16 test images through every layer under Verilator:
+    0 mismatches in every layer, predictions identical to the crossbar model's."""
+    proc = run_cli(
+        "verify",
+        "--checkpoint",
+        str(lenet_checkpoint),
+        "--images",
+        "16",
+        "--simulator",
+        "verilator",
+        check=True,
+        cwd=tmp_path,
+    )
+    out = proc.stdout
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] and "." in line.split()[0]}
+    # layer kind bits tiles modules vectors mismatch images cycles build_s sim_s
+    assert [rows[n][3:8] for n in ("features.0", "features.3", "classifier.1", "classifier.3")] == [
+        ["1", "1", "1024", "0", "0"],
+        ["6", "2", "256", "0", "0"],
+        ["8", "1", "16", "0", "0"],  # the 64x16 module of features.3: built once
+        ["1", "1", "16", "0", "0"],
+    ]
+    assert "0 differ from the functional model" in out
+    assert "predictions: RTL vs crossbar model 16 of 16 identical" in out
+    assert out.rstrip().endswith("result: ok")

@@ -7,9 +7,13 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cimdse.cli.common import add_arch_options, add_seed_option, load_arch, output_dir
 from cimdse.errors import CimdseError
+
+if TYPE_CHECKING:
+    from cimdse.rtl.generate import TileParams
 
 #: (w_bits, a_bits) verified when none are given: the 8-bit default and a narrow,
 #: odd-width layer (a_bits not a multiple of typical DAC widths).
@@ -23,7 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--a-bits", type=int, default=8, help="activation bits of the layer (default 8)")
     _shape_options(p)
     p.add_argument("--out", required=True, help="output folder for the .v file")
-    p.add_argument("--synth", action="store_true", help="also run yosys and print the cell counts")
+    p.add_argument(
+        "--synth",
+        action="store_true",
+        help="also run yosys: cells, flip-flops and latches of the tile and its digital part",
+    )
     p.set_defaults(func=_rtl)
 
     v = sub.add_parser(
@@ -41,8 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_seed_option(v, 0, "seed of weights and inputs (default 0)")
     v.add_argument("--out", help="keep the build folders here (default: a temporary folder)")
     v.add_argument("--synth", action="store_true", help="also run yosys on each tile and print the cell counts")
-    v.add_argument("--checkpoint", help="run a trained layer of this checkpoint (cimdse train) on the tiles")
-    v.add_argument("--layer", help="the layer to run (with --checkpoint)")
+    v.add_argument(
+        "--checkpoint", help="run this trained network (cimdse train) on the tiles: every layer, or --layer's"
+    )
+    v.add_argument("--layer", help="run only this layer of the checkpoint")
     v.add_argument("--images", type=int, default=2, help="test images streamed through the layer (default 2)")
     v.add_argument("--data-dir", help="data folder of the checkpoint's dataset (default: the one it was trained on)")
     v.set_defaults(func=_verify)
@@ -68,16 +78,25 @@ def _rtl(args: argparse.Namespace) -> int:
         f"N={p.n} outputs, {p.rows_used}x{p.cols_used} cells used, {p.cycles} cycles per MVM"
     )
     if args.synth:
-        _print_synth(tile.path, tile.module)
+        _print_synth(tile.path, tile.module, tile.params)
     return 0
 
 
-def _print_synth(path: Path, module: str) -> None:
-    from cimdse.rtl.synth import synth_cells
+def _print_synth(path: Path, module: str, params: TileParams) -> None:
+    """yosys cell counts of the tile's digital part alone (seconds) and of the whole
+    tile (minutes for a large array)."""
+    from cimdse.rtl.synth import synth_digital_part, synth_stats
 
-    cells = synth_cells(path, module)
-    ffs = sum(v for k, v in cells.items() if "DFF" in k)
-    print(f"yosys synth {path.name}: {cells['total']} cells ({ffs} flip-flops, {cells['total'] - ffs} logic)")
+    for what, run in (
+        ("digital part", lambda: synth_digital_part(params)),
+        ("tile", lambda: synth_stats(path, module)),
+    ):
+        s = run()
+        print(
+            f"yosys synth {what:12s} {module}: {s.total:7d} cells ({s.flip_flops} flip-flops, "
+            f"{s.latches} latches, {s.logic} logic)",
+            flush=True,
+        )
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -133,7 +152,7 @@ def _verify(args: argparse.Namespace) -> int:
             if not res.ok:
                 failures.append(f"{label}: {failure_reason(res)}")
             if args.synth:
-                _print_synth(res.tile_path, res.module)
+                _print_synth(res.tile_path, res.module, res.params)
     if failures:
         raise CimdseError("RTL verification failed:\n  " + "\n  ".join(failures))
     print(
@@ -144,15 +163,18 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _verify_layer(args: argparse.Namespace) -> int:
-    """A trained layer on as many tile instances as its mapping needs."""
+    """A trained layer (``--layer``) or the whole network on as many tile instances as
+    the mapping needs."""
     from cimdse.rtl.layer import run_layer
 
-    if not (args.checkpoint and args.layer):
-        raise CimdseError("give --checkpoint and --layer together")
+    if not args.checkpoint:
+        raise CimdseError("--layer needs --checkpoint")
     if args.images < 1:
         raise CimdseError(f"--images must be at least 1, got {args.images}")
     if args.w_bits is not None or args.a_bits is not None or args.inputs or args.outputs:
-        raise CimdseError("--w-bits/--a-bits/--inputs/--outputs come from the checkpoint's layer: leave them out")
+        raise CimdseError("--w-bits/--a-bits/--inputs/--outputs come from the checkpoint's layers: leave them out")
+    if not args.layer:
+        return _verify_network(args)
     with tempfile.TemporaryDirectory(prefix="cimdse-verify-") as tmp:
         root = output_dir(args.out) if args.out else Path(tmp)
         res = run_layer(
@@ -172,4 +194,30 @@ def _verify_layer(args: argparse.Namespace) -> int:
         print(line)
     if not res.ok:
         raise CimdseError("the layer on the RTL tiles does not match: " + res.failure())
+    return 0
+
+
+def _verify_network(args: argparse.Namespace) -> int:
+    """Every crossbar layer of the checkpoint on the tiles, the digital ops between them
+    in Python; per layer: tiles, vectors, mismatches, build and simulator time."""
+    from cimdse.rtl.network import run_network
+
+    with tempfile.TemporaryDirectory(prefix="cimdse-verify-") as tmp:
+        root = output_dir(args.out) if args.out else Path(tmp)
+        res = run_network(
+            args.checkpoint,
+            root,
+            arch_name=args.arch,
+            overrides=args.overrides,
+            images=args.images,
+            simulator=args.simulator,
+            vectors=min(args.vectors, 4),
+            seed=args.seed,
+            data_dir=args.data_dir,
+            progress=lambda line: print(line, flush=True),
+        )
+    for line in res.summary_lines():
+        print(line)
+    if not res.ok:
+        raise CimdseError("the network on the RTL tiles does not match: " + res.failure())
     return 0

@@ -17,6 +17,11 @@ Micro-architecture (one MVM, ``S`` input slices MSB first, ``G`` row groups,
 - CONV (T cycles): converter ``u`` converts column ``step * adcs + u`` (shift, round
   half up, saturate) and adds the code into that column's accumulator, shifted left
   by d first when a new input slice starts (Horner, MSB first).
+- Flip encoding (ISAAC, ``encoding: flip``): a unit column (every used cell 1, hard-wired)
+  is sampled with the data columns and converted first (slot 0 of the conversion order,
+  so ``T = ceil((cols_used + 1) / adcs)``); its code is latched, and a column whose flip
+  bit is set for the current row group (``prog_flip`` writes them) adds
+  ``(2^c - 1) * unit - code`` instead of its code, as :func:`cimdse.crossbar.restore_flipped`.
 - FINAL (1 cycle): each output combines its columns, ``+-2^(j*c + s)`` per polarity
   and weight slice, minus ``2^(b-1) * sum(x)`` for the offset mapping, into the
   output register; ``out_valid`` stays high until ``out_ready``. FINAL waits while
@@ -33,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cimdse.arch import CrossbarSpec
-from cimdse.costs import tile_cycles_per_mvm
+from cimdse.costs import conversions, tile_cycles_per_mvm
 from cimdse.crossbar import adc_code_range, adc_shift, cells_per_weight, input_slices, polarities, signed_sums
 from cimdse.errors import CimdseError
 from cimdse.files import write_text
@@ -85,8 +90,14 @@ class TileParams:
         return math.ceil(self.rows_used / self.spec.active_rows_or_all)
 
     @property
+    def flip(self) -> bool:
+        """ISAAC's flipped columns, with their unit column."""
+        return self.spec.encoding == "flip"
+
+    @property
     def steps(self) -> int:
-        return math.ceil(self.cols_used / self.spec.adcs)
+        """ADC steps per read: the used columns plus the unit column of the flip encoding."""
+        return math.ceil(conversions(self.spec, self.cols_used) / self.spec.adcs)
 
     @property
     def shift(self) -> int | None:
@@ -118,10 +129,16 @@ class TileParams:
         return max(-lo, hi)
 
     @property
+    def value_max(self) -> int:
+        """Largest |value a conversion adds|: the code, or a restored flipped column's
+        ``(2^c - 1) * unit - code`` in [-code_max, (2^c - 1) * code_max]."""
+        return self.code_max * (2**self.spec.cell_bits - 1 if self.flip else 1)
+
+    @property
     def acc_max(self) -> int:
-        """Largest |column accumulator|: codes of every group and slice, slice i weighted 2^(i*d)."""
+        """Largest |column accumulator|: values of every group and slice, slice i weighted 2^(i*d)."""
         d = self.spec.dac_bits
-        return self.code_max * self.groups * ((2 ** (self.slices * d) - 1) // (2**d - 1))
+        return self.value_max * self.groups * ((2 ** (self.slices * d) - 1) // (2**d - 1))
 
     @property
     def acc_width(self) -> int:
@@ -151,11 +168,6 @@ def tile_params(spec: CrossbarSpec, w_bits: int, a_bits: int, k: int | None = No
     """Check a layer against the tile; ``k``/``n`` default to the shape that fills it."""
     if spec.nonideal.any:
         raise CimdseError("the RTL tile is exact: switch the spec's non-idealities off to generate or verify it")
-    if spec.encoding != "plain":
-        raise CimdseError(
-            f"the RTL tile does not implement encoding '{spec.encoding}' (ISAAC's flipped columns and their unit "
-            "column); set crossbar.encoding=plain to generate or verify it"
-        )
     if not 2 <= w_bits <= 16:
         raise CimdseError(f"w_bits must be in 2..16 for the RTL tile (1-bit signed weights are all zero), got {w_bits}")
     if not 1 <= a_bits <= 16:
@@ -257,6 +269,12 @@ def _header(p: TileParams, module: str) -> str:
         "holds W+ and row 2k+1 W- of input k. in_vec element k is bits [k*a_bits +: a_bits]",
         "(unsigned); out_vec element n is bits [n*OUT_W +: OUT_W] (two's complement).",
     ]
+    if p.flip:
+        lines += [
+            "Flip encoding (ISAAC): prog_flip = 1 writes bit prog_data[0] as the flip bit of row group prog_row,",
+            "column prog_col (1: the group's cells of that column are stored as (2^c - 1) - cell); a unit column",
+            "(every used cell 1) is converted first, and a flipped column adds (2^c - 1) * unit - code.",
+        ]
     return "\n".join("// " + line for line in lines)
 
 
@@ -300,6 +318,80 @@ def _adc_function(p: TileParams, broken_rounding: bool) -> str:
         f"        begin\n{body}        end\n"
         f"    endfunction\n"
     )
+
+
+def _flip_values(p: TileParams, rw: int, cwid: int) -> dict[str, str]:
+    """The template's flip-encoding parts: empty for the plain encoding, which then
+    renders exactly as a tile without them."""
+    slot = f"{_zext('step', _bits(p.steps - 1), 32)} * ADCS + u"
+    if not p.flip:
+        empty = ("flip_port", "flip_decl", "flip_write", "unit_fn", "unit_read", "unit_latch")
+        return {key: "" for key in empty} | {
+            "restore_fn": "",
+            "conv_note": "column step*ADCS + u",
+            "conv_what": "code",
+            "slot_col": slot,
+            "conv_value": f"widen(adc(sh[{slot}]))",
+        }
+    spec = p.spec
+    slot = f"{slot} - 1"  # slot 0 is the unit column; an unsigned -1 fails the range check
+    addr = f"{_zext('prog_row', rw, 32)} * COLS_USED + {_zext('prog_col', cwid, 32)}"
+    guards = []
+    if p.groups - 1 < 2**rw - 1:
+        guards.append(f"prog_row <= {_lit(p.groups - 1, rw)}")
+    if p.cols_used - 1 < 2**cwid - 1:
+        guards.append(f"prog_col <= {_lit(p.cols_used - 1, cwid)}")
+    write = ["prog_en", "prog_flip", *guards]
+    gw, tw = _bits(p.groups - 1), _bits(p.steps - 1)
+    drive = f"xin[r * SLICE_BITS + {_zext('slice', _bits(p.slices - 1), 32)} * DAC_BITS +: DAC_BITS]"
+    unit_fn = [
+        "",
+        "    // The unit column (cell 1 on every used row): the group's sum of input slices.",
+        "    function [PSUM_W-1:0] unit_sum;",
+        f"        input [{gw - 1}:0] g;  // row group",
+        "        integer r;",
+        "        begin",
+        f"            unit_sum = {_lit(0, p.psum_width)};",
+        "            /* verilator unroll_disable */",
+        "            for (r = 0; r < ROWS_USED; r = r + 1) begin",
+        f"                if (r / ACTIVE == {_zext('g', gw, 32)})",
+        f"                    unit_sum = unit_sum + {_zext(drive, spec.dac_bits, p.psum_width)};",
+        "            end",
+        "        end",
+        "    endfunction",
+    ]
+    restore_fn = [
+        "    // The unit column's code: converted first (slot 0, at step 0), then held.",
+        f"    wire [CODE_W-1:0] unit_code = (step == {_lit(0, tw)}) ? adc(sh_unit) : unit_q;",
+        "",
+        "    // A flipped column restored after the ADC: (2^c - 1) * unit - code (crossbar.restore_flipped).",
+        "    function [ACC_W-1:0] restore;",
+        "        input [CODE_W-1:0] code;",
+        "        input [CODE_W-1:0] unit;",
+        "        input flipped;",
+        f"        restore = flipped ? widen(unit) * {_lit(2**spec.cell_bits - 1, p.acc_width)} - widen(code)"
+        " : widen(code);",
+        "    endfunction",
+        "",
+        "",
+    ]
+    return {
+        "flip_port": "\n    input  wire prog_flip,                    // 1: write a flip bit (group, column)",
+        "flip_decl": (
+            "\n    reg  flips [0:GROUPS*COLS_USED-1];           // flip bit of (row group g, column c): g*COLS_USED + c"
+            "\n    reg  [PSUM_W-1:0] sh_unit;                   // sample-and-hold of the unit column"
+            "\n    reg  [CODE_W-1:0] unit_q;                    // the unit column's code, latched at step 0"
+        ),
+        "flip_write": f"\n        if ({' && '.join(write)}) flips[{addr}] <= prog_data[0];",
+        "unit_fn": "\n".join(unit_fn) + "\n",
+        "unit_read": "\n            sh_unit <= unit_sum(grp);",
+        "unit_latch": f"\n            if (step == {_lit(0, tw)}) unit_q <= unit_code;  // slot 0: the unit column",
+        "restore_fn": "\n".join(restore_fn),
+        "conv_note": "slot step*ADCS + u (0: the unit column, q: column q-1)",
+        "conv_what": "code (restored if flipped)",
+        "slot_col": slot,
+        "conv_value": f"restore(adc(sh[{slot}]), unit_code, flips[{_zext('grp', gw, 32)} * COLS_USED + {slot}])",
+    }
 
 
 def _output_exprs(p: TileParams) -> str:
@@ -394,7 +486,7 @@ def render(p: TileParams, module: str | None = None, *, _broken_rounding: bool =
         "prog_guard_note": ": addresses outside the array write nothing" if guards else "",
         "addr_msb": str(aw - 1),
         "prog_addr": f"{_zext('prog_row', rw, aw)} * {_lit(spec.cols, aw)} + {_zext('prog_col', cwid, aw)}",
-        "prog_write": " && ".join(["prog_en", *guards]),
+        "prog_write": " && ".join(["prog_en", *(["!prog_flip"] if p.flip else []), *guards]),
         "psum_zero": _lit(0, p.psum_width),
         "grp_int": _zext("grp", gw, 32),
         "row_input": "(r / 2)" if p.signed else "r",
@@ -406,7 +498,6 @@ def render(p: TileParams, module: str | None = None, *, _broken_rounding: bool =
         "widen_note": " (sign-extended: the sums are signed)" if p.signed else "",
         "widen_expr": ext("code", p.code_width, p.acc_width),
         "acc_zero": _lit(0, p.acc_width),
-        "step_int": _zext("step", tw, 32),
         "grp_zero": _lit(0, gw),
         "xsum_fn_note": ", and their sum" if xsum else "",
         "xin_zero": _lit(0, p.k * p.slices * spec.dac_bits),
@@ -435,6 +526,8 @@ def render(p: TileParams, module: str | None = None, *, _broken_rounding: bool =
         "step_one": _lit(1, tw),
         "grp_last": _lit(p.groups - 1, gw),
         "grp_one": _lit(1, gw),
+        "groups_param": f"    localparam GROUPS = {p.groups};            // row groups\n" if p.flip else "",
+        **_flip_values(p, rw, cwid),
     }
     return _fill(TEMPLATE.read_text(), values)
 
@@ -483,3 +576,35 @@ def generate(
     if check:
         lint(path)
     return GeneratedTile(p, module, path)
+
+
+def render_digital_part(p: TileParams) -> tuple[str, str]:
+    """(module name, Verilog) of the tile's digital part alone, for synthesis figures:
+    the same text as :func:`render` with the converters' codes arriving on a port
+    ``code_in`` (converter u's code at bits ``[u*CODE_W +: CODE_W]``) instead of coming
+    out of the ADC function, so the array, the column sums, the sample-and-hold and the
+    ADC are neither written nor read, and synthesis drops them. What stays: input latch and slice
+    selection, the flip restore, the shift-and-add accumulators, the output combination
+    and register, and the control."""
+    module = module_name(p) + "_digital"
+    text = render(p, module)
+    slot = f"{_zext('step', _bits(p.steps - 1), 32)} * ADCS + u" + (" - 1" if p.flip else "")
+    code_w = p.code_width
+    swaps = [
+        (f"adc(sh[{slot}])", f"code_in[u*{code_w} +: {code_w}]"),
+        (
+            f"    output reg  [{p.n * p.out_width - 1}:0] out_vec\n);",
+            f"    output reg  [{p.n * p.out_width - 1}:0] out_vec,\n"
+            f"    input  wire [{p.spec.adcs * code_w - 1}:0] code_in  // the converters' codes\n);",
+        ),
+    ]
+    # Nothing writes the array or the samples either (synthesis would map them first).
+    swaps.append(("cells[prog_addr] <= prog_data;", ";"))
+    swaps.append(("sh[c] <= column_sum(c);", ";"))
+    if p.flip:
+        swaps += [("adc(sh_unit)", f"code_in[{code_w - 1}:0]"), ("sh_unit <= unit_sum(grp);", ";")]
+    for old, new in swaps:
+        if old not in text:  # pragma: no cover - the template and this function agree
+            raise ValueError(f"the tile text lacks {old!r}")
+        text = text.replace(old, new)
+    return module, text

@@ -19,21 +19,26 @@ one shape share a module, so a simulator is built once per shape and re-programm
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from cimdse import crossbar
-from cimdse.arch import ArchSpec, apply_overrides, from_dict
+from cimdse.arch import ArchSpec, CrossbarSpec, apply_overrides, from_dict
 from cimdse.arch import load as load_arch
 from cimdse.compiler.ir import Layer
 from cimdse.compiler.mapping import place
 from cimdse.errors import CimdseError
-from cimdse.rtl.generate import generate
+from cimdse.rtl.generate import generate, tile_params
 from cimdse.rtl.verify import build, iverilog_lint, load_outputs, run_bench, verilator_lint
+
+if TYPE_CHECKING:
+    from cimdse.quant.export import IntLayer
 
 
 @dataclass
@@ -50,7 +55,8 @@ class Instance:
     mismatches: int = -1  # against the functional model of this block
     cycles: list[int] = field(default_factory=list)
     formula: int = 0
-    build_s: float = 0.0
+    build_s: float = 0.0  # building its module (shared by the instances of one shape: on the first)
+    sim_s: float = 0.0  # simulating every instance of its shape (on the first)
     stream_s: float = 0.0
 
 
@@ -132,7 +138,8 @@ def _layer_inputs(qmodel: torch.nn.Module, layers: dict, name: str, x: torch.Ten
     return seen[0]
 
 
-def _resolve_arch(ckpt_arch: dict | None, name: str | None, overrides: list[str]) -> ArchSpec:
+def resolve_arch(ckpt_arch: dict | None, name: str | None, overrides: list[str]) -> ArchSpec:
+    """The named architecture, else the checkpoint's own, else ``demo`` (with overrides)."""
     if name:
         return load_arch(name, overrides)
     if ckpt_arch is not None:
@@ -165,7 +172,7 @@ def run_layer(
     if name not in layers:
         raise CimdseError(f"no crossbar layer {name!r} in {checkpoint}; its layers: {', '.join(layers)}")
     layer = layers[name]
-    arch = _resolve_arch(ckpt.arch, arch_name, overrides or [])
+    arch = resolve_arch(ckpt.arch, arch_name, overrides or [])
     spec = arch.crossbar
     if spec.nonideal.any:
         raise CimdseError("the RTL tile is exact: switch the architecture's non-idealities off")
@@ -179,92 +186,13 @@ def run_layer(
     x_all = cols.round().long().numpy()  # [M, groups * K]
     acc_fq = int_product(layer, x_int)  # the fake-quant integer product, layer-shaped
     y_fq = _rows(layer.kind, acc_fq)  # [M, N]
-    half = 2 ** (layer.a_bits - 1) if layer.signed else 0
-    x_tile = x_all + half  # unsigned a-bit on the tile (offset-encoded when signed)
-
-    w_all = layer.w_int.numpy()
-    ng, kg = layer.n // layer.groups, layer.k
-    per_out = crossbar.polarities(spec) * crossbar.cells_per_weight(spec, layer.w_bits)
-    out_per_tile = spec.cols // per_out
-    rows_per_tile = spec.rows // (2 if crossbar.signed_sums(spec) else 1)
-    if out_per_tile < 1:
-        generate(spec, layer.w_bits, layer.a_bits, root)  # raises the tile's own message
     compiler = place(
-        Layer(name=name, kind=layer.kind, K=kg, N=layer.n, V=1, groups=layer.groups), spec, layer.w_bits
+        Layer(name=name, kind=layer.kind, K=layer.k, N=layer.n, V=1, groups=layer.groups), spec, layer.w_bits
     ).crossbars
-
-    instances: list[Instance] = []
-    for g in range(layer.groups):
-        for i in range(math.ceil(kg / rows_per_tile)):
-            for j in range(math.ceil(ng / out_per_tile)):
-                k0, n0 = i * rows_per_tile, j * out_per_tile
-                instances.append(Instance(g, i, j, (k0, min(kg, k0 + rows_per_tile)), (n0, min(ng, n0 + out_per_tile))))
-    m = x_tile.shape[0]
-    say(
-        f"{name}: K={kg} N={layer.n}{f' groups={layer.groups}' if layer.groups > 1 else ''}, {m} input vectors "
-        f"from {images} image(s); {len(instances)} tile instance(s) on {spec.rows}x{spec.cols} ({simulator})"
+    y_rtl, instances = run_tiles(
+        layer, x_all, spec, root, simulator=simulator, vectors=vectors, seed=seed, progress=say, images=images
     )
-    say(
-        f"{'tile':>10s} {'inputs':>9s} {'outputs':>9s} {'module':38s} {'vectors':>7s} {'mismatch':>8s} "
-        f"{'cycles':>6s} {'formula':>7s} {'build_s':>7s} {'MVM/s':>7s}"
-    )
-
-    y_rtl = np.zeros((m, layer.n), dtype=np.int64)
-    shapes: dict[tuple[int, int], list[Instance]] = {}
-    for inst in instances:
-        shapes.setdefault((inst.rows[1] - inst.rows[0], inst.outputs[1] - inst.outputs[0]), []).append(inst)
-    for (k_b, n_b), group_insts in shapes.items():
-        folder = root / f"tile_k{k_b}_n{n_b}_{simulator}"
-        folder.mkdir(parents=True, exist_ok=True)
-        tile = generate(spec, layer.w_bits, layer.a_bits, folder, k=k_b, n=n_b)
-        if simulator == "icarus":
-            iverilog_lint(tile.path, folder)
-        else:
-            verilator_lint(tile.path)
-        build_s = build(tile, simulator, folder)
-        jobs = []
-        for idx, inst in enumerate(group_insts):
-            (k0, k1), (n0, n1), g = inst.rows, inst.outputs, inst.group
-            w_blk = w_all[k0:k1, g * ng + n0 : g * ng + n1]
-            x_blk = x_tile[:, g * kg + k0 : g * kg + k1]
-            data = folder / f"job{idx}.npz"
-            np.savez(data, w=w_blk, x=x_blk)
-            jobs.append((data, folder / f"job{idx}_y.npy"))
-        summary, _passed, log = run_bench(
-            tile, simulator, folder, folder / "run", vectors=min(vectors, m), stream=0, seed=seed, jobs=jobs
-        )
-        if not summary:
-            raise CimdseError(f"the simulation of {tile.module} did not finish; see {log}")
-        for idx, (inst, job) in enumerate(zip(group_insts, summary["jobs"], strict=True)):
-            (n0, n1), g = inst.outputs, inst.group
-            y_blk = load_outputs(jobs[idx][1], m, n1 - n0)
-            y_rtl[:, g * ng + n0 : g * ng + n1] += y_blk  # row blocks add up
-            inst.module, inst.vectors, inst.mismatches = tile.module, job["vectors"], job["mismatches"]
-            inst.cycles, inst.formula = job["cycles_measured"], job["cycles_formula"]
-            inst.build_s = build_s if idx == 0 else 0.0
-            inst.stream_s = job["stream_seconds"]
-            rate = f"{job['stream_vectors'] / inst.stream_s:7.0f}" if inst.stream_s else f"{'-':>7s}"
-            say(
-                f"{f'g{g} r{inst.row_block} c{inst.col_block}':>10s} {f'{inst.rows[0]}-{inst.rows[1] - 1}':>9s} "
-                f"{f'{n0}-{n1 - 1}':>9s} {tile.module:38s} {inst.vectors:7d} {inst.mismatches:8d} "
-                f"{','.join(map(str, inst.cycles)) or '-':>6s} {inst.formula:7d} {inst.build_s:7.1f} {rate}"
-            )
-    if half:
-        y_rtl -= half * w_all.sum(axis=0)[None, :]
-
-    # The functional model of the whole layer (each group its own programmed matrix).
-    y_model = np.concatenate(
-        [
-            crossbar.mvm(
-                x_all[:, g * kg : (g + 1) * kg],
-                crossbar.program(w_all[:, g * ng : (g + 1) * ng], spec, layer.w_bits),
-                a_bits=layer.a_bits,
-                signed_inputs=layer.signed,
-            )
-            for g in range(layer.groups)
-        ],
-        axis=1,
-    )
+    y_model = model_product(layer, x_all, spec)
     lossless = crossbar.adc_is_lossless(spec)
     float_equal = None
     if lossless:
@@ -281,7 +209,7 @@ def run_layer(
         a_bits=layer.a_bits,
         signed=layer.signed,
         images=images,
-        vectors=m,
+        vectors=len(x_all),
         outputs=layer.n,
         compiler_crossbars=compiler,
         instances=instances,
@@ -290,6 +218,125 @@ def run_layer(
         float_equal=float_equal,
         lossless=lossless,
         model_vs_fake_quant=int((y_model != y_fq).sum()),
+    )
+
+
+def tile_instances(layer: IntLayer, spec: CrossbarSpec) -> list[Instance]:
+    """The layer cut as a crossbar holds it: per conv group, row blocks of ``rows``
+    physical rows x column splits of whole outputs (see the module docstring)."""
+    ng, kg = layer.n // layer.groups, layer.k
+    per_out = crossbar.polarities(spec) * crossbar.cells_per_weight(spec, layer.w_bits)
+    out_per_tile = spec.cols // per_out
+    rows_per_tile = spec.rows // (2 if crossbar.signed_sums(spec) else 1)
+    if out_per_tile < 1:
+        tile_params(spec, layer.w_bits, layer.a_bits)  # raises the tile's own message
+    instances = []
+    for g in range(layer.groups):
+        for i in range(math.ceil(kg / rows_per_tile)):
+            for j in range(math.ceil(ng / out_per_tile)):
+                k0, n0 = i * rows_per_tile, j * out_per_tile
+                instances.append(Instance(g, i, j, (k0, min(kg, k0 + rows_per_tile)), (n0, min(ng, n0 + out_per_tile))))
+    return instances
+
+
+def run_tiles(
+    layer: IntLayer,
+    x_all: np.ndarray,
+    spec: CrossbarSpec,
+    root: Path,
+    *,
+    simulator: str = "icarus",
+    vectors: int = 4,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+    images: int | None = None,
+) -> tuple[np.ndarray, list[Instance]]:
+    """The layer's integer product of ``x_all`` [M, groups * K] (its integer inputs,
+    signed when the layer's are) on tile instances: each instance programmed with its
+    block, every input vector streamed through it (the first ``vectors`` checked cycle
+    by cycle), row blocks added, the signed-input offset removed. Returns y [M, N] and
+    the instances with what each did; ``progress`` gets a line per instance."""
+    say = progress or (lambda line: None)
+    ng, kg = layer.n // layer.groups, layer.k
+    w_all = layer.w_int.cpu().numpy()
+    half = 2 ** (layer.a_bits - 1) if layer.signed else 0
+    x_tile = x_all + half  # unsigned a-bit on the tile (offset-encoded when signed)
+    instances = tile_instances(layer, spec)
+    m = x_tile.shape[0]
+    from_images = f" from {images} image(s)" if images is not None else ""
+    say(
+        f"{layer.name}: K={kg} N={layer.n}{f' groups={layer.groups}' if layer.groups > 1 else ''}, {m} input vectors"
+        f"{from_images}; {len(instances)} tile instance(s) on {spec.rows}x{spec.cols} ({simulator})"
+    )
+    say(
+        f"{'tile':>10s} {'inputs':>9s} {'outputs':>9s} {'module':38s} {'vectors':>7s} {'mismatch':>8s} "
+        f"{'cycles':>6s} {'formula':>7s} {'build_s':>7s} {'MVM/s':>7s}"
+    )
+
+    y_rtl = np.zeros((m, layer.n), dtype=np.int64)
+    shapes: dict[tuple[int, int], list[Instance]] = {}
+    for inst in instances:
+        shapes.setdefault((inst.rows[1] - inst.rows[0], inst.outputs[1] - inst.outputs[0]), []).append(inst)
+    for (k_b, n_b), group_insts in shapes.items():
+        folder = root / f"tile_k{k_b}_n{n_b}_w{layer.w_bits}a{layer.a_bits}_{simulator}"
+        folder.mkdir(parents=True, exist_ok=True)
+        tile = generate(spec, layer.w_bits, layer.a_bits, folder, k=k_b, n=n_b)
+        if simulator == "icarus":
+            iverilog_lint(tile.path, folder)
+        else:
+            verilator_lint(tile.path)
+        build_s = build(tile, simulator, folder)
+        jobs = []
+        for idx, inst in enumerate(group_insts):
+            (k0, k1), (n0, n1), g = inst.rows, inst.outputs, inst.group
+            w_blk = w_all[k0:k1, g * ng + n0 : g * ng + n1]
+            x_blk = x_tile[:, g * kg + k0 : g * kg + k1]
+            data = folder / f"job{idx}.npz"
+            np.savez(data, w=w_blk, x=x_blk)
+            jobs.append((data, folder / f"job{idx}_y.npy"))
+        start = time.perf_counter()
+        summary, _passed, log = run_bench(
+            tile, simulator, folder, folder / "run", vectors=min(vectors, m), stream=0, seed=seed, jobs=jobs
+        )
+        sim_s = time.perf_counter() - start
+        if not summary:
+            raise CimdseError(f"the simulation of {tile.module} did not finish; see {log}")
+        for idx, (inst, job) in enumerate(zip(group_insts, summary["jobs"], strict=True)):
+            (n0, n1), g = inst.outputs, inst.group
+            y_blk = load_outputs(jobs[idx][1], m, n1 - n0)
+            y_rtl[:, g * ng + n0 : g * ng + n1] += y_blk  # row blocks add up
+            inst.module, inst.vectors, inst.mismatches = tile.module, job["vectors"], job["mismatches"]
+            inst.cycles, inst.formula = job["cycles_measured"], job["cycles_formula"]
+            inst.build_s = build_s if idx == 0 else 0.0
+            inst.sim_s = sim_s if idx == 0 else 0.0
+            inst.stream_s = job["stream_seconds"]
+            rate = f"{job['stream_vectors'] / inst.stream_s:7.0f}" if inst.stream_s else f"{'-':>7s}"
+            say(
+                f"{f'g{g} r{inst.row_block} c{inst.col_block}':>10s} {f'{inst.rows[0]}-{inst.rows[1] - 1}':>9s} "
+                f"{f'{n0}-{n1 - 1}':>9s} {tile.module:38s} {inst.vectors:7d} {inst.mismatches:8d} "
+                f"{','.join(map(str, inst.cycles)) or '-':>6s} {inst.formula:7d} {inst.build_s:7.1f} {rate}"
+            )
+    if half:
+        y_rtl -= half * w_all.sum(axis=0)[None, :]
+    return y_rtl, instances
+
+
+def model_product(layer: IntLayer, x_all: np.ndarray, spec: CrossbarSpec) -> np.ndarray:
+    """The functional model of the whole layer on ``x_all`` [M, groups * K]: each conv
+    group its own programmed matrix, the architecture's ADC."""
+    ng, kg = layer.n // layer.groups, layer.k
+    w_all = layer.w_int.cpu().numpy()
+    return np.concatenate(
+        [
+            crossbar.mvm(
+                x_all[:, g * kg : (g + 1) * kg],
+                crossbar.program(w_all[:, g * ng : (g + 1) * ng], spec, layer.w_bits),
+                a_bits=layer.a_bits,
+                signed_inputs=layer.signed,
+            )
+            for g in range(layer.groups)
+        ],
+        axis=1,
     )
 
 

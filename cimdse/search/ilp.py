@@ -136,9 +136,7 @@ def _van_der_corput(k: int) -> float:
     return q
 
 
-def ilp_search(
-    recorder: MethodRecorder, space: SearchSpace, *, probe_share: float = 0.5, max_stale: int = 48
-) -> int:
+def ilp_search(recorder: MethodRecorder, space: SearchSpace, *, probe_share: float = 0.5, max_stale: int = 48) -> int:
     """Measure sensitivities, then evaluate the ILP's allocations over a sweep of
     latency budgets until the budget is spent, or ``max_stale`` budgets in a row gave
     no new policy (the sweep has found the family's members; a fine budget grid only

@@ -32,9 +32,11 @@ from cimdse.rtl.bench.tile_model import TbConfig, TileModel, pack, unpack_signed
 PERIOD_NS = 10
 
 
-async def _reset(dut) -> None:
+async def _reset(dut, flip: bool) -> None:
     dut.rst.value = 1
     dut.prog_en.value = 0
+    if flip:
+        dut.prog_flip.value = 0
     dut.in_valid.value = 0
     dut.out_ready.value = 0
     dut.in_vec.value = 0
@@ -43,14 +45,20 @@ async def _reset(dut) -> None:
     dut.rst.value = 0
 
 
-async def _program(dut, writes: list[tuple[int, int, int]]) -> None:
-    for row, col, value in writes:
-        dut.prog_en.value = 1
-        dut.prog_row.value = row
-        dut.prog_col.value = col
-        dut.prog_data.value = value
-        await RisingEdge(dut.clk)
+async def _program(dut, writes: list[tuple[int, int, int]], flips: list[tuple[int, int, int]]) -> None:
+    """The cells, then (flip encoding) the flip bits of every row group and column."""
+    for flag, items in ((0, writes), (1, flips)):
+        if flag and items:
+            dut.prog_flip.value = 1
+        for row, col, value in items:
+            dut.prog_en.value = 1
+            dut.prog_row.value = row
+            dut.prog_col.value = col
+            dut.prog_data.value = value
+            await RisingEdge(dut.clk)
     dut.prog_en.value = 0
+    if flips:
+        dut.prog_flip.value = 0
 
 
 def _now_cycles() -> int:
@@ -209,7 +217,7 @@ async def _run_job(dut, cfg: TbConfig, w: np.ndarray, x_checked: np.ndarray, x_s
     p = cfg.params
     model = TileModel(p, w)
     formula = p.cycles
-    await _program(dut, model.cell_writes())
+    await _program(dut, model.cell_writes(), model.flip_writes())
     t0 = time.perf_counter()
     checked = await _checked_phase(dut, cfg, x_checked, rng) if len(x_checked) else None
     checked_seconds = time.perf_counter() - t0
@@ -256,7 +264,7 @@ async def tile_matches_model(dut) -> None:
     formula = cfg.params.cycles
     rng = np.random.default_rng(cfg.seed + 1)
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
-    await _reset(dut)
+    await _reset(dut, cfg.params.flip)
     jobs = []
     for index, (w, x_checked, x_stream) in enumerate(cfg.stimulus()):
         job = await _run_job(dut, cfg, w, x_checked, x_stream, rng)

@@ -125,9 +125,18 @@ class TileModel:
         self.xb: ProgrammedCrossbar = program(w, p.spec, p.w_bits)
 
     def cell_writes(self) -> list[tuple[int, int, int]]:
-        """(row, physical column, value) for every used cell, as the port takes them."""
-        m = self.xb.physical_matrix()
+        """(row, physical column, value) for every used cell as stored (flipped columns
+        flipped), as the port takes them."""
+        m = self.xb.physical_matrix(stored=True)
         return [(r, c, int(m[r, c])) for r in range(m.shape[0]) for c in range(m.shape[1])]
+
+    def flip_writes(self) -> list[tuple[int, int, int]]:
+        """(row group, physical column, flip bit) for every used column of every group,
+        as the port takes them with ``prog_flip`` high; none without the flip encoding."""
+        if not self.p.flip:
+            return []
+        f = self.xb.physical_flips()
+        return [(g, c, int(f[g, c])) for g in range(f.shape[0]) for c in range(f.shape[1])]
 
     def expected(self, x: np.ndarray) -> np.ndarray:
         if len(x) == 0:
@@ -142,7 +151,9 @@ class TileModel:
         lo, hi = adc_code_range(self.p.spec)
         spec, p = self.p.spec, self.p
         d = spec.dac_bits
-        m = self.xb.physical_matrix().astype(np.int64) * self.xb.row_sign[:, None]  # [rows_used, cols_used]
+        m = self.xb.physical_matrix(stored=True).astype(np.int64) * self.xb.row_sign[:, None]  # [rows, cols]
+        if p.flip:  # the unit column is converted too
+            m = np.concatenate([m, np.ones((m.shape[0], 1), dtype=np.int64)], axis=1)
         rows = np.repeat(x, 2, axis=1) if p.signed else x  # inputs on physical rows
         a = spec.active_rows_or_all
         count = 0
