@@ -63,6 +63,22 @@ def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     return atomic_write(path, lambda p: df.to_csv(p, index=False))
 
 
+def open_line_log(path: str | Path, header: str) -> bytes:
+    """The contents of an append-only log of lines (a CSV appended one line per
+    ``write``), repaired after a kill: made (durably) with ``header`` if it holds no
+    complete line yet, a cut last line trimmed. Returns the complete lines."""
+    path = Path(path)
+    data = path.read_bytes() if path.exists() else b""
+    if b"\n" not in data:  # new, or killed while the header was being made
+        write_text(header, path, durable=True)
+        return header.encode()
+    if not data.endswith(b"\n"):
+        cut = data.rindex(b"\n") + 1
+        os.truncate(path, cut)
+        data = data[:cut]
+    return data
+
+
 def read_yaml(path: str | Path, what: str = "file") -> Any:
     """The parsed YAML document of ``path``; a missing or unreadable file or a syntax
     error is a :class:`CimdseError` naming the file (and the line and column)."""

@@ -209,7 +209,7 @@ def test_ppo_spends_the_budget_and_checkpoints(demo, tmp_path):
     agent = PPOAgent(BitWidthEnv(demo, space, rec), cfg, seed=0)
     stats = agent.search(rec)
     assert rec.count == 12 and stats.episodes >= 12
-    path = agent.save(tmp_path / "agent.zip")
+    path = agent.save(tmp_path / "agent.pt")
     rec2 = _recorder(demo, "ppo", 5)
     again = PPOAgent(BitWidthEnv(demo, space, rec2), seed=1, checkpoint=path)
     again.search(rec2)
@@ -318,7 +318,7 @@ def test_cli_search_end_to_end_two_archs_deterministic(tmp_path, capsys):
     assert best["policy"] == best["archs"]["demo"]["policy"]
     plain = yaml.safe_load((out / "best_policy_demo.yaml").read_text())
     assert list(plain) == ["features.0", "features.3", "classifier.1", "classifier.3"]
-    assert (out / "agent_demo.zip").is_file() and (out / "float_model.pt").is_file()
+    assert (out / "agent_demo.pt").is_file() and (out / "float_model.pt").is_file()
     assert (runs[0] / "history.csv").read_bytes() == (runs[1] / "history.csv").read_bytes()
     printed = capsys.readouterr().out
     assert "uniform8" in printed and "ppo" in printed

@@ -6,13 +6,23 @@ the reward comes only at the end, which suits an on-policy method with
 ``gamma = 1``. The agent runs until its method has evaluated ``budget`` distinct
 policies; episodes that repeat a policy are answered from the cache, cost no
 evaluation and still train the agent (capped at ``max_episodes_factor * budget``
-episodes once the policy has converged). Checkpoints (SB3 ``.zip``: weights,
-optimizer state, hyperparameters) let a later search continue from a trained agent.
+episodes once the policy has converged).
+
+An agent file (``agent_<arch>.pt``, :func:`save_agent` / :func:`read_agent`) lets a
+later search continue from a trained agent. It holds data only: the policy's and the
+optimizer's tensors and a JSON text of the settings, written by ``torch.save`` and
+read by ``torch.load(weights_only=True)``, whose unpickler builds nothing but tensors
+and plain containers. stable-baselines3's own ``.zip`` is never read: its loader
+unpickles (cloudpickle) entries of the file, i.e. runs code from it.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import io
+import json
+import pickle
+import zipfile
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +36,7 @@ from cimdse.files import atomic_write
 from cimdse.search.env import BitWidthEnv
 from cimdse.search.evaluator import MethodRecorder
 
-__all__ = ["PPOAgent", "PPOConfig"]
+__all__ = ["AGENT_SUFFIX", "AgentFile", "PPOAgent", "PPOConfig", "read_agent", "save_agent"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,97 @@ class SearchStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+AGENT_SUFFIX = ".pt"
+_FORMAT = "cimdse-agent"
+_VERSION = 1
+_MAX_AGENT_BYTES = 64 << 20  # a (64, 64) MLP agent is ~100 kB; anything far larger is not one
+
+
+@dataclass(frozen=True)
+class AgentFile:
+    """A saved agent, as data: hyperparameters, the env's shape, the tensors.
+
+    :param config: the hyperparameters it was trained with (a continued search keeps them)
+    :param obs_dim: observation length of the env it was trained on
+    :param n_choices: widths per action dimension
+    :param timesteps: env steps it has learned from
+    :param policy: the policy's ``state_dict`` (tensors)
+    :param optimizer: the optimizer's ``state_dict`` (tensors and numbers)
+    """
+
+    config: PPOConfig
+    obs_dim: int
+    n_choices: int
+    timesteps: int
+    policy: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+
+    def settings_json(self) -> str:
+        doc = {"format": _FORMAT, "version": _VERSION, "ppo": self.config.as_dict(), "obs_dim": self.obs_dim,
+               "n_choices": self.n_choices, "timesteps": self.timesteps}  # fmt: skip
+        return json.dumps(doc, sort_keys=True)
+
+
+def save_agent(agent: AgentFile, path: str | Path) -> Path:
+    """Write ``agent`` to ``path`` atomically (tensors and a JSON text; no objects)."""
+    doc = {"settings": agent.settings_json(), "policy": agent.policy, "optimizer": agent.optimizer}
+    buf = io.BytesIO()  # not the temporary file: torch names the archive after it, and the bytes would vary
+    torch.save(doc, buf)
+    return atomic_write(path, lambda tmp: tmp.write_bytes(buf.getvalue()))
+
+
+def _refuse(path: Path, why: str) -> CimdseError:
+    return CimdseError(f"{path}: {why}; not loaded (give an agent_<arch>{AGENT_SUFFIX} written by `cimdse search`)")
+
+
+def read_agent(path: str | Path) -> AgentFile:
+    """The agent saved at ``path``, read as data only; anything else is refused with a
+    :class:`CimdseError` before any of it is used (an old stable-baselines3 ``.zip``,
+    a file with pickled objects, a foreign or truncated file)."""
+    path = Path(path)
+    if not path.exists():
+        raise CimdseError(f"{path}: no such agent file")
+    if not path.is_file():
+        raise _refuse(path, "not a regular file")
+    if path.stat().st_size > _MAX_AGENT_BYTES:
+        raise _refuse(path, f"larger than {_MAX_AGENT_BYTES >> 20} MiB, not an agent")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip; anything else is not an agent
+        raise _refuse(path, "not a cimdse agent file")
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        names = set()
+    if {"data", "policy.pth"} <= names:
+        raise _refuse(path, "a stable-baselines3 agent (.zip, older cimdse), whose loader runs code from the file")
+    try:
+        doc = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise _refuse(path, "holds pickled objects other than tensors (loading them could run code)") from None
+    except Exception as err:  # not a torch file, truncated
+        raise _refuse(path, f"not a cimdse agent file ({type(err).__name__})") from None
+    try:
+        settings = json.loads(doc["settings"])
+        if settings.get("format") != _FORMAT:
+            raise ValueError("format")
+        if settings.get("version") != _VERSION:
+            raise CimdseError(f"{path}: agent file version {settings.get('version')}, this cimdse reads {_VERSION}")
+        known = {f.name for f in fields(PPOConfig)}
+        ppo = {k: v for k, v in settings["ppo"].items() if k in known}
+        ppo["net_arch"] = tuple(int(v) for v in ppo.get("net_arch", ()))
+        agent = AgentFile(
+            PPOConfig(**ppo), int(settings["obs_dim"]), int(settings["n_choices"]), int(settings["timesteps"]),
+            dict(doc["policy"]), dict(doc["optimizer"]),
+        )  # fmt: skip
+        if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in agent.policy.items()):
+            raise ValueError("policy")
+    except CimdseError:
+        raise
+    except Exception as err:  # a torch file, but not an agent
+        raise _refuse(path, f"not a cimdse agent file ({type(err).__name__}: {first_line(err)})") from None
+    return agent
+
+
 class PPOAgent:
     """A seeded PPO learner on one env; ``search`` spends a method's budget.
 
@@ -130,40 +231,44 @@ class PPOAgent:
     :param config: hyperparameters (ignored when ``checkpoint`` is given: a loaded
         agent keeps its own, so a continued search learns the way it started)
     :param seed: seeds PPO (network init, action sampling)
-    :param checkpoint: a ``.zip`` from :meth:`save` to continue from
+    :param checkpoint: an agent from :func:`read_agent` (or its path) to continue from
     """
 
     def __init__(
-        self, env: BitWidthEnv, config: PPOConfig | None = None, seed: int = 0, checkpoint: str | Path | None = None
+        self,
+        env: BitWidthEnv,
+        config: PPOConfig | None = None,
+        seed: int = 0,
+        checkpoint: AgentFile | str | Path | None = None,
     ) -> None:
         self.env = env
-        self.config = config or PPOConfig()
+        saved = read_agent(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
+        self.config = saved.config if saved is not None else (config or PPOConfig())
         self.seed = seed
         wrapped = _ScaledReward(env, self.config.reward_scale)
         n_steps = self.config.episodes_per_update * env.space.n_layers
-        if checkpoint is not None:
-            self.model = self._load(checkpoint, wrapped)
-        else:
-            self.model = PPO(
-                "MlpPolicy",
-                wrapped,
-                learning_rate=self.config.learning_rate,
-                n_steps=n_steps,
-                batch_size=max(2, n_steps // self.config.minibatches),
-                n_epochs=self.config.n_epochs,
-                gamma=self.config.gamma,
-                gae_lambda=self.config.gae_lambda,
-                clip_range=self.config.clip_range,
-                ent_coef=self.config.ent_coef,
-                vf_coef=self.config.vf_coef,
-                max_grad_norm=self.config.max_grad_norm,
-                policy_kwargs={"net_arch": {"pi": list(self.config.net_arch), "vf": list(self.config.net_arch)}},
-                seed=seed,
-                device="cpu",
-                verbose=0,
-            )
-            if self.config.wide_prior:
-                self._prefer_wide(env.space.n_choices)
+        self.model = PPO(
+            "MlpPolicy",
+            wrapped,
+            learning_rate=self.config.learning_rate,
+            n_steps=n_steps,
+            batch_size=max(2, n_steps // self.config.minibatches),
+            n_epochs=self.config.n_epochs,
+            gamma=self.config.gamma,
+            gae_lambda=self.config.gae_lambda,
+            clip_range=self.config.clip_range,
+            ent_coef=self.config.ent_coef,
+            vf_coef=self.config.vf_coef,
+            max_grad_norm=self.config.max_grad_norm,
+            policy_kwargs={"net_arch": {"pi": list(self.config.net_arch), "vf": list(self.config.net_arch)}},
+            seed=seed,
+            device="cpu",
+            verbose=0,
+        )
+        if saved is not None:
+            self._restore(saved)
+        elif self.config.wide_prior:
+            self._prefer_wide(env.space.n_choices)
         self.stats = SearchStats()
 
     def _prefer_wide(self, n: int) -> None:
@@ -172,18 +277,19 @@ class PPOAgent:
         with torch.no_grad():
             self.model.policy.action_net.bias.copy_(ramp.repeat(2))
 
-    def _load(self, path: str | Path, env: gym.Env) -> PPO:
-        path = Path(path)
-        if not path.is_file():
-            raise CimdseError(f"{path}: no such agent checkpoint")
+    def _restore(self, saved: AgentFile) -> None:
+        obs_dim = int(self.env.observation_space.shape[0])
+        if (saved.obs_dim, saved.n_choices) != (obs_dim, self.env.space.n_choices):
+            raise CimdseError(
+                f"the agent does not fit this search: it was trained on {saved.obs_dim} features and "
+                f"{saved.n_choices} widths per choice, this search has {obs_dim} and {self.env.space.n_choices}"
+            )
         try:
-            model = PPO.load(path, env=env, device="cpu")
-        except ValueError as err:  # spaces differ
-            raise CimdseError(f"{path}: the agent does not fit this search ({first_line(err)})") from None
-        except Exception as err:  # not a zip, truncated, foreign
-            raise CimdseError(f"{path}: not a readable agent checkpoint ({type(err).__name__})") from None
-        model.set_random_seed(self.seed)
-        return model
+            self.model.policy.load_state_dict(saved.policy)
+            self.model.policy.optimizer.load_state_dict(saved.optimizer)
+        except (RuntimeError, KeyError, ValueError, TypeError) as err:
+            raise CimdseError(f"the agent's tensors do not fit its settings ({first_line(err)})") from None
+        self.model.num_timesteps = saved.timesteps
 
     def search(self, recorder: MethodRecorder) -> SearchStats:
         """Learn until ``recorder`` has ``recorder.budget`` distinct policies (or the episode cap)."""
@@ -200,6 +306,17 @@ class PPOAgent:
         )
         return self.stats
 
+    def state(self) -> AgentFile:
+        """The agent as data (see :class:`AgentFile`)."""
+        return AgentFile(
+            self.config,
+            int(self.env.observation_space.shape[0]),
+            self.env.space.n_choices,
+            int(self.model.num_timesteps),
+            {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()},
+            self.model.policy.optimizer.state_dict(),
+        )
+
     def save(self, path: str | Path) -> Path:
-        """Write the agent (weights, optimizer, hyperparameters) to ``path`` (.zip), atomically."""
-        return atomic_write(path, self.model.save)
+        """Write the agent (weights, optimizer state, settings as JSON) to ``path``, atomically."""
+        return save_agent(self.state(), path)

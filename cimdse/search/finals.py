@@ -153,6 +153,7 @@ def best_per_arch(
             "val_acc": float(pick.val_acc),
             "final_val_acc": float(final.val),
             "within_bound": bool(reward.within_bound(final.val, ref.val)),
+            "w8a8_final_val_acc": float(ref.val),  # the reference within_bound is judged against
             "test_acc": float(final.test),
             "acc_drop_pp": float(row["acc_drop_pp"]),
             "fq_final_val_acc": float(final.fq_val),

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cimdse.compiler import CompiledNetwork
-from cimdse.search.agent import PPOAgent
+from cimdse.search.agent import AgentFile, PPOAgent
 from cimdse.search.baselines import greedy_search, random_search, uniform_method
 from cimdse.search.config import SEARCH_METHODS, UNIFORM_BITS, SearchConfig
 from cimdse.search.env import BitWidthEnv
@@ -46,7 +46,7 @@ class MethodContext:
     config: SearchConfig
     arch_index: int
     user_policy: np.ndarray | None = None
-    agent_from: Path | None = None
+    agent_from: AgentFile | None = None
     agent_to: Path | None = None
 
 
