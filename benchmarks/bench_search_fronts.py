@@ -4,7 +4,7 @@ greedy) at the same budget of distinct evaluations, on the demo and cim-aq prese
 over seeds; fronts and hypervolume per method, mean and spread over seeds, and the
 chosen policy per arch against the targets.
 
-    python benchmarks/bench_search_fronts.py --from CKPT [--out runs/bench_fronts] [--seeds 0 1 2]
+    python benchmarks/bench_search_fronts.py --from CKPT [--out runs/bench_fronts] [--seeds 0 1 2 3 4]
         [--episodes 100] [--final-top-k 1] [--final-epochs 2] [--max-acc-drop 0.3]
         [--methods ppo,tpe,ilp,random,greedy] [--ppo KEY=VALUE ...] [--cache FILE]
 
@@ -13,7 +13,10 @@ CKPT is a float ``cnn1d`` checkpoint (e.g. ``OUT/float_model.pt`` of a
 seeds vary the searches, not the network. The evaluations are deterministic, so one
 accuracy cache serves every seed, arch and method (a policy is evaluated once in the
 whole benchmark, e.g. greedy's and the ILP's, which do not depend on the seed), and
-the final fine-tune uses seed 0 for every search seed (a policy is fine-tuned once).
+the final fine-tune uses seed 0 for every search seed (a policy is fine-tuned once),
+as ``cimdse search`` itself now does (its ``EVAL_SEED``). ``front_resident_share``: the
+share of each method's front points whose weights are resident on the chip (a front
+that crosses from re-programmed to resident has a latency cliff in it).
 ``--cache FILE`` keeps both caches on disk (a pickle this script writes), so a later
 run with other PPO settings on the same checkpoint evaluates only its new policies.
 Each seed's search writes its usual files to OUT/seed<N>/; OUT/compare.csv holds the
@@ -155,6 +158,10 @@ def main() -> None:
     cols = ["arch", "method", "runs", "evaluations", "hypervolume_mean", "hypervolume_std", "hypervolume_min"]
     cols += ["hypervolume_max", "hypervolume_vs_best", "speedup_mean", "acc_drop_pp_mean", "within_bound_share"]
     searching = table[~table.method.str.startswith("uniform")]
+    fronts = pd.concat([pd.read_csv(r / "summary.csv") for r in runs]).groupby(["arch", "method"], sort=False)
+    resident = fronts["front_resident"].mean().rename("front_resident_share").reset_index()
+    searching = searching.merge(resident, on=["arch", "method"], how="left")
+    cols.append("front_resident_share")  # the share of front points whose weights are resident on the chip
     print(_markdown(searching[cols]))
     print("\n## Chosen policy per seed and arch (validation after the final fine-tune; test only reported)\n")
     best = pd.DataFrame(chosen)

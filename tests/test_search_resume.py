@@ -17,21 +17,18 @@ import time
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from cimdse import arch, models
 from cimdse.cli import main
-from cimdse.compiler import compile_network, trace
 from cimdse.errors import CimdseError
-from cimdse.search import BitWidthEnv, CachedEvaluator, CimAqReward, MethodRecorder, PolicyScorer, SearchSpace
 from cimdse.search.agent import PPOAgent, PPOConfig, read_agent
+from cimdse.search.episodes import AGENT_OBS_DIM
 from cimdse.search.history import HistoryLog
 
 ROOT = Path(__file__).parents[1]
-TINY = ["--episodes", "4", "--pretrain-epochs", "1", "--final-epochs", "1", "--ppo", "episodes_per_update=2"]
+TINY = ["--episodes", "4", "--pretrain-epochs", "1", "--final-epochs", "1", "--ppo", "episodes_per_update=8"]
 RESULT_FILES = ["history.csv", "pareto.csv", "summary.csv", "best_policy.yaml", "best_policy_demo.yaml"]
 RESULT_FILES += ["search_config.yaml", "agent_demo.pt"]
 
@@ -74,20 +71,16 @@ def test_agent_file_with_a_code_payload_is_refused_and_runs_nothing(tmp_path, ca
 
 
 def test_agent_saved_as_data_round_trips(tmp_path):
-    compiled = compile_network(trace(models.build("lenet"), (1, 8, 8)), arch.load("demo"))
-    space = SearchSpace(compiled.n_layers, 2)
-    cached = CachedEvaluator(lambda p: 0.9 - 0.001 * float((8 - np.asarray(p)).sum()))
-    rec = MethodRecorder(PolicyScorer(compiled, cached, CimAqReward(1.0), 0.9), "demo", "ppo", 6)
-    agent = PPOAgent(BitWidthEnv(compiled, space, rec), PPOConfig(episodes_per_update=2, n_epochs=1, ent_coef=0.02))
-    agent.search(rec)
+    agent = PPOAgent(AGENT_OBS_DIM, 7, PPOConfig(episodes_per_update=8, ent_coef=0.02), seed=0)
+    agent.optimizer.step()  # an optimizer state to keep
+    agent.episodes = 24
     path = agent.save(tmp_path / "a.pt")
     doc = torch.load(path, weights_only=True)  # data only
     assert json.loads(doc["settings"])["ppo"]["ent_coef"] == 0.02
-    saved = read_agent(path)
-    again = PPOAgent(BitWidthEnv(compiled, space, rec), seed=3, checkpoint=saved)
-    assert again.config.ent_coef == 0.02 and again.model.num_timesteps == agent.model.num_timesteps
-    for name, t in agent.model.policy.state_dict().items():
-        assert torch.equal(again.model.policy.state_dict()[name], t)
+    again = PPOAgent(AGENT_OBS_DIM, 7, seed=3, saved=read_agent(path))
+    assert again.config == agent.config and again.episodes == 24
+    for name, t in agent.state().policy.items():
+        assert torch.equal(again.state().policy[name], t)
     (tmp_path / "junk.pt").write_bytes(b"not an agent")
     with pytest.raises(CimdseError, match="not a cimdse agent file"):
         read_agent(tmp_path / "junk.pt")
@@ -185,7 +178,7 @@ def test_full_disk_is_one_message_and_leaves_a_resumable_history(finished, tmp_p
 
 
 KILL_ARGS = ["--episodes", "25", "--pretrain-epochs", "1", "--final-epochs", "1", "--methods", "random,tpe,ppo"]
-KILL_ARGS += ["--ppo", "episodes_per_update=2", "--quiet"]
+KILL_ARGS += ["--ppo", "episodes_per_update=8", "--quiet"]
 
 
 def _rows(path: Path) -> int:

@@ -131,7 +131,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help=f"PPO hyperparameter (repeatable); keys: {ppo_keys}",
     )
-    p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=_DEFAULTS.seed,
+        help="seeds the float model's pre-training and the searching methods (PPO, TPE, random); the "
+        "evaluations' calibration and fine-tunes use a fixed seed, so with --from greedy, ILP and uniform "
+        "give the same results on every seed",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument(
         "--out",
@@ -285,7 +292,8 @@ def _search(args: argparse.Namespace) -> int:
             f"best on {label}: {b['method']} (reward rank {b['rank']}), {b['speedup_vs_w8a8']:.2f}x, fine-tuned val "
             f"{b['final_val_acc']:.4f} ({bound} the bound), test {b['test_acc']:.4f} ({b['acc_drop_pp']:+.2f} pp)"
         )
-    t = result.timings
-    print("time: " + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in t.items()))
+    t, cpu = result.timings, result.cpu_timings
+    parts = [f"{k.removesuffix('_s')} {v:.1f}/{cpu.get(k, float('nan')):.1f}" for k, v in t.items()]
+    print("time (s, wall/CPU of this process): " + ", ".join(parts))
     print(f"wrote {args.out}/history.csv, pareto.csv, summary.csv, best_policy.yaml")
     return 0

@@ -1,19 +1,24 @@
-"""The search agent: stable-baselines3 PPO on :class:`~cimdse.search.env.BitWidthEnv`.
+"""The search agent: PPO (clipped policy gradient, Schulman et al. 2017) with masked
+actions, written for this search rather than taken from stable-baselines3.
 
-PPO (clipped policy gradient, Schulman et al. 2017) replaces HAQ/CIM-AQ's DDPG: the
-action space is discrete (bit widths), episodes are short (one step per layer) and
-the reward comes only at the end, which suits an on-policy method with
-``gamma = 1``. The agent runs until its method has evaluated ``budget`` distinct
-policies; episodes that repeat a policy are answered from the cache, cost no
-evaluation and still train the agent (capped at ``max_episodes_factor * budget``
-episodes once the policy has converged).
+An episode walks the layers (:class:`~cimdse.search.episodes.EpisodeBatch`); at each
+the policy network picks (w_bits, a_bits) from the layer's observation and the
+episode's *condition* (where on the front it aims, see :mod:`cimdse.search.dyna`).
+Widths a layer may not take (pinned first/last layers, weights not a multiple of the
+cell) are masked: their logits are set to -inf, so the agent never samples them and
+no probability is wasted on them (no projection after the fact). The reward comes at
+the end (``gamma = 1``), so every step's advantage is the episode's return minus the
+value network's estimate at that step. Episodes run as a batch (one forward pass per
+layer for all of them), which makes the thousands of episodes the agent trains on
+against the surrogate cheap. Seeded: its own torch generator for sampling and its
+initial weights drawn under ``seed``, so a seed gives the same agent.
 
 An agent file (``agent_<arch>.pt``, :func:`save_agent` / :func:`read_agent`) lets a
-later search continue from a trained agent. It holds data only: the policy's and the
+later search continue from a trained agent. It holds data only: the networks' and the
 optimizer's tensors and a JSON text of the settings, written by ``torch.save`` and
 read by ``torch.load(weights_only=True)``, whose unpickler builds nothing but tensors
-and plain containers. stable-baselines3's own ``.zip`` is never read: its loader
-unpickles (cloudpickle) entries of the file, i.e. runs code from it.
+and plain containers. An older cimdse's stable-baselines3 ``.zip`` is never read: its
+loader unpickles (cloudpickle) entries of the file, i.e. runs code from it.
 """
 
 from __future__ import annotations
@@ -22,72 +27,76 @@ import io
 import json
 import pickle
 import zipfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
+import numpy as np
 import torch
-from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import BaseCallback
+from torch import nn
 
 from cimdse.errors import CimdseError, first_line
 from cimdse.files import atomic_write
-from cimdse.search.env import BitWidthEnv
-from cimdse.search.evaluator import MethodRecorder
 
-__all__ = ["AGENT_SUFFIX", "AgentFile", "PPOAgent", "PPOConfig", "read_agent", "save_agent"]
+__all__ = ["AGENT_SUFFIX", "AgentFile", "PPOAgent", "PPOConfig", "Rollout", "read_agent", "save_agent"]
 
 
 @dataclass(frozen=True)
 class PPOConfig:
-    """PPO hyperparameters (stable-baselines3 names where they exist).
+    """The agent's and its search's settings (:mod:`cimdse.search.dyna`).
 
     :param learning_rate: Adam step size of the policy and value networks.
-    :param episodes_per_update: episodes collected per PPO update
-        (``n_steps = episodes_per_update * layers``); few, as evaluations are dear.
-    :param minibatches: minibatches per epoch over a rollout (``batch_size = n_steps // minibatches``).
-    :param n_epochs: passes over each rollout.
-    :param gamma: discount; 1: the only reward is the episode's last.
-    :param gae_lambda: GAE trade-off between bias and variance of the advantage.
+    :param episodes_per_update: surrogate episodes per PPO update (one batch).
+    :param minibatches: minibatches per epoch over an update's steps.
+    :param n_epochs: passes over each batch.
     :param clip_range: PPO's ratio clip.
-    :param ent_coef: entropy bonus: keeps exploring, so the budget buys new policies.
+    :param ent_coef: entropy bonus: keeps the proposals varied.
     :param vf_coef: weight of the value loss.
     :param max_grad_norm: gradient clipping.
     :param net_arch: hidden layers of the policy and of the value MLP (separate).
-    :param reward_scale: rewards are multiplied by this for learning (CIM-AQ's reward
-        reaches the hundreds; a value target near 1 trains better).
-    :param max_episodes_factor: stop after ``factor * budget`` episodes even if the
-        budget of distinct policies is not spent (a converged agent repeats itself).
-    :param wide_prior: initial preference for wide bit widths: the action logits start
-        at ``wide_prior * j / (n - 1)`` for the j-th of n widths (narrowest first), so
-        the first episodes sample near W8A8, where policies stay within the bound, and
-        the agent learns its way down instead of up from policies whose accuracy has
-        collapsed (0: uniform, stable-baselines3's own start). It uses no evaluation.
+    :param wide_prior: initial preference for wide widths: the action logits start at
+        ``wide_prior * j / (n - 1)`` for the j-th of n widths (narrowest first), so the
+        first policies, evaluated before the surrogate knows anything, stay mostly near
+        W8A8 and inside the bound, and each tells the surrogate about a few layers.
+    :param updates_per_round: PPO updates on the surrogate between rounds of real
+        evaluations.
+    :param evals_per_round: real evaluations per round (0: ``budget // 40``, at least 1).
+    :param initial_evals: evaluations of the untrained agent's samples before the
+        surrogate is first fitted (0: ``2 x layers``, at least 8, at most a quarter of
+        the budget).
+    :param candidates: proposals the agent samples per round, among which the real
+        evaluations are chosen.
+    :param kappa: optimism of that choice: accuracy is taken as the surrogate's mean
+        plus ``kappa`` times its spread.
     """
 
-    learning_rate: float = 1e-3
-    episodes_per_update: int = 4
-    minibatches: int = 2
-    n_epochs: int = 10
-    gamma: float = 1.0
-    gae_lambda: float = 0.95
+    learning_rate: float = 3e-3
+    episodes_per_update: int = 128
+    minibatches: int = 4
+    n_epochs: int = 4
     clip_range: float = 0.2
     ent_coef: float = 0.01
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     net_arch: tuple[int, ...] = (64, 64)
-    reward_scale: float = 0.01
-    max_episodes_factor: int = 10
-    wide_prior: float = 0.0
+    wide_prior: float = 2.0
+    updates_per_round: int = 2
+    evals_per_round: int = 0
+    initial_evals: int = 0
+    candidates: int = 256
+    kappa: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.episodes_per_update < 1 or self.minibatches < 1 or self.n_epochs < 1:
-            raise CimdseError("PPO: episodes_per_update, minibatches and n_epochs must be >= 1")
-        if not self.learning_rate > 0 or not self.reward_scale > 0:
-            raise CimdseError("PPO: learning_rate and reward_scale must be > 0")
-        if not self.wide_prior >= 0:
-            raise CimdseError("PPO: wide_prior must be >= 0")
+        if min(self.episodes_per_update, self.minibatches, self.n_epochs, self.candidates) < 1:
+            raise CimdseError("PPO: episodes_per_update, minibatches, n_epochs and candidates must be >= 1")
+        if min(self.updates_per_round, self.evals_per_round, self.initial_evals) < 0:
+            raise CimdseError("PPO: updates_per_round, evals_per_round and initial_evals must be >= 0")
+        if not self.learning_rate > 0:
+            raise CimdseError("PPO: learning_rate must be > 0")
+        if not (self.wide_prior >= 0 and self.kappa >= 0 and self.ent_coef >= 0):
+            raise CimdseError("PPO: wide_prior, kappa and ent_coef must be >= 0")
+        if not self.net_arch or min(self.net_arch) < 1:
+            raise CimdseError("PPO: net_arch needs at least one hidden layer of >= 1 unit")
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -95,47 +104,16 @@ class PPOConfig:
         return d
 
 
-class _ScaledReward(gym.RewardWrapper):
-    """Multiplies the reward seen by the learner; the env and the history keep the true one."""
-
-    def __init__(self, env: gym.Env, scale: float) -> None:
-        super().__init__(env)
-        self.scale = scale
-
-    def reward(self, reward: float) -> float:
-        return reward * self.scale
-
-
-class _StopWhenSpent(BaseCallback):
-    """Stops learning once the method's budget is spent or the episode cap is reached."""
-
-    def __init__(self, recorder: MethodRecorder, env: BitWidthEnv, max_episodes: int) -> None:
-        super().__init__()
-        self.recorder = recorder
-        self.bwenv = env
-        self.max_episodes = max_episodes
-        self.updates = 0
-
-    def _on_rollout_end(self) -> None:
-        self.updates += 1
-
-    def _on_step(self) -> bool:
-        done = bool(self.locals.get("dones", [False])[0])
-        episodes = self.bwenv.episode + (1 if done else 0)
-        return not (self.recorder.exhausted or episodes >= self.max_episodes)
-
-
 @dataclass
 class SearchStats:
-    episodes: int = 0
+    episodes: int = 0  # surrogate episodes trained on
     updates: int = 0
-    timesteps: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    rounds: int = 0  # rounds of real evaluations
 
 
 AGENT_SUFFIX = ".pt"
 _FORMAT = "cimdse-agent"
-_VERSION = 1
+_VERSION = 2  # 1: the stable-baselines3 agent's tensors
 _MAX_AGENT_BYTES = 64 << 20  # a (64, 64) MLP agent is ~100 kB; anything far larger is not one
 
 
@@ -146,7 +124,7 @@ class AgentFile:
     :param config: the hyperparameters it was trained with (a continued search keeps them)
     :param obs_dim: observation length of the env it was trained on
     :param n_choices: widths per action dimension
-    :param timesteps: env steps it has learned from
+    :param episodes: episodes it has learned from
     :param policy: the policy's ``state_dict`` (tensors)
     :param optimizer: the optimizer's ``state_dict`` (tensors and numbers)
     """
@@ -154,13 +132,13 @@ class AgentFile:
     config: PPOConfig
     obs_dim: int
     n_choices: int
-    timesteps: int
+    episodes: int
     policy: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
 
     def settings_json(self) -> str:
         doc = {"format": _FORMAT, "version": _VERSION, "ppo": self.config.as_dict(), "obs_dim": self.obs_dim,
-               "n_choices": self.n_choices, "timesteps": self.timesteps}  # fmt: skip
+               "n_choices": self.n_choices, "episodes": self.episodes}  # fmt: skip
         return json.dumps(doc, sort_keys=True)
 
 
@@ -212,7 +190,7 @@ def read_agent(path: str | Path) -> AgentFile:
         ppo = {k: v for k, v in settings["ppo"].items() if k in known}
         ppo["net_arch"] = tuple(int(v) for v in ppo.get("net_arch", ()))
         agent = AgentFile(
-            PPOConfig(**ppo), int(settings["obs_dim"]), int(settings["n_choices"]), int(settings["timesteps"]),
+            PPOConfig(**ppo), int(settings["obs_dim"]), int(settings["n_choices"]), int(settings["episodes"]),
             dict(doc["policy"]), dict(doc["optimizer"]),
         )  # fmt: skip
         if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in agent.policy.items()):
@@ -224,98 +202,138 @@ def read_agent(path: str | Path) -> AgentFile:
     return agent
 
 
-class PPOAgent:
-    """A seeded PPO learner on one env; ``search`` spends a method's budget.
+def _mlp(n_in: int, hidden: tuple[int, ...], n_out: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(n_in, h), nn.Tanh()]
+        n_in = h
+    return nn.Sequential(*layers, nn.Linear(n_in, n_out))
 
-    :param env: the environment; its ``score`` should be the method's recorder
-    :param config: hyperparameters (ignored when ``checkpoint`` is given: a loaded
-        agent keeps its own, so a continued search learns the way it started)
-    :param seed: seeds PPO (network init, action sampling)
-    :param checkpoint: an agent from :func:`read_agent` (or its path) to continue from
+
+@dataclass
+class Rollout:
+    """A batch of B episodes over L layers: what PPO needs to learn from them."""
+
+    obs: torch.Tensor  # [L, B, D]
+    actions: torch.Tensor  # [L, B, 2] indices into the widths
+    logp: torch.Tensor  # [L, B] log-probability of each step's action
+    masks: torch.Tensor  # [L, 2, n] legal widths per layer
+    policies: np.ndarray  # [B, L, 2] bits
+
+
+class PPOAgent:
+    """Masked PPO over per-layer width choices (see the module doc).
+
+    :param obs_dim: observation length (:data:`cimdse.search.episodes.AGENT_OBS_DIM`)
+    :param n_choices: widths per action dimension
+    :param config: settings (ignored when ``saved`` is given: a continued agent keeps its own)
+    :param seed: its initial weights and its sampling
+    :param saved: an agent from :func:`read_agent` to continue from
     """
 
     def __init__(
         self,
-        env: BitWidthEnv,
+        obs_dim: int,
+        n_choices: int,
         config: PPOConfig | None = None,
         seed: int = 0,
-        checkpoint: AgentFile | str | Path | None = None,
+        saved: AgentFile | None = None,
     ) -> None:
-        self.env = env
-        saved = read_agent(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
         self.config = saved.config if saved is not None else (config or PPOConfig())
-        self.seed = seed
-        wrapped = _ScaledReward(env, self.config.reward_scale)
-        n_steps = self.config.episodes_per_update * env.space.n_layers
-        self.model = PPO(
-            "MlpPolicy",
-            wrapped,
-            learning_rate=self.config.learning_rate,
-            n_steps=n_steps,
-            batch_size=max(2, n_steps // self.config.minibatches),
-            n_epochs=self.config.n_epochs,
-            gamma=self.config.gamma,
-            gae_lambda=self.config.gae_lambda,
-            clip_range=self.config.clip_range,
-            ent_coef=self.config.ent_coef,
-            vf_coef=self.config.vf_coef,
-            max_grad_norm=self.config.max_grad_norm,
-            policy_kwargs={"net_arch": {"pi": list(self.config.net_arch), "vf": list(self.config.net_arch)}},
-            seed=seed,
-            device="cpu",
-            verbose=0,
-        )
+        self.obs_dim, self.n = obs_dim, n_choices
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.pi = _mlp(obs_dim, self.config.net_arch, 2 * n_choices)
+            self.vf = _mlp(obs_dim, self.config.net_arch, 1)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.optimizer = torch.optim.Adam([*self.pi.parameters(), *self.vf.parameters()], lr=self.config.learning_rate)
+        self.episodes = 0
         if saved is not None:
             self._restore(saved)
         elif self.config.wide_prior:
-            self._prefer_wide(env.space.n_choices)
-        self.stats = SearchStats()
-
-    def _prefer_wide(self, n: int) -> None:
-        """Bias the initial action logits towards wide widths (see ``PPOConfig.wide_prior``)."""
-        ramp = torch.linspace(0.0, self.config.wide_prior, n) if n > 1 else torch.zeros(1)
-        with torch.no_grad():
-            self.model.policy.action_net.bias.copy_(ramp.repeat(2))
+            ramp = torch.linspace(0.0, self.config.wide_prior, n_choices) if n_choices > 1 else torch.zeros(1)
+            with torch.no_grad():
+                self.pi[-1].bias.copy_(ramp.repeat(2))
 
     def _restore(self, saved: AgentFile) -> None:
-        obs_dim = int(self.env.observation_space.shape[0])
-        if (saved.obs_dim, saved.n_choices) != (obs_dim, self.env.space.n_choices):
+        if (saved.obs_dim, saved.n_choices) != (self.obs_dim, self.n):
             raise CimdseError(
                 f"the agent does not fit this search: it was trained on {saved.obs_dim} features and "
-                f"{saved.n_choices} widths per choice, this search has {obs_dim} and {self.env.space.n_choices}"
+                f"{saved.n_choices} widths per choice, this search has {self.obs_dim} and {self.n}"
             )
         try:
-            self.model.policy.load_state_dict(saved.policy)
-            self.model.policy.optimizer.load_state_dict(saved.optimizer)
+            self.pi.load_state_dict({k[3:]: v for k, v in saved.policy.items() if k.startswith("pi.")})
+            self.vf.load_state_dict({k[3:]: v for k, v in saved.policy.items() if k.startswith("vf.")})
+            self.optimizer.load_state_dict(saved.optimizer)
         except (RuntimeError, KeyError, ValueError, TypeError) as err:
             raise CimdseError(f"the agent's tensors do not fit its settings ({first_line(err)})") from None
-        self.model.num_timesteps = saved.timesteps
+        self.episodes = saved.episodes
 
-    def search(self, recorder: MethodRecorder) -> SearchStats:
-        """Learn until ``recorder`` has ``recorder.budget`` distinct policies (or the episode cap)."""
-        max_episodes = max(1, self.config.max_episodes_factor * recorder.budget)
-        stop = _StopWhenSpent(recorder, self.env, self.env.episode + 1 + max_episodes)
-        start = self.model.num_timesteps
-        self.model.learn(
-            total_timesteps=max_episodes * self.env.space.n_layers,
-            callback=stop,
-            reset_num_timesteps=False,
-        )
-        self.stats = SearchStats(
-            episodes=self.env.episode + 1, updates=stop.updates, timesteps=self.model.num_timesteps - start
-        )
-        return self.stats
+    def _logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Masked logits [N, 2, n]; ``mask`` [N, 2, n] or [2, n]."""
+        logits = self.pi(obs).view(-1, 2, self.n)
+        return logits.masked_fill(~mask, -1e9)
+
+    @torch.no_grad()
+    def rollout(self, episodes: Any, cond: np.ndarray, greedy: bool = False) -> Rollout:
+        """Run ``len(cond)`` episodes (an :class:`~cimdse.search.episodes.EpisodeBatch`),
+        sampling each step's widths (or taking the likeliest with ``greedy``)."""
+        b, n_layers = len(cond), episodes.n_layers
+        obs_all = torch.empty(n_layers, b, self.obs_dim)
+        acts = torch.empty(n_layers, b, 2, dtype=torch.long)
+        logp = torch.empty(n_layers, b)
+        masks = torch.as_tensor(episodes.masks)
+        policies = np.empty((b, n_layers, 2), dtype=np.int64)
+        prev = None
+        for layer in range(n_layers):
+            obs = torch.as_tensor(episodes.obs(layer, prev, cond))
+            logits = self._logits(obs, masks[layer])
+            lp = torch.log_softmax(logits, dim=-1)
+            if greedy:
+                a = lp.argmax(dim=-1)
+            else:
+                a = torch.multinomial(lp.exp().view(-1, self.n), 1, generator=self.gen).view(b, 2)
+            obs_all[layer], acts[layer] = obs, a
+            logp[layer] = lp.gather(-1, a.unsqueeze(-1)).squeeze(-1).sum(-1)
+            prev = policies[:, layer] = episodes.bits(a.numpy())
+        return Rollout(obs_all, acts, logp, masks, policies)
+
+    def update(self, ro: Rollout, returns: np.ndarray) -> None:
+        """One PPO update on a rollout whose episodes returned ``returns`` [B]."""
+        cfg = self.config
+        n_layers, b = ro.logp.shape
+        obs = ro.obs.reshape(n_layers * b, -1)
+        acts = ro.actions.reshape(n_layers * b, 2)
+        old = ro.logp.reshape(-1)
+        masks = ro.masks.unsqueeze(1).expand(n_layers, b, 2, self.n).reshape(n_layers * b, 2, self.n)
+        ret = torch.as_tensor(np.asarray(returns, dtype=np.float32)).repeat(n_layers)
+        with torch.no_grad():
+            adv = ret - self.vf(obs).squeeze(-1)
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        size = max(1, len(old) // cfg.minibatches)
+        for _ in range(cfg.n_epochs):
+            order = torch.randperm(len(old), generator=self.gen)
+            for start in range(0, len(old), size):
+                idx = order[start : start + size]
+                lp = torch.log_softmax(self._logits(obs[idx], masks[idx]), dim=-1)
+                new = lp.gather(-1, acts[idx].unsqueeze(-1)).squeeze(-1).sum(-1)
+                ratio = torch.exp(new - old[idx])
+                clipped = torch.clamp(ratio, 1 - cfg.clip_range, 1 + cfg.clip_range)
+                pg = -torch.min(ratio * adv[idx], clipped * adv[idx]).mean()
+                entropy = -(lp.exp() * lp).sum(dim=(-1, -2)).mean()
+                vloss = ((self.vf(obs[idx]).squeeze(-1) - ret[idx]) ** 2).mean()
+                loss = pg - cfg.ent_coef * entropy + cfg.vf_coef * vloss
+                self.optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_([*self.pi.parameters(), *self.vf.parameters()], cfg.max_grad_norm)
+                self.optimizer.step()
+        self.episodes += b
 
     def state(self) -> AgentFile:
         """The agent as data (see :class:`AgentFile`)."""
-        return AgentFile(
-            self.config,
-            int(self.env.observation_space.shape[0]),
-            self.env.space.n_choices,
-            int(self.model.num_timesteps),
-            {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()},
-            self.model.policy.optimizer.state_dict(),
-        )
+        weights = {f"pi.{k}": v.detach().clone() for k, v in self.pi.state_dict().items()}
+        weights.update({f"vf.{k}": v.detach().clone() for k, v in self.vf.state_dict().items()})
+        return AgentFile(self.config, self.obs_dim, self.n, self.episodes, weights, self.optimizer.state_dict())
 
     def save(self, path: str | Path) -> Path:
         """Write the agent (weights, optimizer state, settings as JSON) to ``path``, atomically."""

@@ -50,7 +50,8 @@ class CachedEvaluator:
         self.cache: dict[PolicyKey, float] = {}
         self.hits = 0
         self.misses = 0
-        self.seconds = 0.0  # spent in the wrapped evaluator
+        self.seconds = 0.0  # spent in the wrapped evaluator (wall)
+        self.cpu_seconds = 0.0  # and this process's CPU time there
 
     def preload(self, known: dict[PolicyKey, float]) -> None:
         """Accuracies measured before (a resumed search's history); not counted as misses."""
@@ -66,9 +67,10 @@ class CachedEvaluator:
             self.hits += 1
         else:
             self.misses += 1
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             self.cache[key] = float(self.evaluator(np.asarray(policy)))
             self.seconds += time.perf_counter() - t0
+            self.cpu_seconds += time.process_time() - c0
         return self.cache[key]
 
 

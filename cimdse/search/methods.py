@@ -17,7 +17,8 @@ from cimdse.compiler import CompiledNetwork
 from cimdse.search.agent import AgentFile, PPOAgent
 from cimdse.search.baselines import greedy_search, random_search, uniform_method
 from cimdse.search.config import SEARCH_METHODS, UNIFORM_BITS, SearchConfig
-from cimdse.search.env import BitWidthEnv
+from cimdse.search.dyna import ppo_search
+from cimdse.search.episodes import AGENT_OBS_DIM
 from cimdse.search.evaluator import MethodRecorder
 from cimdse.search.ilp import ilp_search
 from cimdse.search.space import SearchSpace
@@ -51,9 +52,8 @@ class MethodContext:
 
 
 def _ppo(rec: MethodRecorder, space: SearchSpace, ctx: MethodContext) -> None:
-    env = BitWidthEnv(ctx.compiled, space, rec)
-    agent = PPOAgent(env, ctx.config.ppo, seed=ctx.config.seed, checkpoint=ctx.agent_from)
-    agent.search(rec)
+    agent = PPOAgent(AGENT_OBS_DIM, space.n_choices, ctx.config.ppo, seed=ctx.config.seed, saved=ctx.agent_from)
+    ppo_search(rec, space, agent, seed=ctx.config.seed + 7919 * ctx.arch_index)
     if ctx.agent_to is not None:
         agent.save(ctx.agent_to)
 

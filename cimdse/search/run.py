@@ -23,12 +23,19 @@ from cimdse.policy import QUANT, load_policy, save_policy
 from cimdse.search.agent import AGENT_SUFFIX, AgentFile, read_agent
 from cimdse.search.config import Progress, SearchConfig, SearchEvent
 from cimdse.search.core import SearchResult, search_archs, unique_labels
-from cimdse.search.env import OBS_DIM
+from cimdse.search.episodes import AGENT_OBS_DIM
 from cimdse.search.evaluator import AccuracyEvaluator
 from cimdse.search.history import HistoryLog, known_accuracies
 from cimdse.search.space import SearchSpace
 
-__all__ = ["prepare", "run_search", "sweep_point", "write_results"]
+__all__ = ["EVAL_SEED", "prepare", "run_search", "sweep_point", "write_results"]
+
+#: the seed of every measurement (calibration, the fine-tunes inside evaluations and the
+#: final ones): fixed, so ``--seed`` varies what it should and no more: the float model's
+#: pre-training (when it is trained here) and the searching methods' own randomness
+#: (PPO, TPE, random). With the same float model (``--from``), greedy, the ILP and the
+#: uniform policies then give the same results on every seed.
+EVAL_SEED = 0
 
 
 # ---------------------------------------------------------------- the real run
@@ -143,6 +150,7 @@ def run_search(
     fails (a full disk) is one :class:`CimdseError`; what was logged stays resumable."""
     from cimdse.search.accuracy import QATAccuracy, final_scores
 
+    t_start, c_start = time.perf_counter(), time.process_time()
     splits, network, user = prepare(config, archs, policy_file)
     agents = _read_agents(agent_from, archs, config)  # before pre-training: a bad agent writes nothing
     given = _float_model(config, splits, None, from_ckpt, progress) if from_ckpt is not None else None
@@ -155,11 +163,14 @@ def run_search(
         if rows and progress is not None:
             progress(SearchEvent("resume", len(rows), len(rows)))
         write_text(yaml.safe_dump(record, sort_keys=False), out / CONFIG_NAME)
-        float_model, pretrain_s = given or _float_model(config, splits, out, None, progress)
+        t_pre, c_pre = time.perf_counter(), time.process_time()
+        float_model, _ = given or _float_model(config, splits, out, None, progress)
+        pretrain = (time.perf_counter() - t_pre, time.process_time() - c_pre)
+        prepared = (t_pre - t_start, c_pre - c_start)
 
         def evaluator(hardware: ArchSpec | None) -> QATAccuracy:
             return QATAccuracy(
-                float_model, splits, config.finetune_epochs, config.seed, hardware, config.finetune_within_pp
+                float_model, splits, config.finetune_epochs, EVAL_SEED, hardware, config.finetune_within_pp
             )
 
         fq = evaluator(None)
@@ -173,7 +184,7 @@ def run_search(
             config,
             make_accuracy,
             lambda policy, targets: final_scores(
-                fq, policy, targets, config.final_epochs, config.seed, config.hardware_aware
+                fq, policy, targets, config.final_epochs, EVAL_SEED, config.hardware_aware
             ),
             arch_dependent=config.accuracy == "hardware",
             user_policy=user,
@@ -183,9 +194,17 @@ def run_search(
             known=known_accuracies(rows),
             on_row=log.append,
         )
-        result.timings = {"pretrain_s": pretrain_s, **result.timings}
         result.resumed = len(rows)
         log.close()
+        for timings, i, now in ((result.timings, 0, time.perf_counter), (result.cpu_timings, 1, time.process_time)):
+            search_total = timings.pop("total_s")
+            start = (t_start, c_start)[i]
+            phases = {"prepare_s": prepared[i], "pretrain_s": pretrain[i], **timings}
+            # the rest: compiling the archs, the W8A8 references, writing the files
+            phases["other_s"] = max(0.0, search_total - sum(timings.values()))
+            timings.clear()
+            timings.update(phases)
+            timings["total_s"] = now() - start  # the whole run, from the command's inputs to its files
         write_results(result, out, config, record)
     except OSError as err:
         where = err.filename or out
@@ -298,10 +317,10 @@ def _read_agents(agent_from: str | None, archs: Sequence[ArchSpec], config: Sear
         if not src.is_file() and not path.is_file():
             raise CimdseError(f"{src}: has no agent for arch {label!r} ({path.name})")
         agent = read_agent(path)
-        if (agent.obs_dim, agent.n_choices) != (OBS_DIM, n_choices):
+        if (agent.obs_dim, agent.n_choices) != (AGENT_OBS_DIM, n_choices):
             raise CimdseError(
                 f"{path}: the agent does not fit this search (trained on {agent.obs_dim} features and "
-                f"{agent.n_choices} widths per choice; this search has {OBS_DIM} and {n_choices})"
+                f"{agent.n_choices} widths per choice; this search has {AGENT_OBS_DIM} and {n_choices})"
             )
         agents[label] = agent
     return agents
@@ -324,7 +343,12 @@ def write_results(result: SearchResult, out: Path, config: SearchConfig, record:
     # top-level ``policy`` (first arch) keeps the file readable by policy readers and `cimdse report`
     doc = {"arch": first, "policy": result.best[first]["policy"], "archs": result.best}
     write_text(yaml.safe_dump(doc, sort_keys=False), out / "best_policy.yaml")
-    timing = pd.DataFrame([{"phase": k.removesuffix("_s"), "seconds": v} for k, v in result.timings.items()])
+    timing = pd.DataFrame(
+        [
+            {"phase": k.removesuffix("_s"), "seconds": v, "cpu_seconds": result.cpu_timings.get(k, float("nan"))}
+            for k, v in result.timings.items()
+        ]
+    )
     write_csv(timing, out / "timing.csv")
     meta = {**(record if record is not None else config.as_dict()), "w8a8_val_acc": result.ref_val_acc}
     write_text(yaml.safe_dump(meta, sort_keys=False), out / "search_config.yaml")
