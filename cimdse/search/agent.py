@@ -284,9 +284,9 @@ class PPOAgent:
         logp = torch.empty(n_layers, b)
         masks = torch.as_tensor(episodes.masks)
         policies = np.empty((b, n_layers, 2), dtype=np.int64)
-        prev = None
+        prev, used = None, np.zeros(b)
         for layer in range(n_layers):
-            obs = torch.as_tensor(episodes.obs(layer, prev, cond))
+            obs = torch.as_tensor(episodes.obs(layer, prev, cond, used))
             logits = self._logits(obs, masks[layer])
             lp = torch.log_softmax(logits, dim=-1)
             if greedy:
@@ -296,6 +296,7 @@ class PPOAgent:
             obs_all[layer], acts[layer] = obs, a
             logp[layer] = lp.gather(-1, a.unsqueeze(-1)).squeeze(-1).sum(-1)
             prev = policies[:, layer] = episodes.bits(a.numpy())
+            used = used + episodes.used(layer, prev)
         return Rollout(obs_all, acts, logp, masks, policies)
 
     def update(self, ro: Rollout, returns: np.ndarray) -> None:
