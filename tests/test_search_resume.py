@@ -210,3 +210,31 @@ def test_search_killed_mid_run_and_rerun_ends_as_one_never_interrupted(tmp_path)
         assert (out / name).read_bytes() == (ref / name).read_bytes(), name
     a, b = (torch.load(d / "float_model.pt", weights_only=True)["state_dict"] for d in (out, ref))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # (its bytes name the temp file)
+
+
+def test_timing_has_every_phase_in_wall_and_cpu_seconds_and_the_true_total(finished):
+    out, _, printed = finished
+    t = pd.read_csv(out / "timing.csv")
+    phases = ["prepare", "pretrain", "evaluations", "ppo", "baselines", "final_finetune", "other", "total"]
+    assert list(t.phase) == phases
+    assert list(t.columns) == ["phase", "seconds", "cpu_seconds"] and (t.cpu_seconds >= 0).all()
+    parts = t[t.phase != "total"]
+    total = t[t.phase == "total"].iloc[0]
+    assert total.seconds >= parts.seconds.sum() - 1e-6  # pre-training included in the total
+    assert "pretrain" in printed and "wall/CPU" in printed
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.resident.isin([True, False]).all()
+
+
+def test_seed_moves_the_searches_not_the_measurements(finished, tmp_path):
+    out, args, _ = finished
+    runs = []
+    for seed in ("0", "7"):
+        run = tmp_path / seed
+        base = [a if a != str(out) else str(run) for a in args]
+        base[base.index("random")] = "random,ilp"
+        assert main([*base, "--seed", seed, "--from", str(out / "float_model.pt")]) == 0
+        runs.append(pd.read_csv(run / "history.csv"))
+    fixed = [h[h.method.str.startswith("uniform") | (h.method == "ilp")] for h in runs]
+    assert fixed[0].drop(columns="episode").equals(fixed[1].drop(columns="episode"))  # same float model: same
+    assert not runs[0][runs[0].method == "random"].policy.equals(runs[1][runs[1].method == "random"].policy)
