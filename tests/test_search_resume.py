@@ -93,6 +93,10 @@ def test_agent_from_a_folder_without_the_arch_is_refused_before_pretraining(tmp_
     assert main(args) == 2
     assert "has no agent for arch 'demo'" in capsys.readouterr().err
     assert not out.exists()  # no float_model.pt: refused before pre-training
+    _sb3_zip_with_payload(tmp_path / "agents" / "agent_demo.zip", tmp_path / "MARKER")  # an older run's folder
+    assert main(args) == 2
+    assert "agent_demo.zip is an older cimdse's stable-baselines3 agent, not loaded" in capsys.readouterr().err
+    assert not (tmp_path / "MARKER").exists() and not out.exists()
 
 
 @pytest.fixture(scope="module")

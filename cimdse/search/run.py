@@ -315,7 +315,9 @@ def _read_agents(agent_from: str | None, archs: Sequence[ArchSpec], config: Sear
     for label in unique_labels(archs):
         path = src if src.is_file() else src / f"agent_{_safe(label)}{AGENT_SUFFIX}"
         if not src.is_file() and not path.is_file():
-            raise CimdseError(f"{src}: has no agent for arch {label!r} ({path.name})")
+            old = path.with_suffix(".zip")
+            why = f"; {old.name} is an older cimdse's stable-baselines3 agent, not loaded" if old.exists() else ""
+            raise CimdseError(f"{src}: has no agent for arch {label!r} ({path.name}){why}")
         agent = read_agent(path)
         if (agent.obs_dim, agent.n_choices) != (AGENT_OBS_DIM, n_choices):
             raise CimdseError(
