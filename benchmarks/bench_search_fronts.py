@@ -4,7 +4,7 @@ greedy) at the same budget of distinct evaluations, on the demo and cim-aq prese
 over seeds; fronts and hypervolume per method, mean and spread over seeds, and the
 chosen policy per arch against the targets.
 
-    python benchmarks/bench_search_fronts.py --from CKPT [--out runs/bench_fronts] [--seeds 0 1 2]
+    python benchmarks/bench_search_fronts.py --from CKPT [--out runs/bench_fronts] [--seeds 0 1 2 3 4]
         [--episodes 100] [--final-top-k 1] [--final-epochs 2] [--max-acc-drop 0.3]
         [--methods ppo,tpe,ilp,random,greedy] [--ppo KEY=VALUE ...] [--cache FILE]
 
@@ -13,7 +13,10 @@ CKPT is a float ``cnn1d`` checkpoint (e.g. ``OUT/float_model.pt`` of a
 seeds vary the searches, not the network. The evaluations are deterministic, so one
 accuracy cache serves every seed, arch and method (a policy is evaluated once in the
 whole benchmark, e.g. greedy's and the ILP's, which do not depend on the seed), and
-the final fine-tune uses seed 0 for every search seed (a policy is fine-tuned once).
+the final fine-tune uses seed 0 for every search seed (a policy is fine-tuned once),
+as ``cimdse search`` itself now does (its ``EVAL_SEED``). ``front_resident_share``: the
+share of each method's front points whose weights are resident on the chip (a front
+that crosses from re-programmed to resident has a latency cliff in it).
 ``--cache FILE`` keeps both caches on disk (a pickle this script writes), so a later
 run with other PPO settings on the same checkpoint evaluates only its new policies.
 Each seed's search writes its usual files to OUT/seed<N>/; OUT/compare.csv holds the
@@ -35,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 
@@ -77,7 +81,10 @@ def _markdown(df: pd.DataFrame, digits: int = 3) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--from", dest="from_ckpt", required=True, help="float cnn1d checkpoint")
+    ap.add_argument("--from", dest="from_ckpt", help="float cnn1d checkpoint")
+    ap.add_argument(
+        "--report", nargs="+", metavar="RUN", help="no search: the tables of these seed folders (parallel runs)"
+    )
     ap.add_argument("--out", default="runs/bench_fronts")
     ap.add_argument("--dataset", default="mnist1d")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -92,6 +99,18 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
+    if args.report:
+        chosen = []
+        for run in args.report:
+            doc = yaml.safe_load((Path(run) / "best_policy.yaml").read_text())["archs"]
+            seed = yaml.safe_load((Path(run) / "search_config.yaml").read_text())["seed"]
+            for a, b in doc.items():
+                chosen.append({"seed": seed, "arch": a, **{k: v for k, v in b.items() if k != "policy"}})
+        out.mkdir(parents=True, exist_ok=True)
+        report([Path(r) for r in args.report], chosen, out)
+        return
+    if not args.from_ckpt:
+        ap.error("--from CKPT is needed to search")
     settings = {
         "dataset": args.dataset,
         "episodes": args.episodes,
@@ -149,12 +168,22 @@ def main() -> None:
         f"\nCPU cost: {per_eval:.3f} s per evaluation ({accuracy.fresh} in all), {per_epoch:.2f} s per fine-tune "
         f"epoch incl. its val/test measurement ({finals.fresh} fine-tunes)"
     )
+    report(runs, chosen, out)
+
+
+def report(runs: list[Path], chosen: list[dict], out: Path) -> None:
+    """The Markdown tables of benchmarks/RESULTS.md from the seed folders ``runs``."""
     table = compare_runs(runs)
     table.to_csv(out / "compare.csv", index=False)
     print("\n## Hypervolume per method over seeds (speedup x pp above (1.0, bound))\n")
     cols = ["arch", "method", "runs", "evaluations", "hypervolume_mean", "hypervolume_std", "hypervolume_min"]
     cols += ["hypervolume_max", "hypervolume_vs_best", "speedup_mean", "acc_drop_pp_mean", "within_bound_share"]
     searching = table[~table.method.str.startswith("uniform")]
+    summaries = pd.concat([pd.read_csv(r / "summary.csv") for r in runs])
+    if "front_resident" in summaries:  # the share of front points whose weights are resident on the chip
+        fronts = summaries.groupby(["arch", "method"], sort=False)["front_resident"].mean()
+        searching = searching.merge(fronts.rename("front_resident_share").reset_index(), on=["arch", "method"])
+        cols.append("front_resident_share")
     print(_markdown(searching[cols]))
     print("\n## Chosen policy per seed and arch (validation after the final fine-tune; test only reported)\n")
     best = pd.DataFrame(chosen)

@@ -114,6 +114,22 @@ def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     return atomic_write(path, lambda p: df.to_csv(p, index=False))
 
 
+def open_line_log(path: str | Path, header: str) -> bytes:
+    """The contents of an append-only log of lines (a CSV appended one line per
+    ``write``), repaired after a kill: made (durably) with ``header`` if it holds no
+    complete line yet, a cut last line trimmed. Returns the complete lines."""
+    path = Path(path)
+    data = path.read_bytes() if path.exists() else b""
+    if b"\n" not in data:  # new, or killed while the header was being made
+        write_text(header, path, durable=True)
+        return header.encode()
+    if not data.endswith(b"\n"):
+        cut = data.rindex(b"\n") + 1
+        os.truncate(path, cut)
+        data = data[:cut]
+    return data
+
+
 # ---------------------------------------------------------------- reading
 def input_file(path: str | Path, what: str = "file", limit: int | None = MAX_DOCUMENT_BYTES) -> Path:
     """``path`` if it is a regular file of at most ``limit`` bytes (None: any size), for

@@ -24,9 +24,12 @@ from cimdse.search import (
     PPOConfig,
     SearchSpace,
 )
+from cimdse.search.agent import read_agent
 from cimdse.search.baselines import greedy_search, random_search, uniform_method
 from cimdse.search.config import HISTORY_COLUMNS, SUMMARY_COLUMNS, SearchConfig
 from cimdse.search.core import search_archs
+from cimdse.search.dyna import ppo_search
+from cimdse.search.episodes import AGENT_OBS_DIM, EpisodeBatch
 from cimdse.search.finals import FinalScores
 from cimdse.search.fronts import PARETO_COLUMNS, pareto_front
 
@@ -204,25 +207,62 @@ def test_pareto_front_by_hand():
 # ---------------------------------------------------------------- PPO
 def test_ppo_spends_the_budget_and_checkpoints(demo, tmp_path):
     space = SearchSpace(demo.n_layers, 2)
-    cfg = PPOConfig(episodes_per_update=4, n_epochs=2)
+    cfg = PPOConfig(episodes_per_update=16, n_epochs=2, candidates=32)
     rec = _recorder(demo, "ppo", 12)
-    agent = PPOAgent(BitWidthEnv(demo, space, rec), cfg, seed=0)
-    stats = agent.search(rec)
-    assert rec.count == 12 and stats.episodes >= 12
-    path = agent.save(tmp_path / "agent.zip")
+    agent = PPOAgent(AGENT_OBS_DIM, space.n_choices, cfg, seed=0)
+    stats = ppo_search(rec, space, agent)
+    assert rec.count == 12 and stats.updates >= 1 and agent.episodes == 16 * stats.updates
+    path = agent.save(tmp_path / "agent.pt")
     rec2 = _recorder(demo, "ppo", 5)
-    again = PPOAgent(BitWidthEnv(demo, space, rec2), seed=1, checkpoint=path)
-    again.search(rec2)
+    again = PPOAgent(AGENT_OBS_DIM, space.n_choices, seed=1, saved=read_agent(path))
+    assert again.config == cfg and again.episodes == agent.episodes
+    ppo_search(rec2, space, again)
     assert rec2.count == 5
-    other = SearchSpace(demo.n_layers, 2, min_bits=4)  # another action space: refused
     from cimdse.errors import CimdseError
 
-    with pytest.raises(CimdseError, match="does not fit"):
-        PPOAgent(BitWidthEnv(demo, other, _recorder(demo)), checkpoint=path)
+    with pytest.raises(CimdseError, match="does not fit"):  # another action space: refused
+        PPOAgent(AGENT_OBS_DIM, SearchSpace(demo.n_layers, 2, min_bits=4).n_choices, saved=read_agent(path))
+
+
+def test_ppo_masks_pinned_and_illegal_widths(demo):
+    space = SearchSpace(demo.n_layers, 2, first_last_8bit=True, weight_cell_multiple=True)
+    episodes = EpisodeBatch(demo, space)
+    agent = PPOAgent(AGENT_OBS_DIM, space.n_choices, PPOConfig(wide_prior=0.0), seed=0)
+    policies = agent.rollout(episodes, np.linspace(0, 1, 200)).policies
+    assert (policies[:, 0] == 8).all() and (policies[:, -1] == 8).all()  # pinned: never anything else
+    assert (policies[:, 1:-1, 0] % 2 == 0).all()  # weights a multiple of the 2-bit cell, by the mask
+    assert set(np.unique(policies[:, 1:-1, 0])) == {2, 4, 6, 8} and len(np.unique(policies[:, 1:-1, 1])) == 7
+    assert all(space.is_legal(p) for p in policies)
+
+
+def test_surrogate_recovers_an_additive_sensitivity_model():
+    from cimdse.search.surrogate import AccuracySurrogate
+
+    rng = np.random.default_rng(0)
+    alpha = np.array([0.3, 0.05, 0.0, 0.2, 0.1, 0.0])  # (layer, dim), layer-major
+    policies = rng.integers(2, 9, size=(80, 3, 2))
+    truth = AccuracySurrogate(3, 0.9)
+    truth.alpha = alpha
+    accs, _ = truth.predict(policies)
+    fitted = AccuracySurrogate(3, 0.9).fit(policies, accs)
+    assert fitted.growth == (4.0, 4.0)  # the growth it was made with, chosen by k-fold error
+    np.testing.assert_allclose(fitted.alpha, alpha, atol=2e-3)
+    mean, spread = fitted.predict(policies[:5])
+    np.testing.assert_allclose(mean, accs[:5], atol=1e-3)
+    assert (spread < 1e-3).all()  # no noise, a tight bootstrap
+
+
+def test_surrogate_return_by_hand():
+    from cimdse.search.dyna import surrogate_return
+
+    # bound 90 pp, span 0.5 pp: condition 0 -> floor 90.0, condition 1 -> floor 90.5
+    speedup, acc, cond = np.array([2.0, 2.0, 3.0]), np.array([90.2, 90.2, 89.9]), np.array([0.0, 1.0, 0.0])
+    got = surrogate_return(speedup, acc, cond, 90.0, 0.5)
+    np.testing.assert_allclose(got, [np.log(2.0), -1.0 - 0.3 / 0.5, -1.0 - 0.1 / 0.5])
 
 
 def test_search_archs_rows_per_arch_and_method(net):
-    cfg = SearchConfig(episodes=6, ppo=PPOConfig(episodes_per_update=2, n_epochs=1))
+    cfg = SearchConfig(episodes=6, ppo=PPOConfig(episodes_per_update=8, n_epochs=1, candidates=16))
     toy = ToyAccuracy()
     res = search_archs(net, [arch.load("demo"), arch.load("cim-aq")], cfg, lambda a: toy, _finals(0.9, 0.9))
     s = res.summary
@@ -240,7 +280,7 @@ def test_search_archs_rows_per_arch_and_method(net):
 
 
 def test_final_choice_is_the_fastest_top_policy_within_the_bound_on_validation(net):
-    cfg = SearchConfig(episodes=20, final_top_k=3, ppo=PPOConfig(episodes_per_update=2, n_epochs=1))
+    cfg = SearchConfig(episodes=20, final_top_k=3, ppo=PPOConfig(episodes_per_update=8, n_epochs=1, candidates=16))
     finetuned: list[tuple] = []
 
     def final_eval(policy: np.ndarray, targets) -> list[FinalScores]:
@@ -295,7 +335,7 @@ def test_finetune_only_policies_near_the_bound(monkeypatch):
 
 
 # ---------------------------------------------------------------- CLI
-TINY = ["--episodes", "4", "--pretrain-epochs", "1", "--final-epochs", "1", "--ppo", "episodes_per_update=2"]
+TINY = ["--episodes", "4", "--pretrain-epochs", "1", "--final-epochs", "1", "--ppo", "episodes_per_update=8"]
 
 
 def test_cli_search_end_to_end_two_archs_deterministic(tmp_path, capsys):
@@ -318,7 +358,7 @@ def test_cli_search_end_to_end_two_archs_deterministic(tmp_path, capsys):
     assert best["policy"] == best["archs"]["demo"]["policy"]
     plain = yaml.safe_load((out / "best_policy_demo.yaml").read_text())
     assert list(plain) == ["features.0", "features.3", "classifier.1", "classifier.3"]
-    assert (out / "agent_demo.zip").is_file() and (out / "float_model.pt").is_file()
+    assert (out / "agent_demo.pt").is_file() and (out / "float_model.pt").is_file()
     assert (runs[0] / "history.csv").read_bytes() == (runs[1] / "history.csv").read_bytes()
     printed = capsys.readouterr().out
     assert "uniform8" in printed and "ppo" in printed
@@ -501,16 +541,14 @@ def test_ppo_wide_prior_starts_near_w8a8(demo):
     import torch
 
     space = SearchSpace(demo.n_layers, 2)
-    env = BitWidthEnv(demo, space, _recorder(demo))
-    agent = PPOAgent(env, PPOConfig(wide_prior=3.0), seed=0)
-    obs, _ = env.reset(seed=0)
-    dist = agent.model.policy.get_distribution(torch.as_tensor(obs[None]))
-    probs = torch.softmax(dist.distribution[0].logits.detach(), -1)[0]  # weight widths 2..8
-    assert float(probs[-1] / probs[0]) == pytest.approx(np.exp(3.0), rel=0.05)  # logits 0 .. 3, plus ~0 from weights
-    plain = PPOAgent(BitWidthEnv(demo, space, _recorder(demo)), PPOConfig(), seed=0)
-    flat = plain.model.policy.get_distribution(torch.as_tensor(obs[None])).distribution[0].logits.detach()
-    flat = torch.softmax(flat, -1)
-    assert float(flat.max() / flat.min()) < 1.1
+    obs = torch.as_tensor(EpisodeBatch(demo, space).obs(0, None, np.zeros(1)))
+    mask = torch.ones(2, space.n_choices, dtype=torch.bool)
+    agent = PPOAgent(AGENT_OBS_DIM, space.n_choices, PPOConfig(wide_prior=3.0), seed=0)
+    probs = torch.softmax(agent._logits(obs, mask).detach(), -1)[0, 0]  # weight widths 2..8
+    assert float(probs[-1] / probs[0]) == pytest.approx(np.exp(3.0), rel=0.3)  # logits 0 .. 3, plus the weights'
+    plain = PPOAgent(AGENT_OBS_DIM, space.n_choices, PPOConfig(wide_prior=0.0), seed=0)
+    flat = torch.softmax(plain._logits(obs, mask).detach(), -1)
+    assert float(flat.max() / flat.min()) < 1.5
 
 
 def test_cli_search_mnist1d_default_model_all_methods(tmp_path, monkeypatch, capsys):

@@ -5,7 +5,11 @@ against accuracy.
     reward.py     CIM-AQ's reward, accuracies in pp
     evaluator.py  scoring (cost model + cached accuracy), budget and history per method
     env.py        gymnasium env, one step per layer
-    agent.py      stable-baselines3 PPO, seeded, checkpointed
+    agent.py      masked PPO (own, batched), saved as tensors + JSON settings
+    episodes.py   batched episodes: observations, masks of legal widths
+    surrogate.py  the learned accuracy surrogate (HAWQ-style, fitted by NNLS, bootstrap spread)
+    dyna.py       the ppo method: the agent trains on the surrogate, real evaluations by hypervolume gain
+    history.py    history.csv as the search goes, and resuming from it
     baselines.py  uniform k/k, random, greedy per-layer sensitivity
     tpe.py        Optuna's TPE sampler over the same choices
     ilp.py        HAWQ-V3-style measured sensitivity + ILP swept over latency budgets
@@ -22,7 +26,7 @@ against accuracy.
 from importlib import import_module
 
 #: public name -> its module; imported on first use, so light users (``cimdse report``
-#: reading fronts) do not pay for torch and stable-baselines3
+#: reading fronts) do not pay for torch
 _API = {
     "SEARCH_METHODS": "config", "SearchConfig": "config", "SearchEvent": "config",
     "PPOAgent": "agent", "PPOConfig": "config", "BitWidthEnv": "env",

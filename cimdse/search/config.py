@@ -34,53 +34,60 @@ UNIFORM_BITS = (8, 7, 6, 5, 4, 3, 2)
 
 @dataclass(frozen=True)
 class PPOConfig:
-    """PPO hyperparameters (stable-baselines3 names where they exist).
+    """The agent's and its search's settings (:mod:`cimdse.search.dyna`).
 
     :param learning_rate: Adam step size of the policy and value networks.
-    :param episodes_per_update: episodes collected per PPO update
-        (``n_steps = episodes_per_update * layers``); few, as evaluations are dear.
-    :param minibatches: minibatches per epoch over a rollout (``batch_size = n_steps // minibatches``).
-    :param n_epochs: passes over each rollout.
-    :param gamma: discount; 1: the only reward is the episode's last.
-    :param gae_lambda: GAE trade-off between bias and variance of the advantage.
+    :param episodes_per_update: surrogate episodes per PPO update (one batch).
+    :param minibatches: minibatches per epoch over an update's steps.
+    :param n_epochs: passes over each batch.
     :param clip_range: PPO's ratio clip.
-    :param ent_coef: entropy bonus: keeps exploring, so the budget buys new policies.
+    :param ent_coef: entropy bonus: keeps the proposals varied.
     :param vf_coef: weight of the value loss.
     :param max_grad_norm: gradient clipping.
     :param net_arch: hidden layers of the policy and of the value MLP (separate).
-    :param reward_scale: rewards are multiplied by this for learning (CIM-AQ's reward
-        reaches the hundreds; a value target near 1 trains better).
-    :param max_episodes_factor: stop after ``factor * budget`` episodes even if the
-        budget of distinct policies is not spent (a converged agent repeats itself).
-    :param wide_prior: initial preference for wide bit widths: the action logits start
-        at ``wide_prior * j / (n - 1)`` for the j-th of n widths (narrowest first), so
-        the first episodes sample near W8A8, where policies stay within the bound, and
-        the agent learns its way down instead of up from policies whose accuracy has
-        collapsed (0: uniform, stable-baselines3's own start). It uses no evaluation.
+    :param wide_prior: initial preference for wide widths: the action logits start at
+        ``wide_prior * j / (n - 1)`` for the j-th of n widths (narrowest first), so the
+        first policies, evaluated before the surrogate knows anything, stay mostly near
+        W8A8 and inside the bound, and each tells the surrogate about a few layers.
+    :param updates_per_round: PPO updates on the surrogate between rounds of real
+        evaluations.
+    :param evals_per_round: real evaluations per round (0: ``budget // 40``, at least 1).
+    :param initial_evals: evaluations of the untrained agent's samples before the
+        surrogate is first fitted (0: ``2 x layers``, at least 8, at most a quarter of
+        the budget).
+    :param candidates: proposals the agent samples per round, among which the real
+        evaluations are chosen.
+    :param kappa: optimism of that choice: accuracy is taken as the surrogate's mean
+        plus ``kappa`` times its spread.
     """
 
-    learning_rate: float = 1e-3
-    episodes_per_update: int = 4
-    minibatches: int = 2
-    n_epochs: int = 10
-    gamma: float = 1.0
-    gae_lambda: float = 0.95
+    learning_rate: float = 3e-3
+    episodes_per_update: int = 128
+    minibatches: int = 4
+    n_epochs: int = 4
     clip_range: float = 0.2
     ent_coef: float = 0.01
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     net_arch: tuple[int, ...] = (64, 64)
-    reward_scale: float = 0.01
-    max_episodes_factor: int = 10
-    wide_prior: float = 0.0
+    wide_prior: float = 2.0
+    updates_per_round: int = 2
+    evals_per_round: int = 0
+    initial_evals: int = 0
+    candidates: int = 256
+    kappa: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.episodes_per_update < 1 or self.minibatches < 1 or self.n_epochs < 1:
-            raise CimdseError("PPO: episodes_per_update, minibatches and n_epochs must be >= 1")
-        if not self.learning_rate > 0 or not self.reward_scale > 0:
-            raise CimdseError("PPO: learning_rate and reward_scale must be > 0")
-        if not self.wide_prior >= 0:
-            raise CimdseError("PPO: wide_prior must be >= 0")
+        if min(self.episodes_per_update, self.minibatches, self.n_epochs, self.candidates) < 1:
+            raise CimdseError("PPO: episodes_per_update, minibatches, n_epochs and candidates must be >= 1")
+        if min(self.updates_per_round, self.evals_per_round, self.initial_evals) < 0:
+            raise CimdseError("PPO: updates_per_round, evals_per_round and initial_evals must be >= 0")
+        if not self.learning_rate > 0:
+            raise CimdseError("PPO: learning_rate must be > 0")
+        if not (self.wide_prior >= 0 and self.kappa >= 0 and self.ent_coef >= 0):
+            raise CimdseError("PPO: wide_prior, kappa and ent_coef must be >= 0")
+        if not self.net_arch or min(self.net_arch) < 1:
+            raise CimdseError("PPO: net_arch needs at least one hidden layer of >= 1 unit")
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -99,8 +106,10 @@ SUMMARY_COLUMNS = [
     "evaluations",
     "front_size",
     "hypervolume",
+    "front_resident",
     "rank",
     "speedup_vs_w8a8",
+    "resident",
     "val_acc",
     "final_val_acc",
     "within_bound",

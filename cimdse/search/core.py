@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,17 @@ import pandas as pd
 
 from cimdse.arch import ArchSpec
 from cimdse.compiler import CompiledNetwork, Network, compile_network
+from cimdse.search.agent import AgentFile
 from cimdse.search.config import HISTORY_COLUMNS, Progress, SearchConfig, SearchEvent
-from cimdse.search.evaluator import AccuracyEvaluator, CachedEvaluator, MethodRecorder, Outcome, PolicyScorer
+from cimdse.search.evaluator import (
+    AccuracyEvaluator,
+    CachedEvaluator,
+    MethodRecorder,
+    Outcome,
+    PolicyKey,
+    PolicyScorer,
+    RowSink,
+)
 from cimdse.search.finals import FinalEval, FinalScores, best_per_arch, run_finals, summary_table
 from cimdse.search.fronts import pareto_front
 from cimdse.search.methods import MethodContext, method_budget, method_order, run_method
@@ -38,7 +47,9 @@ class SearchResult:
     summary: pd.DataFrame
     best: dict[str, dict]  # arch -> method, policy (by layer), speedup, accuracies
     ref_val_acc: float  # search-time W8A8 validation accuracy (of the first arch)
-    timings: dict[str, float]
+    timings: dict[str, float]  # wall seconds per phase ("<phase>_s")
+    resumed: int = 0  # evaluations found in the history of an interrupted run
+    cpu_timings: dict[str, float] = field(default_factory=dict)  # this process's CPU seconds, same keys
 
 
 def unique_labels(archs: Sequence[ArchSpec]) -> list[str]:
@@ -84,6 +95,8 @@ def _search_arch(
     methods: Sequence[str],
     counter: _Counter,
     timings: dict[str, float],
+    cpu: dict[str, float],
+    sink: RowSink | None = None,
 ) -> tuple[list[MethodRecorder], float]:
     """Every method on one arch; returns their recorders and the W8A8 reference accuracy."""
     ref_acc = acc(np.full((compiled.n_layers, 2), 8))
@@ -91,11 +104,12 @@ def _search_arch(
     space = _space(compiled.n_layers, compiled.arch, ctx.config)
     recorders = []
     for method in methods:
-        rec = MethodRecorder(scorer, label, method, method_budget(method, ctx.config), counter)
-        t0, e0 = time.perf_counter(), acc.seconds
+        rec = MethodRecorder(scorer, label, method, method_budget(method, ctx.config), counter, sink)
+        t0, c0, e0, ec0 = time.perf_counter(), time.process_time(), acc.seconds, acc.cpu_seconds
         run_method(method, rec, space, ctx)
         key = "ppo_s" if method == "ppo" else "baselines_s"
         timings[key] += time.perf_counter() - t0 - (acc.seconds - e0)  # the method's own time
+        cpu[key] += time.process_time() - c0 - (acc.cpu_seconds - ec0)
         recorders.append(rec)
     return recorders, ref_acc
 
@@ -109,9 +123,11 @@ def search_archs(
     *,
     arch_dependent: bool = False,
     user_policy: np.ndarray | None = None,
-    agent_from: Callable[[str], Path | None] | None = None,
+    agent_from: Callable[[str], AgentFile | None] | None = None,
     agent_to: Callable[[str], Path] | None = None,
     progress: Progress | None = None,
+    known: Mapping[str, Mapping[PolicyKey, float]] | None = None,
+    on_row: RowSink | None = None,
 ) -> SearchResult:
     """Every method on every arch, then the final fine-tune of each method's top
     ``config.final_top_k`` policies and the choice among them.
@@ -124,34 +140,51 @@ def search_archs(
     :param user_policy: an extra policy [L, 2] reported as method ``user``
     :param agent_from: the agent checkpoint to continue from, per arch label (or None)
     :param agent_to: where to save each arch's agent after its search
+    :param known: accuracies measured before, per arch label and policy (a resumed
+        search's history, :mod:`cimdse.search.history`): found in the cache, not evaluated
+    :param on_row: called with each history row as it is made (the history log)
     """
-    t_start = time.perf_counter()
+    t_start, c_start = time.perf_counter(), time.process_time()
     labels = unique_labels(archs)
     n = len(network.layers)
     reward = make_reward(config.reward, config.max_acc_drop)
     methods = method_order(config, user_policy is not None)
     counter = _Counter(len(labels) * sum(method_budget(m, config) for m in methods), progress)
     timings = {"evaluations_s": 0.0, "ppo_s": 0.0, "baselines_s": 0.0}
+    cpu = dict.fromkeys(timings, 0.0)
+    known = known or {}
     shared = None if arch_dependent else CachedEvaluator(make_accuracy(archs[0]))
+    if shared is not None:
+        for accs in known.values():
+            shared.preload(dict(accs))
     evaluators: dict[str, CachedEvaluator] = {}
     recorders: list[MethodRecorder] = []
     ref_acc = math.nan
     for a_idx, (label, spec) in enumerate(zip(labels, archs, strict=True)):
-        evaluators[label] = shared if shared is not None else CachedEvaluator(make_accuracy(spec))
+        if shared is None:
+            evaluators[label] = CachedEvaluator(make_accuracy(spec))
+            evaluators[label].preload(dict(known.get(label, {})))
+        else:
+            evaluators[label] = shared
         ctx = MethodContext(
             compile_network(network, spec), config, a_idx, user_policy,
             agent_from(label) if agent_from is not None else None,
             agent_to(label) if agent_to is not None else None,
         )  # fmt: skip
-        recs, acc = _search_arch(label, ctx.compiled, evaluators[label], reward, ctx, methods, counter, timings)
+        recs, acc = _search_arch(
+            label, ctx.compiled, evaluators[label], reward, ctx, methods, counter, timings, cpu, on_row
+        )  # fmt: skip
         recorders += recs
         ref_acc = acc if a_idx == 0 else ref_acc
-    timings["evaluations_s"] = sum(e.seconds for e in {id(e): e for e in evaluators.values()}.values())
+    distinct = {id(e): e for e in evaluators.values()}.values()
+    timings["evaluations_s"] = sum(e.seconds for e in distinct)
+    cpu["evaluations_s"] = sum(e.cpu_seconds for e in distinct)
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     targets: list[ArchSpec | None] = list(archs) if arch_dependent else [None]
     tops, finals = run_finals(recorders, config.final_top_k, n, final_eval, targets, progress)
     timings["final_finetune_s"] = time.perf_counter() - t0
+    cpu["final_finetune_s"] = time.process_time() - c0
     index = {label: (i if arch_dependent else 0) for i, label in enumerate(labels)}
 
     def scores_of_arch(arch: str, key) -> FinalScores:
@@ -161,4 +194,5 @@ def search_archs(
     best = best_per_arch(summary, picks, scores_of_arch, reward, network.names)
     history = pd.DataFrame([r for rec in recorders for r in rec.rows], columns=HISTORY_COLUMNS)
     timings["total_s"] = time.perf_counter() - t_start
-    return SearchResult(history, pareto_front(history), summary, best, ref_acc, timings)
+    cpu["total_s"] = time.process_time() - c_start
+    return SearchResult(history, pareto_front(history), summary, best, ref_acc, timings, cpu_timings=cpu)

@@ -35,7 +35,7 @@ from cimdse.policy import uniform_policy
 from cimdse.search.evaluator import Outcome
 from cimdse.search.space import SearchSpace
 
-__all__ = ["ARCH_FEATURES", "LAYER_FEATURES", "BitWidthEnv", "arch_features", "layer_features"]
+__all__ = ["ARCH_FEATURES", "LAYER_FEATURES", "OBS_DIM", "BitWidthEnv", "arch_features", "layer_features"]
 
 LAYER_FEATURES = (
     "index",
@@ -54,6 +54,7 @@ LAYER_FEATURES = (
     "prev_a_bits",
 )
 ARCH_FEATURES = ("rows", "cols", "cell_bits", "dac_bits", "adc_bits", "crossbars")
+OBS_DIM = len(LAYER_FEATURES) + len(ARCH_FEATURES)  # the observation's length, on every network and arch
 
 
 def _log(x: float, cap: float) -> float:
@@ -131,8 +132,7 @@ class BitWidthEnv(gym.Env[np.ndarray, np.ndarray]):
         self.score = score
         self._static = layer_features(compiled)
         self._arch = arch_features(compiled)
-        dim = self._static.shape[1] + 2 + self._arch.shape[0]
-        self.observation_space = spaces.Box(0.0, 1.0, shape=(dim,), dtype=np.float32)
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(OBS_DIM,), dtype=np.float32)
         self.action_space = spaces.MultiDiscrete([space.n_choices, space.n_choices])
         self.episode = -1
         self.last_outcome: Outcome | None = None

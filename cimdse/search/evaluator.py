@@ -50,7 +50,13 @@ class CachedEvaluator:
         self.cache: dict[PolicyKey, float] = {}
         self.hits = 0
         self.misses = 0
-        self.seconds = 0.0  # spent in the wrapped evaluator
+        self.seconds = 0.0  # spent in the wrapped evaluator (wall)
+        self.cpu_seconds = 0.0  # and this process's CPU time there
+
+    def preload(self, known: dict[PolicyKey, float]) -> None:
+        """Accuracies measured before (a resumed search's history); not counted as misses."""
+        for key, acc in known.items():
+            self.cache.setdefault(key, float(acc))
 
     def __contains__(self, policy: np.ndarray) -> bool:
         return policy_key(policy) in self.cache
@@ -61,9 +67,10 @@ class CachedEvaluator:
             self.hits += 1
         else:
             self.misses += 1
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             self.cache[key] = float(self.evaluator(np.asarray(policy)))
             self.seconds += time.perf_counter() - t0
+            self.cpu_seconds += time.process_time() - c0
         return self.cache[key]
 
 
@@ -110,6 +117,7 @@ class PolicyScorer:
 
 
 Progress = Callable[[str, str, Outcome], None]  # (arch, method, outcome), once per new policy
+RowSink = Callable[[dict], None]  # a history row, as soon as it is made
 
 
 @dataclass
@@ -123,6 +131,7 @@ class MethodRecorder:
     method: str
     budget: int
     progress: Progress | None = None
+    sink: RowSink | None = None
     outcomes: dict[PolicyKey, Outcome] = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)
 
@@ -143,18 +152,19 @@ class MethodRecorder:
             return self.outcomes[key]
         out = self.scorer(policy)
         self.outcomes[key] = out
-        self.rows.append(
-            {
-                "episode": self.count - 1 if episode is None else episode,
-                "method": self.method,
-                "arch": self.arch,
-                "policy": policy_text(key),
-                "latency_s": out.latency_s,
-                "speedup_vs_w8a8": out.speedup,
-                "val_acc": out.val_acc,
-                "reward": out.reward,
-            }
-        )
+        row = {
+            "episode": self.count - 1 if episode is None else episode,
+            "method": self.method,
+            "arch": self.arch,
+            "policy": policy_text(key),
+            "latency_s": out.latency_s,
+            "speedup_vs_w8a8": out.speedup,
+            "val_acc": out.val_acc,
+            "reward": out.reward,
+        }
+        self.rows.append(row)
+        if self.sink is not None:
+            self.sink(row)
         if self.progress is not None:
             self.progress(self.arch, self.method, out)
         return out

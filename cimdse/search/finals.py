@@ -77,16 +77,22 @@ def choose(
     return max(candidates, key=val_of)
 
 
-def method_front(rec: MethodRecorder) -> tuple[int, float]:
-    """(points of the method's own front above the reference, its hypervolume)."""
+def method_front(rec: MethodRecorder) -> tuple[int, float, float]:
+    """(points of the method's own front above the reference, its hypervolume, the share
+    of those points whose weights are resident on the chip: a front that crosses from
+    re-programmed to resident has a latency cliff in it, see benchmarks/RESULTS.md)."""
     outs = list(rec.outcomes.values())
     if not outs:
-        return 0, 0.0
+        return 0, 0.0, float("nan")
     s = np.array([o.speedup for o in outs])
     a = 100.0 * np.array([o.val_acc for o in outs])
     bound = rec.scorer.reward.bound_pp(rec.scorer.ref_acc)
     front = non_dominated(s, a) & (s > 1.0) & (a >= bound)
-    return int(front.sum()), hypervolume(s, a, bound)
+    if not front.any():
+        return 0, 0.0, float("nan")
+    policies = np.array([o.policy for o, f in zip(outs, front, strict=True) if f])
+    resident = float(np.mean(rec.scorer.compiled.evaluate(policies).fits))
+    return int(front.sum()), hypervolume(s, a, bound), resident
 
 
 def summary_table(
@@ -105,7 +111,7 @@ def summary_table(
         ref = scores_of(rec, w8a8)
         pick = choose(top, lambda o, rec=rec: scores_of(rec, o.policy).val, reward, ref.val)
         final = scores_of(rec, pick.policy)
-        front_size, hv = method_front(rec)
+        front_size, hv, front_resident = method_front(rec)
         rows.append(
             {
                 "arch": rec.arch,
@@ -113,8 +119,10 @@ def summary_table(
                 "evaluations": rec.count,
                 "front_size": front_size,
                 "hypervolume": hv,
+                "front_resident": front_resident,
                 "rank": 1 + list(top).index(pick),
                 "speedup_vs_w8a8": pick.speedup,
+                "resident": bool(rec.scorer.compiled.evaluate(np.asarray(pick.policy)).fits[0]),
                 "val_acc": pick.val_acc,
                 "final_val_acc": final.val,
                 "within_bound": reward.within_bound(final.val, ref.val),
@@ -153,6 +161,7 @@ def best_per_arch(
             "val_acc": float(pick.val_acc),
             "final_val_acc": float(final.val),
             "within_bound": bool(reward.within_bound(final.val, ref.val)),
+            "w8a8_final_val_acc": float(ref.val),  # the reference within_bound is judged against
             "test_acc": float(final.test),
             "acc_drop_pp": float(row["acc_drop_pp"]),
             "fq_final_val_acc": float(final.fq_val),

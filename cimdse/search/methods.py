@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from cimdse.compiler import CompiledNetwork
-from cimdse.search.agent import PPOAgent
+from cimdse.search.agent import AgentFile, PPOAgent
 from cimdse.search.baselines import greedy_search, random_search, uniform_method
 from cimdse.search.config import SEARCH_METHODS, UNIFORM_BITS, SearchConfig
-from cimdse.search.env import BitWidthEnv
+from cimdse.search.dyna import ppo_search
+from cimdse.search.episodes import AGENT_OBS_DIM
 from cimdse.search.evaluator import MethodRecorder
 from cimdse.search.ilp import ilp_search
 from cimdse.search.space import SearchSpace
@@ -46,14 +47,13 @@ class MethodContext:
     config: SearchConfig
     arch_index: int
     user_policy: np.ndarray | None = None
-    agent_from: Path | None = None
+    agent_from: AgentFile | None = None
     agent_to: Path | None = None
 
 
 def _ppo(rec: MethodRecorder, space: SearchSpace, ctx: MethodContext) -> None:
-    env = BitWidthEnv(ctx.compiled, space, rec)
-    agent = PPOAgent(env, ctx.config.ppo, seed=ctx.config.seed, checkpoint=ctx.agent_from)
-    agent.search(rec)
+    agent = PPOAgent(AGENT_OBS_DIM, space.n_choices, ctx.config.ppo, seed=ctx.config.seed, saved=ctx.agent_from)
+    ppo_search(rec, space, agent, seed=ctx.config.seed + 7919 * ctx.arch_index)
     if ctx.agent_to is not None:
         agent.save(ctx.agent_to)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cimdse.errors import CimdseError
-from cimdse.files import write_text
+from cimdse.files import open_line_log
 
 CSV_NAME = "sweep.csv"
 LOCK_NAME = ".sweep.lock"
@@ -46,15 +46,7 @@ class ResultLog:
             os.close(self._lock_fd)
             self._lock_fd = None
             raise CimdseError(f"{self.path.parent}: another sweep is writing to this folder") from None
-        header = self._line(self.columns)
-        data = self.path.read_bytes() if self.path.exists() else b""
-        if b"\n" not in data:  # new, or killed while the header was being made
-            write_text(header, self.path, durable=True)
-            data = header.encode()
-        elif not data.endswith(b"\n"):
-            cut = data.rindex(b"\n") + 1
-            os.truncate(self.path, cut)
-            data = data[:cut]
+        data = open_line_log(self.path, self._line(self.columns))
         rows = list(csv.reader(io.StringIO(data.decode())))
         if rows[0] != self.columns:
             raise CimdseError(
