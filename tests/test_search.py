@@ -537,17 +537,54 @@ def test_lossy_adc_changes_the_chosen_policy():
     assert (fq_sum["final_val_acc"] == fq_sum["fq_final_val_acc"]).all()
 
 
+def test_ppo_agent_is_seeded_masked_after_training_and_round_trips(demo, tmp_path):
+    import torch
+
+    space = SearchSpace(demo.n_layers, 2, first_last_8bit=True, weight_cell_multiple=True)
+    episodes = EpisodeBatch(demo, space)
+    cfg = PPOConfig(episodes_per_update=32, n_epochs=2, learning_rate=0.01, wide_prior=0.0)
+    cond = np.linspace(0, 1, 100)
+
+    def trained(seed: int) -> PPOAgent:  # two SB3 updates rewarding narrow weights: they push on the masks
+        agent = PPOAgent(AGENT_OBS_DIM, space.n_choices, cfg, seed=seed)
+        for _ in range(2):
+            ro = agent.rollout(episodes, cond[:32])
+            agent.update(ro, -ro.policies[:, :, 0].sum(axis=1) / 10.0)
+        return agent
+
+    torch_rng, numpy_rng = torch.get_rng_state(), np.random.get_state()[1].copy()
+    a, b = trained(0), trained(0)
+    got = a.rollout(episodes, cond).policies
+    assert torch.equal(torch.get_rng_state(), torch_rng) and (np.random.get_state()[1] == numpy_rng).all()
+    assert a.episodes == 64 and np.array_equal(got, b.rollout(episodes, cond).policies)  # a seed, one agent
+    assert not np.array_equal(got, trained(1).rollout(episodes, cond).policies)
+    assert (got[:, [0, -1]] == 8).all() and (got[:, 1:-1, 0] % 2 == 0).all()  # never an illegal width
+    assert got[:, 1:-1, 0].mean() < 4.0  # it learned: narrow weights (uniform over 2, 4, 6, 8 would be 5)
+
+    again = PPOAgent(AGENT_OBS_DIM, space.n_choices, seed=0, saved=read_agent(a.save(tmp_path / "a.pt")))
+    for name, t in a.state().policy.items():
+        assert torch.equal(again.state().policy[name], t)
+    greedy = [x.rollout(episodes, cond, greedy=True).policies for x in (a, again)]
+    assert np.array_equal(*greedy)
+    fresh = PPOAgent(AGENT_OBS_DIM, space.n_choices, cfg, seed=4)
+    loaded = PPOAgent(AGENT_OBS_DIM, space.n_choices, seed=4, saved=read_agent(fresh.save(tmp_path / "f.pt")))
+    assert np.array_equal(fresh.rollout(episodes, cond).policies, loaded.rollout(episodes, cond).policies)
+
+
 def test_ppo_wide_prior_starts_near_w8a8(demo):
     import torch
 
     space = SearchSpace(demo.n_layers, 2)
     obs = torch.as_tensor(EpisodeBatch(demo, space).obs(0, None, np.zeros(1)))
-    mask = torch.ones(2, space.n_choices, dtype=torch.bool)
-    agent = PPOAgent(AGENT_OBS_DIM, space.n_choices, PPOConfig(wide_prior=3.0), seed=0)
-    probs = torch.softmax(agent._logits(obs, mask).detach(), -1)[0, 0]  # weight widths 2..8
-    assert float(probs[-1] / probs[0]) == pytest.approx(np.exp(3.0), rel=0.3)  # logits 0 .. 3, plus the weights'
-    plain = PPOAgent(AGENT_OBS_DIM, space.n_choices, PPOConfig(wide_prior=0.0), seed=0)
-    flat = torch.softmax(plain._logits(obs, mask).detach(), -1)
+
+    def probs(agent: PPOAgent) -> torch.Tensor:  # [2, n]: weight and activation widths 2..8
+        with torch.no_grad():
+            dist = agent.policy.get_distribution(obs)
+        return torch.cat([d.probs for d in dist.distributions])
+
+    wide = probs(PPOAgent(AGENT_OBS_DIM, space.n_choices, PPOConfig(wide_prior=3.0), seed=0))
+    assert float(wide[0, -1] / wide[0, 0]) == pytest.approx(np.exp(3.0), rel=0.3)  # logits 0 .. 3, plus the weights'
+    flat = probs(PPOAgent(AGENT_OBS_DIM, space.n_choices, PPOConfig(wide_prior=0.0), seed=0))
     assert float(flat.max() / flat.min()) < 1.5
 
 

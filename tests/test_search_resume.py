@@ -81,6 +81,10 @@ def test_agent_saved_as_data_round_trips(tmp_path):
     assert again.config == agent.config and again.episodes == 24
     for name, t in agent.state().policy.items():
         assert torch.equal(again.state().policy[name], t)
+    settings = json.loads(doc["settings"]) | {"version": 2}  # the hand-written PPO's tensors: other names
+    torch.save({**doc, "settings": json.dumps(settings)}, tmp_path / "v2.pt")
+    with pytest.raises(CimdseError, match="agent file version 2, this cimdse reads 3"):
+        read_agent(tmp_path / "v2.pt")
     (tmp_path / "junk.pt").write_bytes(b"not an agent")
     with pytest.raises(CimdseError, match="not a cimdse agent file"):
         read_agent(tmp_path / "junk.pt")

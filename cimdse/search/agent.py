@@ -1,24 +1,37 @@
-"""The search agent: PPO (clipped policy gradient, Schulman et al. 2017) with masked
-actions, written for this search rather than taken from stable-baselines3.
+"""The search agent: stable-baselines3's PPO (clipped policy gradient, Schulman et al.
+2017) with masked actions, sb3-contrib's ``MaskablePPO``, fed by our own batched
+episodes against the accuracy surrogate.
 
 An episode walks the layers (:class:`~cimdse.search.episodes.EpisodeBatch`); at each
-the policy network picks (w_bits, a_bits) from the layer's observation and the
-episode's *condition* (where on the front it aims, see :mod:`cimdse.search.dyna`).
-Widths a layer may not take (pinned first/last layers, weights not a multiple of the
-cell) are masked: their logits are set to -inf, so the agent never samples them and
-no probability is wasted on them (no projection after the fact). The reward comes at
-the end (``gamma = 1``), so every step's advantage is the episode's return minus the
-value network's estimate at that step. Episodes run as a batch (one forward pass per
-layer for all of them), which makes the thousands of episodes the agent trains on
-against the surrogate cheap. Seeded: its own torch generator for sampling and its
-initial weights drawn under ``seed``, so a seed gives the same agent.
+the policy picks (w_bits, a_bits), a ``MultiDiscrete([n, n])`` action, from the
+layer's observation and the episode's *condition* (where on the front it aims, see
+:mod:`cimdse.search.dyna`). Widths a layer may not take (pinned first/last layers,
+weights not a multiple of the cell) are masked by sb3-contrib's masked distribution
+(their logits replaced by a huge negative number), so the agent never samples them and
+no probability is wasted on them (no projection after the fact).
+
+SB3 collects experience by stepping a gym env one step for all its copies at a time;
+our episodes are cheap array operations on a batch of B of them (one forward pass of
+the policy per layer for all B), so the collection is ours and the learning is SB3's:
+:meth:`PPOAgent.rollout` runs ``MaskablePPO.policy`` (actions, values, log-probs) layer
+by layer; :meth:`PPOAgent.update` writes the batch into a ``MaskableRolloutBuffer``,
+whose ``[n_steps, n_envs]`` layout is exactly ``[layers, episodes]`` (the reward at the
+last layer, an episode start at the first, ``gamma = 1``, ``gae_lambda = 1``: every
+step's advantage is the episode's return minus the value network's estimate), and
+calls ``MaskablePPO.train()``: SB3's loss, ratio clipping, per-minibatch advantage
+normalisation, minibatching, gradient clipping and Adam. Seeded: the initial weights
+are drawn under ``seed``, and sampling and the minibatch order (SB3 draws them from
+torch's and numpy's global generators) use the agent's own generator states, swapped
+in around each use, so a seed gives the same agent and leaves the rest of the program's
+random streams alone.
 
 An agent file (``agent_<arch>.pt``, :func:`save_agent` / :func:`read_agent`) lets a
-later search continue from a trained agent. It holds data only: the networks' and the
-optimizer's tensors and a JSON text of the settings, written by ``torch.save`` and
-read by ``torch.load(weights_only=True)``, whose unpickler builds nothing but tensors
-and plain containers. An older cimdse's stable-baselines3 ``.zip`` is never read: its
-loader unpickles (cloudpickle) entries of the file, i.e. runs code from it.
+later search continue from a trained agent. It holds data only: the policy's
+(``model.policy.state_dict()``) and the optimizer's tensors and a JSON text of the
+settings, written by ``torch.save`` and read by ``torch.load(weights_only=True)``,
+whose unpickler builds nothing but tensors and plain containers. SB3's own ``.zip``
+(``model.save``) is never written or read: its loader unpickles (cloudpickle) entries
+of the file, i.e. runs code from it.
 """
 
 from __future__ import annotations
@@ -27,13 +40,19 @@ import io
 import json
 import pickle
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from gymnasium import spaces
+from sb3_contrib import MaskablePPO
+from sb3_contrib.common.maskable.buffers import MaskableRolloutBuffer
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from stable_baselines3.common.logger import Logger
 
 from cimdse.errors import CimdseError, first_line
 from cimdse.files import atomic_write
@@ -51,7 +70,7 @@ class SearchStats:
 
 AGENT_SUFFIX = ".pt"
 _FORMAT = "cimdse-agent"
-_VERSION = 2  # 1: the stable-baselines3 agent's tensors
+_VERSION = 3  # 1: an older stable-baselines3 PPO's tensors, 2: a hand-written PPO's; 3: MaskablePPO's policy
 _MAX_AGENT_BYTES = 64 << 20  # a (64, 64) MLP agent is ~100 kB; anything far larger is not one
 
 
@@ -140,32 +159,26 @@ def read_agent(path: str | Path) -> AgentFile:
     return agent
 
 
-def _mlp(n_in: int, hidden: tuple[int, ...], n_out: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for h in hidden:
-        layers += [nn.Linear(n_in, h), nn.Tanh()]
-        n_in = h
-    return nn.Sequential(*layers, nn.Linear(n_in, n_out))
-
-
 @dataclass
 class Rollout:
     """A batch of B episodes over L layers: what PPO needs to learn from them."""
 
     obs: torch.Tensor  # [L, B, D]
     actions: torch.Tensor  # [L, B, 2] indices into the widths
+    values: torch.Tensor  # [L, B] the value network's estimate at each step
     logp: torch.Tensor  # [L, B] log-probability of each step's action
-    masks: torch.Tensor  # [L, 2, n] legal widths per layer
+    masks: np.ndarray  # [L, B, 2n] legal widths per step (both dimensions side by side)
     policies: np.ndarray  # [B, L, 2] bits
 
 
 class PPOAgent:
-    """Masked PPO over per-layer width choices (see the module doc).
+    """sb3-contrib's ``MaskablePPO`` over per-layer width choices, on batched episodes
+    (see the module doc).
 
     :param obs_dim: observation length (:data:`cimdse.search.episodes.AGENT_OBS_DIM`)
     :param n_choices: widths per action dimension
     :param config: settings (ignored when ``saved`` is given: a continued agent keeps its own)
-    :param seed: its initial weights and its sampling
+    :param seed: its initial weights, its sampling and its minibatch order
     :param saved: an agent from :func:`read_agent` to continue from
     """
 
@@ -177,21 +190,53 @@ class PPOAgent:
         seed: int = 0,
         saved: AgentFile | None = None,
     ) -> None:
-        self.config = saved.config if saved is not None else (config or PPOConfig())
+        self.config = cfg = saved.config if saved is not None else (config or PPOConfig())
         self.obs_dim, self.n = obs_dim, n_choices
+        self.episodes = 0
+        self._buffers: dict[tuple[int, int], MaskableRolloutBuffer] = {}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.pi = _mlp(obs_dim, self.config.net_arch, 2 * n_choices)
-            self.vf = _mlp(obs_dim, self.config.net_arch, 1)
-        self.gen = torch.Generator().manual_seed(seed)
-        self.optimizer = torch.optim.Adam([*self.pi.parameters(), *self.vf.parameters()], lr=self.config.learning_rate)
-        self.episodes = 0
+            # no env: the episodes are ours (see the module doc); the spaces are what SB3 needs of one
+            self.model = MaskablePPO(
+                MaskableActorCriticPolicy, None, learning_rate=cfg.learning_rate, n_steps=1, batch_size=None,
+                n_epochs=cfg.n_epochs, gamma=1.0, gae_lambda=1.0, clip_range=cfg.clip_range, ent_coef=cfg.ent_coef,
+                vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm, device="cpu", _init_setup_model=False,
+                policy_kwargs={"net_arch": {"pi": list(cfg.net_arch), "vf": list(cfg.net_arch)}},
+            )  # fmt: skip
+            self.model.observation_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+            self.model.action_space = spaces.MultiDiscrete([n_choices, n_choices])
+            self.model.n_envs = 1
+            self.model._setup_model()
+            self._torch_rng = torch.get_rng_state()
+        self._numpy_rng = np.random.RandomState(seed).get_state()
+        self.model.set_logger(Logger(None, []))  # SB3's training statistics: recorded, written nowhere
+        self.policy = self.model.policy
+        self.policy.set_training_mode(False)
         if saved is not None:
             self._restore(saved)
-        elif self.config.wide_prior:
-            ramp = torch.linspace(0.0, self.config.wide_prior, n_choices) if n_choices > 1 else torch.zeros(1)
+        elif cfg.wide_prior:
+            ramp = torch.linspace(0.0, cfg.wide_prior, n_choices) if n_choices > 1 else torch.zeros(1)
             with torch.no_grad():
-                self.pi[-1].bias.copy_(ramp.repeat(2))
+                self.policy.action_net.bias.copy_(ramp.repeat(2))
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.policy.optimizer
+
+    @contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        """Run SB3 (which samples from torch's and numpy's global generators) on the
+        agent's own generator states, leaving the global ones as they were."""
+        outer = np.random.get_state()
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self._torch_rng)
+            np.random.set_state(self._numpy_rng)
+            try:
+                yield
+            finally:
+                self._torch_rng = torch.get_rng_state()
+                self._numpy_rng = np.random.get_state()
+                np.random.set_state(outer)
 
     def _restore(self, saved: AgentFile) -> None:
         if (saved.obs_dim, saved.n_choices) != (self.obs_dim, self.n):
@@ -200,17 +245,11 @@ class PPOAgent:
                 f"{saved.n_choices} widths per choice, this search has {self.obs_dim} and {self.n}"
             )
         try:
-            self.pi.load_state_dict({k[3:]: v for k, v in saved.policy.items() if k.startswith("pi.")})
-            self.vf.load_state_dict({k[3:]: v for k, v in saved.policy.items() if k.startswith("vf.")})
+            self.policy.load_state_dict(saved.policy)
             self.optimizer.load_state_dict(saved.optimizer)
         except (RuntimeError, KeyError, ValueError, TypeError) as err:
             raise CimdseError(f"the agent's tensors do not fit its settings ({first_line(err)})") from None
         self.episodes = saved.episodes
-
-    def _logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Masked logits [N, 2, n]; ``mask`` [N, 2, n] or [2, n]."""
-        logits = self.pi(obs).view(-1, 2, self.n)
-        return logits.masked_fill(~mask, -1e9)
 
     @torch.no_grad()
     def rollout(self, episodes: Any, cond: np.ndarray, greedy: bool = False) -> Rollout:
@@ -219,59 +258,53 @@ class PPOAgent:
         b, n_layers = len(cond), episodes.n_layers
         obs_all = torch.empty(n_layers, b, self.obs_dim)
         acts = torch.empty(n_layers, b, 2, dtype=torch.long)
-        logp = torch.empty(n_layers, b)
-        masks = torch.as_tensor(episodes.masks)
+        values, logp = torch.empty(n_layers, b), torch.empty(n_layers, b)
+        masks = np.repeat(episodes.masks.reshape(n_layers, 1, 2 * self.n), b, axis=1)
         policies = np.empty((b, n_layers, 2), dtype=np.int64)
         prev, used = None, np.zeros(b)
-        for layer in range(n_layers):
-            obs = torch.as_tensor(episodes.obs(layer, prev, cond, used))
-            logits = self._logits(obs, masks[layer])
-            lp = torch.log_softmax(logits, dim=-1)
-            if greedy:
-                a = lp.argmax(dim=-1)
-            else:
-                a = torch.multinomial(lp.exp().view(-1, self.n), 1, generator=self.gen).view(b, 2)
-            obs_all[layer], acts[layer] = obs, a
-            logp[layer] = lp.gather(-1, a.unsqueeze(-1)).squeeze(-1).sum(-1)
-            prev = policies[:, layer] = episodes.bits(a.numpy())
-            used = used + episodes.used(layer, prev)
-        return Rollout(obs_all, acts, logp, masks, policies)
+        with self._own_rng():
+            for layer in range(n_layers):
+                obs = torch.as_tensor(episodes.obs(layer, prev, cond, used))
+                a, v, lp = self.policy(obs, deterministic=greedy, action_masks=masks[layer])
+                obs_all[layer], acts[layer], values[layer], logp[layer] = obs, a, v.view(-1), lp
+                prev = policies[:, layer] = episodes.bits(a.numpy())
+                used = used + episodes.used(layer, prev)
+        return Rollout(obs_all, acts, values, logp, masks, policies)
+
+    def _buffer(self, n_layers: int, b: int) -> MaskableRolloutBuffer:
+        """SB3's buffer for B episodes of L layers: ``n_steps = L``, ``n_envs = B``."""
+        key = (n_layers, b)
+        if key not in self._buffers:
+            m = self.model
+            self._buffers[key] = MaskableRolloutBuffer(
+                n_layers, m.observation_space, m.action_space, m.device, gamma=1.0, gae_lambda=1.0, n_envs=b
+            )
+        return self._buffers[key]
 
     def update(self, ro: Rollout, returns: np.ndarray) -> None:
-        """One PPO update on a rollout whose episodes returned ``returns`` [B]."""
-        cfg = self.config
+        """One PPO update (SB3's ``train()``) on a rollout whose episodes returned ``returns`` [B]."""
         n_layers, b = ro.logp.shape
-        obs = ro.obs.reshape(n_layers * b, -1)
-        acts = ro.actions.reshape(n_layers * b, 2)
-        old = ro.logp.reshape(-1)
-        masks = ro.masks.unsqueeze(1).expand(n_layers, b, 2, self.n).reshape(n_layers * b, 2, self.n)
-        ret = torch.as_tensor(np.asarray(returns, dtype=np.float32)).repeat(n_layers)
-        with torch.no_grad():
-            adv = ret - self.vf(obs).squeeze(-1)
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        size = max(1, len(old) // cfg.minibatches)
-        for _ in range(cfg.n_epochs):
-            order = torch.randperm(len(old), generator=self.gen)
-            for start in range(0, len(old), size):
-                idx = order[start : start + size]
-                lp = torch.log_softmax(self._logits(obs[idx], masks[idx]), dim=-1)
-                new = lp.gather(-1, acts[idx].unsqueeze(-1)).squeeze(-1).sum(-1)
-                ratio = torch.exp(new - old[idx])
-                clipped = torch.clamp(ratio, 1 - cfg.clip_range, 1 + cfg.clip_range)
-                pg = -torch.min(ratio * adv[idx], clipped * adv[idx]).mean()
-                entropy = -(lp.exp() * lp).sum(dim=(-1, -2)).mean()
-                vloss = ((self.vf(obs[idx]).squeeze(-1) - ret[idx]) ** 2).mean()
-                loss = pg - cfg.ent_coef * entropy + cfg.vf_coef * vloss
-                self.optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_([*self.pi.parameters(), *self.vf.parameters()], cfg.max_grad_norm)
-                self.optimizer.step()
+        buf = self._buffer(n_layers, b)
+        buf.reset()
+        starts, reward = np.zeros(b, dtype=np.float32), np.zeros(b, dtype=np.float32)
+        for layer in range(n_layers):
+            last = layer == n_layers - 1
+            buf.add(
+                ro.obs[layer].numpy(), ro.actions[layer].numpy(),
+                np.asarray(returns, dtype=np.float32) if last else reward, starts + (layer == 0),
+                ro.values[layer], ro.logp[layer], action_masks=ro.masks[layer],
+            )  # fmt: skip
+        buf.compute_returns_and_advantage(last_values=torch.zeros(b), dones=np.ones(b, dtype=np.float32))
+        self.model.rollout_buffer = buf
+        self.model.batch_size = max(1, n_layers * b // self.config.minibatches)
+        with self._own_rng():
+            self.model.train()
+        self.policy.set_training_mode(False)
         self.episodes += b
 
     def state(self) -> AgentFile:
         """The agent as data (see :class:`AgentFile`)."""
-        weights = {f"pi.{k}": v.detach().clone() for k, v in self.pi.state_dict().items()}
-        weights.update({f"vf.{k}": v.detach().clone() for k, v in self.vf.state_dict().items()})
+        weights = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
         return AgentFile(self.config, self.obs_dim, self.n, self.episodes, weights, self.optimizer.state_dict())
 
     def save(self, path: str | Path) -> Path:
