@@ -5,7 +5,7 @@ against accuracy.
     reward.py     CIM-AQ's reward, accuracies in pp
     evaluator.py  scoring (cost model + cached accuracy), budget and history per method
     env.py        gymnasium env, one step per layer
-    agent.py      masked PPO (own, batched), saved as tensors + JSON settings
+    agent.py      sb3-contrib's MaskablePPO on our batched episodes, saved as tensors + JSON settings
     episodes.py   batched episodes: observations, masks of legal widths
     surrogate.py  the learned accuracy surrogate (HAWQ-style, fitted by NNLS, bootstrap spread)
     dyna.py       the ppo method: the agent trains on the surrogate, real evaluations by hypervolume gain
