@@ -87,6 +87,7 @@ def main() -> None:
     )
     ap.add_argument("--out", default="runs/bench_fronts")
     ap.add_argument("--dataset", default="mnist1d")
+    ap.add_argument("--model", default=None, help="zoo name or file.py:factory (default: the dataset's)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--final-top-k", type=int, default=1)
@@ -112,6 +113,7 @@ def main() -> None:
     if not args.from_ckpt:
         ap.error("--from CKPT is needed to search")
     settings = {
+        "model": args.model,
         "dataset": args.dataset,
         "episodes": args.episodes,
         "final_top_k": args.final_top_k,
