@@ -672,25 +672,32 @@ def _physical_inputs(x: torch.Tensor, xt: TorchCrossbar, dtype: torch.dtype) -> 
     return small.transpose(0, 1)
 
 
-def _ideal_slices(x: torch.Tensor, xt: TorchCrossbar, nx: int) -> torch.Tensor:
+def _ideal_slices(x: torch.Tensor, xt: TorchCrossbar, nx: int, a_bits: int) -> torch.Tensor:
     """The GEMM's left operand [G, B, nx / pack, K'] in its type: input slices, LSB
     first, ``pack`` of them per row as fields of ``field_bits`` (added in the float
     type: exact, every value is an integer below 2^mantissa); then the offset row's
-    input (1 in every field) and zero padding."""
+    input (1 in every field) and zero padding. For int8, the slices are cut from the
+    inputs' bytes read as int8 (an arithmetic shift keeps the low bits a mask takes,
+    while no slice reaches past bit 7) straight into the operand."""
     lay = xt.layout
     d, m, f = xt.spec.dac_bits, lay.pack, lay.field_bits
     nxp = -(-nx // m)
-    small_t = torch.uint8 if x.numel() == 0 or int(x.max()) < 256 else torch.int32
+    int8 = xt.weights.dtype == torch.int8
+    small_t = torch.uint8 if a_bits <= 8 else torch.int32  # inputs are range-checked to a_bits
     small = _physical_inputs(x, xt, small_t)  # [G, B, A]
+    if int8 and small_t == torch.uint8 and (a_bits <= 7 or nx * d <= 8):
+        small, small_t = small.view(torch.int8), torch.int8
     g, b, a = small.shape
-    shifts = torch.arange(nx, device=x.device, dtype=small_t) * d
-    xs = (small.unsqueeze(2) >> shifts.view(1, 1, -1, 1)) & (2**d - 1)  # [G, B, nx, A]
-    out = torch.zeros((g, b, nxp, xt.k_gemm), dtype=xt.weights.dtype, device=x.device)
+    shifts = torch.arange(nx, device=x.device, dtype=small_t).mul_(d).view(1, 1, -1, 1)
+    out = torch.empty((g, b, nxp, xt.k_gemm), dtype=xt.weights.dtype, device=x.device)
+    if xt.k_gemm > a:
+        out[..., a:].zero_()
     dst = out[..., :a]
-    if m == 1:
-        dst.copy_(xs)
+    if m == 1 and small_t == out.dtype:
+        torch.bitwise_and(small.unsqueeze(2) >> shifts, 2**d - 1, out=dst)
     else:
-        dst[:, :, : -(-nx // m)].copy_(xs[:, :, 0::m])
+        xs = (small.unsqueeze(2) >> shifts).bitwise_and_(2**d - 1)  # [G, B, nx, A]
+        dst[:, :, :nxp].copy_(xs[:, :, 0::m])
         for j in range(1, m):
             part = xs[:, :, j::m]
             dst[:, :, : part.shape[2]].add_(part, alpha=2 ** (j * f))
@@ -743,7 +750,7 @@ def _ideal(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
 
 def _sliced_part(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
     plan = _plan(xt, a_bits)
-    xs = _ideal_slices(x, xt, plan.nx)
+    xs = _ideal_slices(x, xt, plan.nx, a_bits)
     g, b, nxp, _ = xs.shape
     cols = xt.weights.shape[2]
     per_vector = g * max(nxp * cols, plan.nx * xt.cols)

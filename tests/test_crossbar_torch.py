@@ -171,6 +171,16 @@ def test_lossless_columns_by_hand():
     assert ct.program(w, spec.model_copy(update={"adc_mode": "full_range"}), 2).split is None  # it shifts
 
 
+@pytest.mark.parametrize("kernel", ["int8", "float32"])
+def test_top_slice_of_8_bit_inputs_by_hand(kernel):
+    # 3-bit DAC on 8-bit inputs: slices of 255 are 7, 7, 3 (bits 6-7 and a zero bit 8).
+    # One row of cell 1, a 9-bit clip ADC that never saturates: y = 7 + 8 * 7 + 64 * 3 = 255.
+    spec = CrossbarSpec(rows=4, cols=8, cell_bits=1, dac_bits=3, adc_bits=9, adc_mode="clip", mapping="offset")
+    xt = ct.program(np.zeros((1, 1), dtype=int), spec, 1, kernel=kernel, split=False)  # cell = 0 + 1
+    y = ct.mvm(np.array([[255], [128]]), xt, a_bits=8, fast_path=False)
+    assert xt.kernel == kernel and (y + np.array([[255], [128]])).tolist() == [[255], [128]]
+
+
 def _layout(spec, kernel, pack=True):
     xt = ct.program(np.ones((10, 2), dtype=int), spec, 8, kernel=kernel, pack=pack)
     return xt.kernel, xt.layout.pack, xt.layout.row
