@@ -363,14 +363,15 @@ def _ideal_layout(spec: cb.CrossbarSpec, device: torch.device, pack: bool) -> _L
 
 @dataclass(frozen=True)
 class _Split:
-    """Columns whose ADC is the identity: ``lossless`` [G, cols] marks the (row group,
-    column) pairs whose every possible partial sum lies in the ADC's code range (shift
-    0); their shift-added value is the exact product, so it is folded into one dense
-    matrix ``dense`` [K, N] (coefficients applied, on logical rows); ``keep`` lists the
-    columns with a lossy pair left for the sliced pipeline, ``out`` and ``coef`` the
-    output and coefficient of every column."""
+    """Columns the sliced pipeline can leave out: ``handled`` [G, cols] marks the (row
+    group, column) pairs whose ADC is the identity (every possible partial sum inside
+    the code range, shift 0: their shift-added value is the exact product, folded into
+    one dense matrix ``dense`` [K, N], coefficients applied, on logical rows) or
+    constant 0 (every possible sum rounds to code 0: they add nothing); ``keep`` lists
+    the columns with another pair, left for the sliced pipeline; ``out`` and ``coef``
+    the output and coefficient of every column."""
 
-    lossless: np.ndarray
+    handled: np.ndarray
     dense: np.ndarray
     keep: np.ndarray
     out: np.ndarray
@@ -380,22 +381,27 @@ class _Split:
 def _lossless_columns(
     programmed: cb.ProgrammedCrossbar, wg: np.ndarray, idx: np.ndarray | None, coef: list[int]
 ) -> _Split | None:
-    """The lossless (group, column) pairs of an ideal crossbar with a shift-0 ADC (clip),
-    or None (an ADC that shifts rounds every sum; the flip encoding's columns share its
-    unit column). A pair is lossless when ``[(2^d - 1) * sum of its negative cells,
-    (2^d - 1) * sum of its positive cells]`` lies in the code range: then the ADC passes
-    every sum unchanged, and sum_i 2^(i d) p_i = x . cells exactly. Trained weights are
-    mostly small, so most of their higher cell slices are lossless (90-94 % of cnn1d's
-    columns on the demo tile)."""
+    """The (group, column) pairs of an ideal crossbar that need no slicing, or None
+    (none; or the flip encoding, whose columns share its unit column). Every partial
+    sum of a pair lies in ``[(2^d - 1) * sum of its negative cells, (2^d - 1) * sum of
+    its positive cells]``. With a shift-0 (clip) ADC, a pair whose range lies in the
+    code range is lossless: the ADC passes every sum unchanged, and sum_i 2^(i d) p_i =
+    x . cells exactly. With any ADC, a pair whose range rounds to code 0 throughout
+    adds nothing. Trained weights are mostly small, so most of their higher cell slices
+    are such (90-94 % of cnn1d's columns on the demo tile's clip ADC)."""
     spec = programmed.spec
-    if programmed.conductance is not None or programmed.flip is not None or cb.adc_shift(spec) != 0:
+    s = cb.adc_shift(spec)
+    if programmed.conductance is not None or programmed.flip is not None or s is None:
         return None
     lo, hi = cb.adc_code_range(spec)
     dmax = 2**spec.dac_bits - 1
     pos = dmax * np.clip(wg, 0, None).sum(axis=1)
     neg = dmax * np.clip(wg, None, 0).sum(axis=1)
-    lossless = (pos <= hi) & (neg >= lo)  # [G, cols]
-    if not lossless.any():
+    h = 2 ** (s - 1) if s else 0
+    lossless = (pos <= hi) & (neg >= lo) if s == 0 else np.zeros(pos.shape, dtype=bool)  # [G, cols]
+    dead = (pos + h < 2**s) & (neg + h >= 0)  # floor((p + h) / 2^s) = 0 for every p in range
+    handled = lossless | dead
+    if not handled.any():
         return None
     g, a, cols = wg.shape
     n = programmed.n
@@ -408,8 +414,8 @@ def _lossless_columns(
     np.add.at(phys, rows.ravel(), per_out.reshape(g * a, n))
     phys = phys[:kp]
     dense = phys[0::2] + phys[1::2] if cb.signed_sums(spec) else phys
-    keep = np.flatnonzero(~lossless.all(axis=0))
-    return _Split(lossless, dense, keep, n_of, col_coef)
+    keep = np.flatnonzero(~handled.all(axis=0))
+    return _Split(handled, dense, keep, n_of, col_coef)
 
 
 class TorchCrossbar:
@@ -469,7 +475,7 @@ class TorchCrossbar:
         self.split = _lossless_columns(programmed, wg, idx, self.coef) if split else None
         if self.split is not None:
             keep = self.split.keep
-            wg = wg[:, :, keep] * ~self.split.lossless[:, None, keep]  # lossless (group, column): done densely
+            wg = wg[:, :, keep] * ~self.split.handled[:, None, keep]  # handled pairs: dense, or nothing
             cols = self.cols = int(keep.size)
             self.split_out = torch.from_numpy(self.split.out[keep]).to(self.device)
             self.split_coef = torch.from_numpy(self.split.coef[keep])

@@ -168,7 +168,13 @@ def test_lossless_columns_by_hand():
     assert xt.split.keep.tolist() == [0] and xt.split.dense[:, 1].tolist() == [1, 0, 0, 0]
     x = np.array([[1, 1, 1, 1], [1, 0, 0, 1]])
     assert ct.mvm(x, xt, a_bits=1).tolist() == [[3, 1], [2, 1]] == mvm(x, w, spec, w_bits=2, a_bits=1).tolist()
-    assert ct.program(w, spec.model_copy(update={"adc_mode": "full_range"}), 2).split is None  # it shifts
+    # A 1-bit full-range ADC shifts by 2 (P_max 4 -> 3 bits): sums 0..1 round to code 0, so
+    # output 1's W+ column (sums up to 1) and the zero W- columns add nothing; sums up to 4
+    # (output 0) do not: codes (4 + 2) >> 2 = 1 and (2 + 2) >> 2 = 1, times 2^2.
+    fr = spec.model_copy(update={"adc_bits": 1, "adc_mode": "full_range"})
+    xt = ct.program(w, fr, 2)
+    assert xt.split.keep.tolist() == [0] and not xt.split.dense.any()
+    assert ct.mvm(x, xt, a_bits=1).tolist() == [[4, 0], [4, 0]] == mvm(x, w, fr, w_bits=2, a_bits=1).tolist()
 
 
 @pytest.mark.parametrize("kernel", ["int8", "float32"])
