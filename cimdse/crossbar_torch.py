@@ -614,7 +614,9 @@ def mvm(
     """:func:`cimdse.crossbar.mvm` with torch kernels: ``w`` is a :class:`TorchCrossbar`,
     a :class:`cimdse.crossbar.ProgrammedCrossbar` or raw weights with ``spec``. Returns
     int64 [B, N]: a tensor on the crossbar's device for a tensor ``x``, else a numpy
-    array."""
+    array. ``fast_path=False`` skips the whole-crossbar lossless shortcut; the columns
+    :func:`_lossless_columns` takes out stay out (``TorchCrossbar(..., split=False)``
+    slices every column)."""
     if isinstance(w, TorchCrossbar):
         xt = w if device is None or w.on(device) else TorchCrossbar(w.programmed, device)
     elif isinstance(w, cb.ProgrammedCrossbar):
