@@ -588,10 +588,13 @@ def program(w: Any, spec: cb.CrossbarSpec, w_bits: int, *, device: Any = None, *
 
 # ---------------------------------------------------------------- execution
 def _as_tensor(x: Any, device: torch.device) -> torch.Tensor:
+    """The inputs on ``device`` as a signed integer tensor: int16 and int32 stay as they
+    are (less memory to pass over than int64), 8-bit types widen to int16, others to int64."""
     t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
     if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
         raise CimdseError(f"inputs must be an integer array, got {t.dtype}")
-    return t.to(device, torch.int64)
+    dtype = t.dtype if t.dtype in (torch.int16, torch.int32) else torch.int16 if t.element_size() == 1 else torch.int64
+    return t.to(device, dtype)
 
 
 def _value_range(x: torch.Tensor) -> tuple[int, int]:
@@ -631,6 +634,8 @@ def mvm(
     if squeeze:
         x = x.unsqueeze(0)
     offset = cb.input_offset(tuple(x.shape), xt.k, a_bits, signed_inputs, lambda: _value_range(x))
+    if 2**a_bits - 1 > torch.iinfo(x.dtype).max:  # the offset-encoded inputs must fit
+        x = x.to(torch.int64)
     if offset:
         x = x + offset
     xb = xt.programmed
