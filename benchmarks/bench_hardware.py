@@ -24,6 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import device_label  # noqa: E402
+
 from cimdse import arch, models  # noqa: E402
 from cimdse.data import load_dataset  # noqa: E402
 from cimdse.quant.hardware import evaluate_hardware  # noqa: E402
@@ -31,16 +35,21 @@ from cimdse.quant.train import QAT_EPOCHS, finetune, pretrain, quantize_for  # n
 from cimdse.search import SearchConfig, run_search  # noqa: E402
 
 
-def search_times(out: Path) -> None:
+def search_times(out: Path, settings: dict | None = None) -> None:
+    """``settings``: SearchConfig fields (dataset, episodes, methods, ...) for a scaled
+    search; default: the default search."""
+    settings = settings or {}
     times, res = {}, {}
     fq_dir = out / "fake-quant"
     (fq_dir / "float_model.pt").unlink(missing_ok=True)
     for acc in ("fake-quant", "hardware"):
         from_ckpt = None if acc == "fake-quant" else str(fq_dir / "float_model.pt")  # the same float model
         t0 = time.perf_counter()
-        res[acc] = run_search(SearchConfig(accuracy=acc), [arch.load("demo")], out / acc, from_ckpt=from_ckpt)
+        config = SearchConfig(accuracy=acc, **settings)
+        res[acc] = run_search(config, [arch.load("demo")], out / acc, from_ckpt=from_ckpt)
         times[acc] = time.perf_counter() - t0 - res[acc].timings.get("pretrain_s", 0.0)
-    print("## Default search (lenet, digits, demo, seed 0), pre-training excluded\n")
+    what = ", ".join(f"{k}={v}" for k, v in settings.items()) or "lenet, digits"
+    print(f"## Search ({what}; demo, seed 0), pre-training excluded; {device_label('cpu')}\n")
     keys = list(res["hardware"].timings)
     print("| accuracy | wall without pre-training (s) | " + " | ".join(k.removesuffix("_s") for k in keys) + " |")
     print("|---|---:|" + "---:|" * len(keys))
@@ -84,13 +93,21 @@ def main() -> None:
     ap.add_argument("--parts", nargs="+", default=["search", "training"], choices=["search", "training"])
     ap.add_argument("--adc-bits", type=int, nargs="+", default=[6, 5])
     ap.add_argument("--epochs", type=int, default=QAT_EPOCHS)
+    ap.add_argument("--dataset", default=None, help="search: this dataset (its default model) instead of digits")
+    ap.add_argument("--episodes", type=int, default=None, help="search: evaluations per method")
+    ap.add_argument("--methods", default=None, help="search: comma-separated methods")
+    ap.add_argument("--final-epochs", type=int, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"(torch threads: {args.threads})\n")
     if "search" in args.parts:
-        search_times(out)
+        settings = {"dataset": args.dataset, "episodes": args.episodes, "final_epochs": args.final_epochs}
+        settings = {k: v for k, v in settings.items() if v is not None}
+        if args.methods:
+            settings["methods"] = tuple(args.methods.split(","))
+        search_times(out, settings)
     if "training" in args.parts:
         adc_aware_table(tuple(args.adc_bits), args.epochs)
 

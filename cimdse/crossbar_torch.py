@@ -361,14 +361,78 @@ def _ideal_layout(spec: cb.CrossbarSpec, device: torch.device, pack: bool) -> _L
     return _Layout(kernel, packs.get(kernel, 1), field_max.bit_length(), row, in_gemm, bias)
 
 
+@dataclass(frozen=True)
+class _Split:
+    """Columns the sliced pipeline can leave out: ``handled`` [G, cols] marks the (row
+    group, column) pairs whose ADC is the identity (every possible partial sum inside
+    the code range, shift 0: their shift-added value is the exact product, folded into
+    one dense matrix ``dense`` [K, N], coefficients applied, on logical rows) or
+    constant 0 (every possible sum rounds to code 0: they add nothing); ``keep`` lists
+    the columns with another pair, left for the sliced pipeline; ``out`` and ``coef``
+    the output and coefficient of every column."""
+
+    handled: np.ndarray
+    dense: np.ndarray
+    keep: np.ndarray
+    out: np.ndarray
+    coef: np.ndarray
+
+
+def _lossless_columns(
+    programmed: cb.ProgrammedCrossbar, wg: np.ndarray, idx: np.ndarray | None, coef: list[int]
+) -> _Split | None:
+    """The (group, column) pairs of an ideal crossbar that need no slicing, or None
+    (none; or the flip encoding, whose columns share its unit column). Every partial
+    sum of a pair lies in ``[(2^d - 1) * sum of its negative cells, (2^d - 1) * sum of
+    its positive cells]``. With a shift-0 (clip) ADC, a pair whose range lies in the
+    code range is lossless: the ADC passes every sum unchanged, and sum_i 2^(i d) p_i =
+    x . cells exactly. With any ADC, a pair whose range rounds to code 0 throughout
+    adds nothing. Trained weights are mostly small, so most of their higher cell slices
+    are such (90-94 % of cnn1d's columns on the demo tile's clip ADC)."""
+    spec = programmed.spec
+    s = cb.adc_shift(spec)
+    if programmed.conductance is not None or programmed.flip is not None or s is None:
+        return None
+    lo, hi = cb.adc_code_range(spec)
+    dmax = 2**spec.dac_bits - 1
+    pos = dmax * np.clip(wg, 0, None).sum(axis=1)
+    neg = dmax * np.clip(wg, None, 0).sum(axis=1)
+    h = 2 ** (s - 1) if s else 0
+    lossless = (pos <= hi) & (neg >= lo) if s == 0 else np.zeros(pos.shape, dtype=bool)  # [G, cols]
+    dead = (pos + h < 2**s) & (neg + h >= 0)  # floor((p + h) / 2^s) = 0 for every p in range
+    handled = lossless | dead
+    if not handled.any():
+        return None
+    g, a, cols = wg.shape
+    n = programmed.n
+    q_of, n_of = np.arange(cols) // n, np.arange(cols) % n
+    col_coef = np.asarray(coef, dtype=np.int64)[q_of]
+    per_out = (wg * (lossless * col_coef)[:, None, :]).reshape(g, a, -1, n).sum(axis=2)  # [G, A, N]
+    kp = programmed.cells.shape[2]
+    rows = np.arange(g * a).reshape(g, a) if idx is None else idx  # physical row of each group row
+    phys = np.zeros((max(kp, g * a) + 1, n), dtype=np.int64)
+    np.add.at(phys, rows.ravel(), per_out.reshape(g * a, n))
+    phys = phys[:kp]
+    dense = phys[0::2] + phys[1::2] if cb.signed_sums(spec) else phys
+    keep = np.flatnonzero(~handled.all(axis=0))
+    return _Split(handled, dense, keep, n_of, col_coef)
+
+
 class TorchCrossbar:
     """A programmed crossbar (:class:`cimdse.crossbar.ProgrammedCrossbar`, the shared
     programming) held on a torch device in the operand types its kernels need.
     ``kernel`` forces a GEMM kernel (where exact; default: measured, or ``CIMDSE_GEMM``);
-    ``pack=False`` keeps one input slice per GEMM row."""
+    ``pack=False`` keeps one input slice per GEMM row; ``split=False`` runs every column
+    through the sliced pipeline (see :func:`_lossless_columns`)."""
 
     def __init__(
-        self, programmed: cb.ProgrammedCrossbar, device: Any = None, *, kernel: str | None = None, pack: bool = True
+        self,
+        programmed: cb.ProgrammedCrossbar,
+        device: Any = None,
+        *,
+        kernel: str | None = None,
+        pack: bool = True,
+        split: bool = True,
     ) -> None:
         spec = programmed.spec
         if spec.mapping not in MAPPINGS:
@@ -400,12 +464,21 @@ class TorchCrossbar:
             else torch.from_numpy(programmed.flip.reshape(g, 1, 1, -1).astype(np.int32)).to(self.device)
         )
         self._lossless: tuple | None = None
+        self._split_ops: tuple | None = None
+        self.split = None
         self.saturates = True
         if not ideal:
             self.layout = None
             self.kernel = "float64"
             self.weights = torch.from_numpy(np.ascontiguousarray(wg)).to(self.device, torch.float64)
             return
+        self.split = _lossless_columns(programmed, wg, idx, self.coef) if split else None
+        if self.split is not None:
+            keep = self.split.keep
+            wg = wg[:, :, keep] * ~self.split.handled[:, None, keep]  # handled pairs: dense, or nothing
+            cols = self.cols = int(keep.size)
+            self.split_out = torch.from_numpy(self.split.out[keep]).to(self.device)
+            self.split_coef = torch.from_numpy(self.split.coef[keep])
         lay = _ideal_layout(spec, self.device, pack)
         if kernel is not None:
             old = os.environ.get(ENV_KERNEL)
@@ -473,29 +546,39 @@ class TorchCrossbar:
 
     def lossless_operands(self, a_bits: int) -> tuple:
         """(kernel, centred stored weights, c_x, c_w, sum_k W) for the lossless path."""
-        if self._lossless is not None and self._lossless[0] == a_bits:
-            return self._lossless[1]
-        stored = self.programmed.stored_weights
-        k = stored.shape[0]
-        smax = self.programmed.stored_max
-        bound = k * (2**a_bits - 1) * float(smax)
-        cb._float_type(bound)  # the numpy reference's range check, same message
-        # CPU: unsigned 8-bit inputs go to _int_mm as uint8 as they are; CUDA takes int8 only.
-        cx = 0 if a_bits <= 7 or (a_bits == 8 and uint8_inputs(self.device)) else 128
-        lo, hi = (int(stored.min()), int(stored.max())) if stored.size else (0, 0)
-        cw = 0 if lo >= -_INT8_MAX and hi <= _INT8_MAX else 128 if lo >= 0 and hi <= 255 else None
-        costs = {kern: (1.0, None) for kern in ("float32", "float64") if bound <= 2 ** _MANTISSA[kern]}
-        if a_bits <= 8 and cw is not None and k * 128 * 128 < _I32 and int8_full_range(self.device):
-            costs["int8"] = (1.0, None)
-        kernel = choose_kernel(costs, self.device)
-        if kernel == "int8":
-            w = torch.from_numpy(stored - cw).to(self.device, torch.int8)
-            w = column_major(w) if self.device.type == "cuda" else w
-            ops = ("int8", w, cx, cw, torch.from_numpy(stored.sum(axis=0)).to(self.device))
-        else:
-            ops = (kernel, torch.from_numpy(stored).to(self.device, _DTYPES[kernel]), 0, 0, None)
-        self._lossless = (a_bits, ops)
-        return ops
+        if self._lossless is None or self._lossless[0] != a_bits:
+            self._lossless = (a_bits, _dense_operands(self.programmed.stored_weights, a_bits, self.device))
+        return self._lossless[1]
+
+    def split_operands(self, a_bits: int) -> tuple:
+        """:meth:`lossless_operands` of the lossless columns' dense matrix."""
+        assert self.split is not None
+        if self._split_ops is None or self._split_ops[0] != a_bits:
+            self._split_ops = (a_bits, _dense_operands(self.split.dense, a_bits, self.device))
+        return self._split_ops[1]
+
+
+def _dense_operands(stored: np.ndarray, a_bits: int, device: torch.device) -> tuple:
+    """(kernel, centred integer matrix, c_x, c_w, sum_k W) of an exact product of
+    ``a_bits`` inputs with ``stored`` [K, N]: int8 (centred) or float32/float64, the
+    measured fastest of those that are exact."""
+    k = stored.shape[0]
+    smax = int(np.abs(stored).max(initial=0))
+    bound = k * (2**a_bits - 1) * float(smax)
+    cb._float_type(bound)  # the numpy reference's range check, same message
+    # CPU: unsigned 8-bit inputs go to _int_mm as uint8 as they are; CUDA takes int8 only.
+    cx = 0 if a_bits <= 7 or (a_bits == 8 and uint8_inputs(device)) else 128
+    lo, hi = (int(stored.min()), int(stored.max())) if stored.size else (0, 0)
+    cw = 0 if lo >= -_INT8_MAX and hi <= _INT8_MAX else 128 if lo >= 0 and hi <= 255 else None
+    costs = {kern: (1.0, None) for kern in ("float32", "float64") if bound <= 2 ** _MANTISSA[kern]}
+    if a_bits <= 8 and cw is not None and k * 128 * 128 < _I32 and int8_full_range(device):
+        costs["int8"] = (1.0, None)
+    kernel = choose_kernel(costs, device)
+    if kernel == "int8":
+        w = torch.from_numpy(stored - cw).to(device, torch.int8)
+        w = column_major(w) if device.type == "cuda" else w
+        return ("int8", w, cx, cw, torch.from_numpy(stored.sum(axis=0)).to(device))
+    return (kernel, torch.from_numpy(stored).to(device, _DTYPES[kernel]), 0, 0, None)
 
 
 def program(w: Any, spec: cb.CrossbarSpec, w_bits: int, *, device: Any = None, **kw: Any) -> TorchCrossbar:
@@ -505,10 +588,13 @@ def program(w: Any, spec: cb.CrossbarSpec, w_bits: int, *, device: Any = None, *
 
 # ---------------------------------------------------------------- execution
 def _as_tensor(x: Any, device: torch.device) -> torch.Tensor:
+    """The inputs on ``device`` as a signed integer tensor: int16 and int32 stay as they
+    are (less memory to pass over than int64), 8-bit types widen to int16, others to int64."""
     t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
     if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
         raise CimdseError(f"inputs must be an integer array, got {t.dtype}")
-    return t.to(device, torch.int64)
+    dtype = t.dtype if t.dtype in (torch.int16, torch.int32) else torch.int16 if t.element_size() == 1 else torch.int64
+    return t.to(device, dtype)
 
 
 def _value_range(x: torch.Tensor) -> tuple[int, int]:
@@ -531,7 +617,9 @@ def mvm(
     """:func:`cimdse.crossbar.mvm` with torch kernels: ``w`` is a :class:`TorchCrossbar`,
     a :class:`cimdse.crossbar.ProgrammedCrossbar` or raw weights with ``spec``. Returns
     int64 [B, N]: a tensor on the crossbar's device for a tensor ``x``, else a numpy
-    array."""
+    array. ``fast_path=False`` skips the whole-crossbar lossless shortcut; the columns
+    :func:`_lossless_columns` takes out stay out (``TorchCrossbar(..., split=False)``
+    slices every column)."""
     if isinstance(w, TorchCrossbar):
         xt = w if device is None or w.on(device) else TorchCrossbar(w.programmed, device)
     elif isinstance(w, cb.ProgrammedCrossbar):
@@ -546,6 +634,8 @@ def mvm(
     if squeeze:
         x = x.unsqueeze(0)
     offset = cb.input_offset(tuple(x.shape), xt.k, a_bits, signed_inputs, lambda: _value_range(x))
+    if 2**a_bits - 1 > torch.iinfo(x.dtype).max:  # the offset-encoded inputs must fit
+        x = x.to(torch.int64)
     if offset:
         x = x + offset
     xb = xt.programmed
@@ -565,7 +655,11 @@ def mvm(
 
 
 def _lossless(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
-    kernel, w, cx, cw, colsum = xt.lossless_operands(a_bits)
+    return _dense(x, xt.lossless_operands(a_bits), a_bits)
+
+
+def _dense(x: torch.Tensor, ops: tuple, a_bits: int) -> torch.Tensor:
+    kernel, w, cx, cw, colsum = ops
     if kernel != "int8":
         return (x.to(w.dtype) @ w).to(torch.int64)  # exact: integral sums below the type's bound
     a = x.to(torch.uint8) if cx == 0 and a_bits == 8 else (x - cx).to(torch.int8)
@@ -591,25 +685,32 @@ def _physical_inputs(x: torch.Tensor, xt: TorchCrossbar, dtype: torch.dtype) -> 
     return small.transpose(0, 1)
 
 
-def _ideal_slices(x: torch.Tensor, xt: TorchCrossbar, nx: int) -> torch.Tensor:
+def _ideal_slices(x: torch.Tensor, xt: TorchCrossbar, nx: int, a_bits: int) -> torch.Tensor:
     """The GEMM's left operand [G, B, nx / pack, K'] in its type: input slices, LSB
     first, ``pack`` of them per row as fields of ``field_bits`` (added in the float
     type: exact, every value is an integer below 2^mantissa); then the offset row's
-    input (1 in every field) and zero padding."""
+    input (1 in every field) and zero padding. For int8, the slices are cut from the
+    inputs' bytes read as int8 (an arithmetic shift keeps the low bits a mask takes,
+    while no slice reaches past bit 7) straight into the operand."""
     lay = xt.layout
     d, m, f = xt.spec.dac_bits, lay.pack, lay.field_bits
     nxp = -(-nx // m)
-    small_t = torch.uint8 if x.numel() == 0 or int(x.max()) < 256 else torch.int32
+    int8 = xt.weights.dtype == torch.int8
+    small_t = torch.uint8 if a_bits <= 8 else torch.int32  # inputs are range-checked to a_bits
     small = _physical_inputs(x, xt, small_t)  # [G, B, A]
+    if int8 and small_t == torch.uint8 and (a_bits <= 7 or nx * d <= 8):
+        small, small_t = small.view(torch.int8), torch.int8
     g, b, a = small.shape
-    shifts = torch.arange(nx, device=x.device, dtype=small_t) * d
-    xs = (small.unsqueeze(2) >> shifts.view(1, 1, -1, 1)) & (2**d - 1)  # [G, B, nx, A]
-    out = torch.zeros((g, b, nxp, xt.k_gemm), dtype=xt.weights.dtype, device=x.device)
+    shifts = torch.arange(nx, device=x.device, dtype=small_t).mul_(d).view(1, 1, -1, 1)
+    out = torch.empty((g, b, nxp, xt.k_gemm), dtype=xt.weights.dtype, device=x.device)
+    if xt.k_gemm > a:
+        out[..., a:].zero_()
     dst = out[..., :a]
-    if m == 1:
-        dst.copy_(xs)
+    if m == 1 and small_t == out.dtype:
+        torch.bitwise_and(small.unsqueeze(2) >> shifts, 2**d - 1, out=dst)
     else:
-        dst[:, :, : -(-nx // m)].copy_(xs[:, :, 0::m])
+        xs = (small.unsqueeze(2) >> shifts).bitwise_and_(2**d - 1)  # [G, B, nx, A]
+        dst[:, :, :nxp].copy_(xs[:, :, 0::m])
         for j in range(1, m):
             part = xs[:, :, j::m]
             dst[:, :, : part.shape[2]].add_(part, alpha=2 ** (j * f))
@@ -648,11 +749,21 @@ def _plan(xt: TorchCrossbar, a_bits: int) -> _Plan:
 
 
 def _ideal(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
-    """Ideal cells: the slices are built once; per chunk of the batch, one batched GEMM
-    (int8: one per group), the ADC on packed fields, and the shift-and-add as one
-    weighted reduction; exact integers throughout, so any order is."""
+    """Ideal cells: the lossless columns in one dense GEMM (:func:`_lossless_columns`);
+    for the others the slices are built once; per chunk of the batch, one batched GEMM
+    (int8: one per group), the ADC on packed fields, and the shift-and-add; exact
+    integers throughout, so any order is."""
+    if xt.split is None:
+        return _sliced_part(x, xt, a_bits)
+    y = _dense(x, xt.split_operands(a_bits), a_bits)
+    if xt.cols:
+        y += _sliced_part(x, xt, a_bits)
+    return y
+
+
+def _sliced_part(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
     plan = _plan(xt, a_bits)
-    xs = _ideal_slices(x, xt, plan.nx)
+    xs = _ideal_slices(x, xt, plan.nx, a_bits)
     g, b, nxp, _ = xs.shape
     cols = xt.weights.shape[2]
     per_vector = g * max(nxp * cols, plan.nx * xt.cols)
@@ -688,6 +799,10 @@ def _shift_add(codes: torch.Tensor, xt: TorchCrossbar, plan: _Plan) -> torch.Ten
     t = c[:, 0] * plan.scale[0]
     for i in range(1, nx):
         t.add_(c[:, i], alpha=plan.scale[i])
+    if xt.split is not None:  # the kept columns: each to its output with its coefficient
+        t.mul_(xt.split_coef.to(t.device, t.dtype))
+        y = torch.zeros((b, n), dtype=t.dtype, device=t.device)
+        return y.index_add_(1, xt.split_out, t).to(torch.int64)
     t = t.view(b, q, n)
     y = t[:, 0] * xt.coef[0]
     for qi in range(1, q):

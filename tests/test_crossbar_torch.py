@@ -27,7 +27,7 @@ def _rand(rng, b, k, n, w_bits, a_bits, signed=False):
     return rng.integers(lo, hi, (b, k)), rng.integers(-wmax, wmax + 1, (k, n))
 
 
-def _both(x, w, spec, w_bits=8, kernel=None, pack=True, **kw):
+def _both(x, w, spec, w_bits=8, kernel=None, pack=True, split=True, **kw):
     """numpy and torch results (the torch kernel forced where exact), or the torch
     backend's refusal of an unsupported mapping."""
     ref = mvm(x, w, spec, w_bits=w_bits, **kw)
@@ -35,7 +35,7 @@ def _both(x, w, spec, w_bits=8, kernel=None, pack=True, **kw):
         with pytest.raises(CimdseError, match="not supported by the torch crossbar backend"):
             ct.mvm(x, w, spec, w_bits=w_bits, **kw)
         return ref, ref
-    return ref, ct.mvm(x, ct.program(w, spec, w_bits, kernel=kernel, pack=pack), **kw)
+    return ref, ct.mvm(x, ct.program(w, spec, w_bits, kernel=kernel, pack=pack, split=split), **kw)
 
 
 @settings(max_examples=80, deadline=None)
@@ -59,6 +59,7 @@ def _both(x, w, spec, w_bits=8, kernel=None, pack=True, **kw):
     seed=st.integers(0, 2**31),
     kernel=st.sampled_from(KERNELS),
     pack=st.booleans(),
+    split=st.booleans(),
 )
 def test_torch_backend_is_bit_exact(
     rows,
@@ -80,6 +81,7 @@ def test_torch_backend_is_bit_exact(
     seed,
     kernel,
     pack,
+    split,
 ):
     """Random specs over every mapping and encoding, ADC mode (small ADCs saturate
     often), forced kernel (used where its bound holds; cell/DAC bits above 7 leave
@@ -100,7 +102,16 @@ def test_torch_backend_is_bit_exact(
     signed = signed and a_bits >= 2
     x, w = _rand(np.random.default_rng(seed), b, k, n, w_bits, a_bits, signed)
     ref, got = _both(
-        x, w, spec, w_bits=w_bits, kernel=kernel, pack=pack, a_bits=a_bits, signed_inputs=signed, fast_path=fast
+        x,
+        w,
+        spec,
+        w_bits=w_bits,
+        kernel=kernel,
+        pack=pack,
+        split=split,
+        a_bits=a_bits,
+        signed_inputs=signed,
+        fast_path=fast,
     )
     np.testing.assert_array_equal(got, ref)
 
@@ -145,6 +156,35 @@ def test_saturating_clip_adc_by_hand(kernel):
     y = ct.mvm(torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]), xt, a_bits=1)
     assert isinstance(y, torch.Tensor) and y.dtype == torch.int64
     assert y.tolist() == [[-1], [0]]
+
+
+def test_lossless_columns_by_hand():
+    # 4 rows of 1-bit cells, 1-bit DAC, 2-bit clip ADC (codes 0..3). Output 0's W+ column
+    # holds four 1s (sums up to 4: saturates), output 1's one 1 (sums up to 1: lossless);
+    # both W- columns are 0. Only output 0's W+ column stays in the sliced pipeline.
+    spec = CrossbarSpec(rows=4, cols=8, cell_bits=1, dac_bits=1, adc_bits=2, adc_mode="clip")
+    w = np.array([[1, 1], [1, 0], [1, 0], [1, 0]])
+    xt = ct.program(w, spec, 2)
+    assert xt.split.keep.tolist() == [0] and xt.split.dense[:, 1].tolist() == [1, 0, 0, 0]
+    x = np.array([[1, 1, 1, 1], [1, 0, 0, 1]])
+    assert ct.mvm(x, xt, a_bits=1).tolist() == [[3, 1], [2, 1]] == mvm(x, w, spec, w_bits=2, a_bits=1).tolist()
+    # A 1-bit full-range ADC shifts by 2 (P_max 4 -> 3 bits): sums 0..1 round to code 0, so
+    # output 1's W+ column (sums up to 1) and the zero W- columns add nothing; sums up to 4
+    # (output 0) do not: codes (4 + 2) >> 2 = 1 and (2 + 2) >> 2 = 1, times 2^2.
+    fr = spec.model_copy(update={"adc_bits": 1, "adc_mode": "full_range"})
+    xt = ct.program(w, fr, 2)
+    assert xt.split.keep.tolist() == [0] and not xt.split.dense.any()
+    assert ct.mvm(x, xt, a_bits=1).tolist() == [[4, 0], [4, 0]] == mvm(x, w, fr, w_bits=2, a_bits=1).tolist()
+
+
+@pytest.mark.parametrize("kernel", ["int8", "float32"])
+def test_top_slice_of_8_bit_inputs_by_hand(kernel):
+    # 3-bit DAC on 8-bit inputs: slices of 255 are 7, 7, 3 (bits 6-7 and a zero bit 8).
+    # One row of cell 1, a 9-bit clip ADC that never saturates: y = 7 + 8 * 7 + 64 * 3 = 255.
+    spec = CrossbarSpec(rows=4, cols=8, cell_bits=1, dac_bits=3, adc_bits=9, adc_mode="clip", mapping="offset")
+    xt = ct.program(np.zeros((1, 1), dtype=int), spec, 1, kernel=kernel, split=False)  # cell = 0 + 1
+    y = ct.mvm(np.array([[255], [128]]), xt, a_bits=8, fast_path=False)
+    assert xt.kernel == kernel and (y + np.array([[255], [128]])).tolist() == [[255], [128]]
 
 
 def _layout(spec, kernel, pack=True):
@@ -285,17 +325,17 @@ def test_cublaslt_layout_runs_on_cpu_too(monkeypatch, adc):
     spec = CrossbarSpec(rows=16, cols=64, cell_bits=2, dac_bits=1, **adc)
     x, w = _rand(np.random.default_rng(9), 21, 37, 5, 8, 8)
     for n in (5, 3):  # 40 and 24 columns, K' = 24
-        xt = ct.program(w[:, :n], spec, 8, kernel="int8")
+        xt = ct.program(w[:, :n], spec, 8, kernel="int8", split=False)
         assert xt.kernel == "int8" and xt.weights.stride(1) == 1 and xt.k_gemm % 8 == 0
         np.testing.assert_array_equal(ct.mvm(x, xt, a_bits=8, fast_path=False), mvm(x, w[:, :n], spec))
     for kernel in ("float32", "float16"):  # padded too (tensor cores), row-major
-        xt = ct.program(w, spec.model_copy(update={"cell_bits": 3}), 8, kernel=kernel)
+        xt = ct.program(w, spec.model_copy(update={"cell_bits": 3}), 8, kernel=kernel, split=False)
         assert xt.kernel == kernel and xt.k_gemm % 8 == 0 and xt.weights.shape[2] == 32
         np.testing.assert_array_equal(
             ct.mvm(x, xt, a_bits=8, fast_path=False), mvm(x, w, spec.model_copy(update={"cell_bits": 3}))
         )
     spec3 = spec.model_copy(update={"cell_bits": 3})  # 3 cells x 2 polarities x 5 = 30 columns -> 32
-    xt = ct.program(w, spec3, 8, kernel="int8")
+    xt = ct.program(w, spec3, 8, kernel="int8", split=False)
     assert xt.weights.shape[2] == 32
     np.testing.assert_array_equal(ct.mvm(x, xt, a_bits=8, fast_path=False), mvm(x, w, spec3))
 

@@ -388,6 +388,7 @@ def test_cli_search_continues_from_agent_and_float_model(tmp_path, capsys):
         (["--policy", "W1POLICY"], "entry 0: w_bits = 1 outside 2..8"),
         (["--arch", "cim-aq", "--cell-multiple", "--min-bits", "2", "--max-bits", "3"], "multiple of cell_bits=4"),
         (["--from", "missing.pt"], "m.pt: no such checkpoint"),
+        (["--device", "tpu"], "--device 'tpu': expected cpu or cuda"),
     ],
 )
 def test_cli_search_bad_input_exits_2_without_files(tmp_path, capsys, extra, message):
@@ -619,3 +620,4 @@ def test_search_help_names_no_none_default(run_cli):
     text = " ".join(proc.stdout.split())
     assert "(default: None)" not in text
     assert "float pre-training epochs (default: per dataset, above)" in text
+    assert "--device DEVICE cpu or cuda: pre-training, QAT fine-tunes and accuracy evaluations" in text

@@ -88,8 +88,9 @@ class CrossbarBackend:
         self.calls += 1
         seed = None if not self.spec.nonideal.read_noise_sigma else self.spec.nonideal.seed * 7919 + self.calls
         kw = dict(a_bits=layer.a_bits, signed_inputs=layer.signed, read_seed=seed)
-        if self.backend == "torch":
-            y = crossbar_torch.mvm(cols.long(), self.programmed[group], **kw)
+        if self.backend == "torch":  # integers of at most 16 bits: int16 is less to pass over than int64
+            x = cols.to(torch.int16) if layer.a_bits <= 15 else cols.long()
+            y = crossbar_torch.mvm(x, self.programmed[group], **kw)
         else:
             y = torch.from_numpy(crossbar.mvm(cols.long().cpu().numpy(), self.programmed[group], **kw))
         return y.to(cols.device, torch.float64)
