@@ -160,9 +160,8 @@ def test_saturating_clip_adc_by_hand(kernel):
 
 def test_lossless_columns_by_hand():
     # 4 rows of 1-bit cells (16 columns: an 8-bit weight's 14 fit), 1-bit DAC, 2-bit clip ADC
-    # (codes 0..3). Output 0's W+ column
-    # holds four 1s (sums up to 4: saturates), output 1's one 1 (sums up to 1: lossless);
-    # both W- columns are 0. Only output 0's W+ column stays in the sliced pipeline.
+    # (codes 0..3). Output 0's W+ column holds four 1s (sums up to 4: saturates), output 1's
+    # one 1 (sums up to 1: lossless); both W- columns are 0. Only output 0's W+ column stays in the sliced pipeline.
     spec = CrossbarSpec(rows=4, cols=16, cell_bits=1, dac_bits=1, adc_bits=2, adc_mode="clip")
     w = np.array([[1, 1], [1, 0], [1, 0], [1, 0]])
     xt = ct.program(w, spec, 2)
