@@ -5,6 +5,7 @@ layer of a checkpoint on tile instances)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -164,22 +165,25 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _verify_layer(args: argparse.Namespace) -> int:
     """A trained layer (``--layer``) or the whole network on as many tile instances as
-    the mapping needs."""
-    from cimdse.rtl.layer import run_layer
-
+    the mapping needs (the digital ops between layers in Python); per layer: tiles,
+    vectors, mismatches, build and simulator time."""
     if not args.checkpoint:
         raise CimdseError("--layer needs --checkpoint")
     if args.images < 1:
         raise CimdseError(f"--images must be at least 1, got {args.images}")
     if args.w_bits is not None or args.a_bits is not None or args.inputs or args.outputs:
         raise CimdseError("--w-bits/--a-bits/--inputs/--outputs come from the checkpoint's layers: leave them out")
-    if not args.layer:
-        return _verify_network(args)
+    if args.layer:
+        from cimdse.rtl.layer import run_layer
+
+        what, run = "the layer", functools.partial(run_layer, args.checkpoint, args.layer)
+    else:
+        from cimdse.rtl.network import run_network
+
+        what, run = "the network", functools.partial(run_network, args.checkpoint)
     with tempfile.TemporaryDirectory(prefix="cimdse-verify-") as tmp:
         root = output_dir(args.out) if args.out else Path(tmp)
-        res = run_layer(
-            args.checkpoint,
-            args.layer,
+        res = run(
             root,
             arch_name=args.arch,
             overrides=args.overrides,
@@ -193,31 +197,5 @@ def _verify_layer(args: argparse.Namespace) -> int:
     for line in res.summary_lines():
         print(line)
     if not res.ok:
-        raise CimdseError("the layer on the RTL tiles does not match: " + res.failure())
-    return 0
-
-
-def _verify_network(args: argparse.Namespace) -> int:
-    """Every crossbar layer of the checkpoint on the tiles, the digital ops between them
-    in Python; per layer: tiles, vectors, mismatches, build and simulator time."""
-    from cimdse.rtl.network import run_network
-
-    with tempfile.TemporaryDirectory(prefix="cimdse-verify-") as tmp:
-        root = output_dir(args.out) if args.out else Path(tmp)
-        res = run_network(
-            args.checkpoint,
-            root,
-            arch_name=args.arch,
-            overrides=args.overrides,
-            images=args.images,
-            simulator=args.simulator,
-            vectors=min(args.vectors, 4),
-            seed=args.seed,
-            data_dir=args.data_dir,
-            progress=lambda line: print(line, flush=True),
-        )
-    for line in res.summary_lines():
-        print(line)
-    if not res.ok:
-        raise CimdseError("the network on the RTL tiles does not match: " + res.failure())
+        raise CimdseError(f"{what} on the RTL tiles does not match: " + res.failure())
     return 0
