@@ -17,6 +17,10 @@ refits and the fit's residual (an evaluation's own noise: a validation split of 
 hundred samples moves in steps of a few tenths of a pp), so the search can send real
 evaluations where the outcome is unsure. With 2 parameters per layer it is identified after a few dozen
 evaluations of mixed policies, where a per-(layer, width) table would need hundreds.
+
+:func:`accuracy_step` tells how coarse the measured accuracies are (one validation
+sample's share): where a step is a large part of the bound, the fit cannot resolve the
+front, and the search (:mod:`cimdse.search.dyna`) exploits the front's neighbours too.
 """
 
 from __future__ import annotations
