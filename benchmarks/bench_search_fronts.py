@@ -17,7 +17,7 @@ the final fine-tune uses seed 0 for every search seed (a policy is fine-tuned on
 as ``cimdse search`` itself now does (its ``EVAL_SEED``). ``front_resident_share``: the
 share of each method's front points whose weights are resident on the chip (a front
 that crosses from re-programmed to resident has a latency cliff in it).
-``--cache FILE`` keeps both caches on disk (a pickle this script writes), so a later
+``--cache FILE`` keeps both caches on disk (a JSON file this script writes), so a later
 run with other PPO settings on the same checkpoint evaluates only its new policies.
 Each seed's search writes its usual files to OUT/seed<N>/; OUT/compare.csv holds the
 comparison; the Markdown tables of benchmarks/RESULTS.md are printed, with the CPU
@@ -29,10 +29,10 @@ is worked out.
 from __future__ import annotations
 
 import argparse
-import os
-import pickle
+import json
 import sys
 import time
+from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +44,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, n
 
 from cimdse import arch  # noqa: E402
 from cimdse.cli.search_cmd import _ppo_config  # noqa: E402
+from cimdse.files import atomic_write  # noqa: E402
 from cimdse.policy import policy_key  # noqa: E402
 from cimdse.quant.checkpoint import load_checkpoint  # noqa: E402
 from cimdse.search.accuracy import QATAccuracy, final_scores  # noqa: E402
 from cimdse.search.compare import compare_runs  # noqa: E402
 from cimdse.search.config import SearchConfig  # noqa: E402
 from cimdse.search.core import search_archs  # noqa: E402
+from cimdse.search.finals import FinalScores  # noqa: E402
 from cimdse.search.run import prepare, write_results  # noqa: E402
 
 TARGETS = {"demo": (3.0, 0.3), "cim-aq": (2.5, 0.5)}  # speedup at least, test drop (pp) at most
@@ -96,7 +98,7 @@ def main() -> None:
     ap.add_argument("--methods", default="ppo,tpe,ilp,random,greedy")
     ap.add_argument("--archs", nargs="+", default=["demo", "cim-aq"])
     ap.add_argument("--ppo", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--cache", default=None, help="pickle of accuracies and final scores shared by runs")
+    ap.add_argument("--cache", default=None, help="JSON file of accuracies and final scores shared by runs")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -129,20 +131,25 @@ def main() -> None:
     fq = QATAccuracy(model, splits)
     accuracy = Memo(fq)
     finals = Memo(lambda policy, targets: final_scores(fq, policy, targets, cfg0.final_epochs, 0))
-    cache_key = (args.from_ckpt, cfg0.dataset, cfg0.final_epochs)
+    cache_key = [args.from_ckpt, cfg0.dataset, cfg0.final_epochs]
     if args.cache and Path(args.cache).is_file():
-        with open(args.cache, "rb") as f:
-            stored = pickle.load(f)
-        if stored["key"] == cache_key:
-            accuracy.cache.update(stored["accuracy"])
-            finals.cache.update(stored["finals"])
+        try:
+            stored = json.loads(Path(args.cache).read_text())
+        except (ValueError, UnicodeDecodeError):
+            stored = {}  # not this script's JSON (e.g. an older pickle): start afresh, it is overwritten
+        if stored.get("key") == cache_key:
+            accuracy.cache.update((policy_key(p), float(a)) for p, a in stored["accuracy"])
+            finals.cache.update((policy_key(p), [FinalScores(*map(float, v)) for v in s]) for p, s in stored["finals"])
 
     def save_cache() -> None:
         if args.cache:
-            tmp = f"{args.cache}.{os.getpid()}"
-            with open(tmp, "wb") as f:
-                pickle.dump({"key": cache_key, "accuracy": accuracy.cache, "finals": finals.cache}, f)
-            os.replace(tmp, args.cache)
+            doc = {
+                "key": cache_key,
+                "accuracy": [[list(map(list, k)), float(a)] for k, a in accuracy.cache.items()],
+                "finals": [[list(map(list, k)), [list(astuple(s)) for s in ss]] for k, ss in finals.cache.items()],
+            }
+            atomic_write(args.cache, lambda tmp: tmp.write_text(json.dumps(doc)))
+
     print(
         f"# {cfg0.dataset} {splits.sizes()} (train, val, test), {cfg0.model}: {cfg0.episodes} evaluations per "
         f"method, bound {cfg0.max_acc_drop} pp, final fine-tune of the top {cfg0.final_top_k} for "

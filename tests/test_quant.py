@@ -314,6 +314,8 @@ def test_checkpoint_roundtrip_and_errors(tmp_path, lenet, digits):
     )
     path = save_checkpoint(ckpt, tmp_path / "c.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary left over
+    first = path.read_bytes()
+    assert save_checkpoint(ckpt, path).read_bytes() == first  # same model, same bytes (no temp name inside)
     back = load_checkpoint(path)
     rebuilt = back.build()
     x = digits.test.tensors[0][:50]

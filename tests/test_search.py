@@ -261,6 +261,33 @@ def test_surrogate_return_by_hand():
     np.testing.assert_allclose(got, [np.log(2.0), -1.0 - 0.3 / 0.5, -1.0 - 0.1 / 0.5])
 
 
+def test_accuracy_step():
+    from cimdse.search.surrogate import accuracy_step
+
+    # counts out of 360 (as float32, as torch measures them): one sample is 1/360
+    accs = np.array([355, 354, 352, 349, 300], dtype=np.float32) / np.float32(360)
+    assert accuracy_step(accs) == pytest.approx(1 / 360)
+    assert accuracy_step(np.array([0.5, 0.75])) == pytest.approx(1 / 4)
+    assert accuracy_step(np.array([0.9])) == 0.0  # one value says nothing
+    assert accuracy_step(np.array([0.9, np.pi / 4, np.e / 3, np.sqrt(0.5)])) == 0.0  # not counts (n <= 20,000)
+
+
+def test_neighbours_move_one_or_two_widths_one_legal_step():
+    from cimdse.search.dyna import neighbours
+
+    space = SearchSpace(4, cell_bits=2, first_last_8bit=True, weight_cell_multiple=True)
+    parent = np.array([[8, 8], [4, 5], [2, 2], [8, 8]])
+    out = neighbours(space, parent[None], 200, np.random.default_rng(0))
+    assert out.shape == (200, 4, 2)
+    assert all(space.is_legal(p) for p in out)
+    diff = np.abs(out - parent)
+    assert (diff[:, [0, 3]] == 0).all()  # pinned layers stay at 8/8
+    assert set(np.unique((diff > 0).sum(axis=(1, 2)))) <= {0, 1, 2}
+    assert 2 in diff[:, :, 0] and set(np.unique(diff[:, :, 0])) <= {0, 2, 4}  # steps of a cell (2 bits), <= 2
+    assert 1 in diff[:, :, 1] and set(np.unique(diff[:, :, 1])) <= {0, 1, 2}
+    assert (out[:, 2] >= 2).all()  # nothing below the narrowest
+
+
 def test_search_archs_rows_per_arch_and_method(net):
     cfg = SearchConfig(episodes=6, ppo=PPOConfig(episodes_per_update=8, n_epochs=1, candidates=16))
     toy = ToyAccuracy()

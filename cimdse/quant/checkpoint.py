@@ -7,6 +7,7 @@ Saved atomically (a temporary file in the same folder, then a rename), loaded wi
 
 from __future__ import annotations
 
+import io
 import pickle
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -72,7 +73,9 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
     data["input_shape"] = list(ckpt.input_shape)
     data["policy"] = None if ckpt.policy is None else {k: list(v) for k, v in ckpt.policy.items()}
     data["state_dict"] = {k: v.detach().cpu() for k, v in ckpt.state_dict.items()}
-    return atomic_write(path, lambda tmp: torch.save(data, tmp))
+    buf = io.BytesIO()  # not the temporary file: torch names the archive after it, and the bytes would vary
+    torch.save(data, buf)
+    return atomic_write(path, lambda tmp: tmp.write_bytes(buf.getvalue()))
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

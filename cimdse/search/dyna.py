@@ -24,6 +24,14 @@ evaluations go where they should grow the front.
       the unsure ones get tried; chosen one after another, each assumed at its mean
       for the next.
       If no proposal gains anything, the most uncertain one is evaluated.
+   d. where the accuracy is *coarse* (one validation sample, :func:`accuracy_step`,
+      is at least ``_COARSE`` of the bound, e.g. 0.28 pp of 0.5 on digits' 360
+      samples), the surrogate cannot resolve the front, and the candidates of c also
+      hold ``_NEIGHBOURS`` neighbours of the evaluated front within the bound (one or
+      two widths moved one step), chosen among by the same gain: the local
+      exploitation TPE does, which finds the policies a sample's noise puts on the
+      front (benchmarks/RESULTS.md, "Search fronts, fourth round"). Elsewhere
+      (MNIST-1D's 2,000 samples: 0.05 pp of 0.3) the rounds are c alone.
 
 Everything is seeded (the agent, the surrogate's bootstrap, the conditions).
 """
@@ -38,11 +46,30 @@ from cimdse.search.episodes import EpisodeBatch
 from cimdse.search.evaluator import MethodRecorder
 from cimdse.search.fronts import hypervolume, non_dominated
 from cimdse.search.space import SearchSpace
-from cimdse.search.surrogate import AccuracySurrogate
+from cimdse.search.surrogate import AccuracySurrogate, accuracy_step
 
-__all__ = ["ppo_search", "surrogate_return"]
+__all__ = ["neighbours", "ppo_search", "surrogate_return"]
 
 _MAX_STALE = 20  # rounds in a row without a new policy: the agent has converged
+_COARSE = 0.25  # an accuracy step at least this share of the bound (max_acc_drop) is coarse
+_NEIGHBOURS = 1024  # neighbours of the front among the candidates per round, where the accuracy is coarse
+
+
+def neighbours(space: SearchSpace, parents: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` legal neighbours [n, L, 2] of ``parents`` [P, L, 2]: a random parent after one
+    or two moves, each of a random (layer, weights|activations) width one allowed step up
+    or down (a step off the range leaves it as it is; the same width may move twice)."""
+    out = np.empty((n, space.n_layers, 2), dtype=np.int64)
+    for j in range(n):
+        p = np.array(parents[int(rng.integers(len(parents)))], dtype=np.int64)
+        for _ in range(1 + int(rng.random() < 0.5)):
+            layer, dim = int(rng.integers(space.n_layers)), int(rng.integers(2))
+            allowed = space.choices(layer)[dim]
+            i = allowed.index(int(p[layer, dim])) + (1 if rng.random() < 0.5 else -1)
+            if 0 <= i < len(allowed):
+                p[layer, dim] = allowed[i]
+        out[j] = p
+    return out
 
 
 def surrogate_return(speedup: np.ndarray, acc_pp: np.ndarray, cond: np.ndarray, bound_pp: float, span: float):
@@ -115,7 +142,10 @@ def ppo_search(recorder: MethodRecorder, space: SearchSpace, agent: PPOAgent, se
     stale = 0
     while recorder.count < budget and stale < _MAX_STALE:
         outs = list(recorder.outcomes.values())
-        surrogate.fit(np.array([o.policy for o in outs]), np.array([o.val_acc for o in outs]))
+        accs = np.array([o.val_acc for o in outs])
+        step = accuracy_step(accs)
+        coarse = 100 * step >= _COARSE * span
+        surrogate.fit(np.array([o.policy for o in outs]), accs)
         for _ in range(cfg.updates_per_round):
             cond = rng.random(cfg.episodes_per_update)
             ro = agent.rollout(episodes, cond)
@@ -129,6 +159,15 @@ def ppo_search(recorder: MethodRecorder, space: SearchSpace, agent: PPOAgent, se
             key = policy_key(p)
             if key not in fresh and not recorder.seen(p):
                 fresh[key] = p
+        fs = np.array([o.speedup for o in outs])
+        fa = 100 * accs
+        keep = non_dominated(fs, fa)
+        if coarse:
+            parents = keep & (fa >= bound) if (keep & (fa >= bound)).any() else keep
+            for p in neighbours(space, np.array([outs[i].policy for i in np.flatnonzero(parents)]), _NEIGHBOURS, rng):
+                key = policy_key(p)
+                if key not in fresh and not recorder.seen(p):
+                    fresh[key] = p
         stats.rounds += 1
         if not fresh:
             stale += 1
@@ -137,9 +176,6 @@ def ppo_search(recorder: MethodRecorder, space: SearchSpace, agent: PPOAgent, se
         cands = np.array(list(fresh.values()))
         speed = scorer.speedup(cands)
         mean, spread = surrogate.predict(cands)
-        fs = np.array([o.speedup for o in outs])
-        fa = np.array([100 * o.val_acc for o in outs])
-        keep = non_dominated(fs, fa)
         picks = _select(
             speed, 100 * _optimistic(mean, spread, cfg.kappa, ref), 100 * mean, spread, (fs[keep], fa[keep]), bound,
             min(per_round, budget - recorder.count),

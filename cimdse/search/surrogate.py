@@ -17,6 +17,10 @@ refits and the fit's residual (an evaluation's own noise: a validation split of 
 hundred samples moves in steps of a few tenths of a pp), so the search can send real
 evaluations where the outcome is unsure. With 2 parameters per layer it is identified after a few dozen
 evaluations of mixed policies, where a per-(layer, width) table would need hundreds.
+
+:func:`accuracy_step` tells how coarse the measured accuracies are (one validation
+sample's share): where a step is a large part of the bound, the fit cannot resolve the
+front, and the search (:mod:`cimdse.search.dyna`) exploits the front's neighbours too.
 """
 
 from __future__ import annotations
@@ -24,11 +28,26 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import nnls
 
-__all__ = ["GROWTHS", "AccuracySurrogate"]
+__all__ = ["GROWTHS", "AccuracySurrogate", "accuracy_step"]
 
 GROWTHS = (2.0, 3.0, 4.0)  # noise-power growth per bit removed
 _FLOOR = 0.5  # accuracies below FLOOR * ref are censored there
 _RIDGE = 1e-3
+_MAX_SPLIT = 20_000  # accuracy_step looks for validation splits up to this size
+
+
+def accuracy_step(accs: np.ndarray) -> float:
+    """One validation sample's share of the accuracy, ``1 / n`` for the smallest split
+    size ``n`` that makes every accuracy in ``accs`` a whole count (within float32's
+    rounding); 0.0 when none up to 20,000 does (the accuracies are not counts)."""
+    a = np.unique(np.asarray(accs, dtype=float))
+    if a.size < 2:
+        return 0.0
+    for n in range(1, _MAX_SPLIT + 1):
+        k = a * n
+        if np.all(np.abs(k - np.round(k)) < 1e-6 * n):  # float32's rounding of a count out of n
+            return 1.0 / n
+    return 0.0
 
 
 class AccuracySurrogate:
