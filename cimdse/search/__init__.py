@@ -4,7 +4,8 @@ against accuracy.
     space.py      allowed widths and constraints (first/last 8-bit, cell multiples)
     reward.py     CIM-AQ's reward, accuracies in pp
     evaluator.py  scoring (cost model + cached accuracy), budget and history per method
-    env.py        gymnasium env, one step per layer
+    env.py        gymnasium env, one step per layer; owns the observation (the ppo method
+                  runs it batched through episodes.py; the env is for agents of one's own)
     agent.py      sb3-contrib's MaskablePPO on our batched episodes, saved as tensors + JSON settings
     episodes.py   batched episodes: observations, masks of legal widths
     surrogate.py  the learned accuracy surrogate (HAWQ-style, fitted by NNLS, bootstrap spread)
@@ -18,7 +19,7 @@ against accuracy.
     finals.py     final fine-tune, the choice on validation, the summary table
     config.py     SearchConfig, progress events, table columns
     core.py       every method on every arch with injected evaluators (search_archs)
-    accuracy.py   the real evaluators (fake-quant / hardware-accurate, optional QAT)
+    accuracy.py   the real evaluators (integer model / crossbar model, optional QAT)
     run.py        the real run: dataset, float model, evaluators, files
     compare.py    mean and spread over seeds of several runs' summaries
 """

@@ -146,8 +146,9 @@ class SearchConfig:
     :param final_top_k: how many of each method's highest-reward policies get the final
         fine-tune; the fastest within the bound on validation is the method's result
     :param pretrain_epochs: float pre-training epochs (when no float model is given)
-    :param accuracy: ``fake-quant`` or ``hardware`` (the arch's crossbar model, in the
-        search and in the final fine-tune's reported accuracies)
+    :param accuracy: ``fake-quant`` (the integer model of the fake-quantized network, which
+        it equals but for float32 rounding; :mod:`cimdse.quant.exact`) or ``hardware`` (the
+        arch's crossbar model), in the search and in the final fine-tune's reported accuracies
     :param hardware_aware: with ``accuracy="hardware"``, the final fine-tune is ADC-aware
         QAT on each arch's crossbar model (one fine-tune per arch and policy) instead of
         one fake-quant fine-tune measured on every arch

@@ -10,7 +10,8 @@ split is never used to choose: its accuracy is only reported.
 
 With hardware-accurate evaluation the fine-tuned model is measured on each arch's
 crossbar model, and those accuracies decide (so a lossy ADC changes the choice);
-the fake-quant accuracies of the same model are reported beside them.
+the same model's integer-model accuracies (the ``fq_*`` columns, named for the
+fake-quant model they measure exactly) are reported beside them.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ __all__ = ["FinalEval", "FinalScores", "best_per_arch", "choose", "method_front"
 class FinalScores:
     """Accuracies after the final fine-tune: ``val``/``test`` decide and are reported
     (on the crossbar model with hardware-accurate evaluation), ``fq_*`` are the same
-    model's fake-quant accuracies."""
+    model's integer-model accuracies (:mod:`cimdse.quant.exact`)."""
 
     val: float
     test: float
@@ -43,7 +44,7 @@ class FinalScores:
 
 
 #: ``final_eval(policy, targets)``: fine-tune once, then one :class:`FinalScores` per
-#: target, an arch (measured on its crossbar model) or None (fake quantization)
+#: target, an arch (measured on its crossbar model) or None (the integer model)
 FinalEval = Callable[[np.ndarray, Sequence[ArchSpec | None]], list[FinalScores]]
 
 
