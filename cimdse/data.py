@@ -28,9 +28,9 @@ float32 images [N, C, H, W] scaled to [0, 1] and int64 labels. Splits are fixed 
 
 from __future__ import annotations
 
-import gzip
 import pickle
 import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cimdse.errors import CimdseError
+from cimdse.files import MAX_DATASET_BYTES, input_file, read_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch.utils.data import TensorDataset
@@ -145,14 +146,27 @@ def _digits(seed: int) -> Splits:
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+def _gunzip(path: Path, raw: bytes) -> bytes:
+    """``raw`` decompressed, refusing more than :data:`MAX_DATASET_BYTES` out (a small
+    .gz can hold terabytes of zeros)."""
+    limit = MAX_DATASET_BYTES
+    out = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip framing
+    try:
+        data = out.decompress(raw, limit + 1)
+    except zlib.error as err:
+        raise CimdseError(f"{path}: cannot read (not gzip data: {err})") from None
+    if len(data) > limit:
+        raise CimdseError(f"{path}: decompresses to more than the {limit:,} bytes read")
+    if not out.eof:
+        raise CimdseError(f"{path}: cannot read (the gzip stream is cut short)")
+    return data
+
+
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (``.gz`` allowed) as an array, checked against its header."""
-    try:
-        raw = path.read_bytes()
-        if path.suffix == ".gz":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
-        raise CimdseError(f"{path}: cannot read ({getattr(err, 'strerror', None) or err})") from None
+    raw = read_bytes(path, "IDX file", MAX_DATASET_BYTES)
+    if path.suffix == ".gz":
+        raw = _gunzip(path, raw)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise CimdseError(f"{path}: not an IDX file (bad magic number)")
     ndim = raw[3]
@@ -203,6 +217,7 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    input_file(path, "CIFAR-10 batch", MAX_DATASET_BYTES)
     try:
         with path.open("rb") as f:
             obj = _ArrayUnpickler(f, encoding="bytes").load()
@@ -238,10 +253,12 @@ def _cifar10(root: Path, seed: int) -> Splits:
 
 # ---------------------------------------------------------------- image folder
 _IMAGE_SUFFIXES = (".png", ".npy")
+MAX_IMAGE_BYTES = 256 * 2**20  # one image file
 
 
 def _read_image(path: Path) -> np.ndarray:
     """One image as float32 [C, H, W] in [0, 1] (PNG) or as stored (float .npy)."""
+    input_file(path, "image", MAX_IMAGE_BYTES)
     try:
         if path.suffix.lower() == ".npy":
             arr = np.load(path, allow_pickle=False)
@@ -272,11 +289,14 @@ def _read_folder(root: Path, classes: list[str] | None = None) -> tuple[np.ndarr
     extra = sorted(set(found) - set(classes))
     if extra:
         raise CimdseError(f"{root}: class folder(s) {extra} are not among the training classes")
-    images, labels = [], []
+    images, labels, held = [], [], 0
     for label, cls in enumerate(classes):
-        files = sorted(p for p in (root / cls).glob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
-        images += [_read_image(p) for p in files]
-        labels += [label] * len(files)
+        for path in sorted(p for p in (root / cls).glob("*") if p.suffix.lower() in _IMAGE_SUFFIXES):
+            images.append(_read_image(path))
+            labels.append(label)
+            held += images[-1].nbytes
+            if held > MAX_DATASET_BYTES:
+                raise CimdseError(f"{root}: the images take more than {MAX_DATASET_BYTES:,} bytes as float32")
     if not images:
         raise CimdseError(f"{root}: no .png or .npy images in the class folders")
     shapes = {im.shape for im in images}

@@ -40,6 +40,9 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_DOCUMENT_BYTES = 16 * 2**20
 #: most bytes read from a CSV table (a sweep of a million points is ~300 MB)
 MAX_TABLE_BYTES = 1 * 2**30
+#: most bytes of one dataset file, and of a dataset's images once decoded to float32
+#: (MNIST's training images are 47 MB, CIFAR-10 is 0.6 GB as float32)
+MAX_DATASET_BYTES = 4 * 2**30
 
 #: folders made by :func:`output_dir` in this process, deepest last
 _CREATED: list[Path] = []

@@ -213,3 +213,43 @@ def test_mnist1d_generated_cached_and_seeded(tmp_path, monkeypatch):
 def test_mnist1d_bad_options(name, message):
     with pytest.raises(CimdseError, match=message):
         load_dataset(name)
+
+
+# ---------------------------------------------------------------- sizes
+def test_dataset_files_and_decoded_sizes_are_capped(tmp_path, monkeypatch):
+    """A small .gz that inflates past the cap, a batch file or image over it, and a
+    folder whose decoded images would exceed it are refused by name, not read."""
+    import cimdse.data as data
+
+    monkeypatch.setattr(data, "MAX_DATASET_BYTES", 4000)
+    bomb = tmp_path / "bomb-idx1-ubyte.gz"
+    bomb.write_bytes(gzip.compress(_idx(np.zeros(100_000, dtype=np.uint8))))  # 100 kB out of ~120 bytes
+    assert bomb.stat().st_size < 4000
+    with pytest.raises(CimdseError, match=r"decompresses to more than the 4,000 bytes read"):
+        read_idx(bomb)
+    small = tmp_path / "small-idx1-ubyte.gz"
+    small.write_bytes(gzip.compress(_idx(np.arange(10, dtype=np.uint8))))
+    assert read_idx(small).tolist() == list(range(10))  # under the cap: read
+    cut = tmp_path / "cut-idx1-ubyte.gz"
+    cut.write_bytes(small.read_bytes()[:-12])
+    with pytest.raises(CimdseError, match="cut short"):
+        read_idx(cut)
+    big = tmp_path / "big-idx1-ubyte"
+    big.write_bytes(_idx(np.zeros(5000, dtype=np.uint8)))
+    with pytest.raises(CimdseError, match=r"IDX file of 5,008 bytes is larger than the 4,000 bytes read"):
+        read_idx(big)
+
+    cifar = tmp_path / "cifar"
+    cifar.mkdir()
+    _write_cifar(cifar, n=2)  # 6 kB per batch
+    with pytest.raises(CimdseError, match=r"data_batch_1: CIFAR-10 batch of [\d,]+ bytes is larger"):
+        load_dataset("cifar10", cifar)
+
+    folder = tmp_path / "folder"
+    _write_folder(folder, fmt="npy")  # 30 float32 pixels = 120 bytes per image, 30 images
+    monkeypatch.setattr(data, "MAX_DATASET_BYTES", 120 * 29)
+    with pytest.raises(CimdseError, match=r"the images take more than 3,480 bytes as float32"):
+        load_dataset("imagefolder", folder)
+    monkeypatch.setattr(data, "MAX_IMAGE_BYTES", 100)
+    with pytest.raises(CimdseError, match=r"0.npy: image of 248 bytes is larger than the 100 bytes read"):
+        load_dataset("imagefolder", folder)

@@ -206,6 +206,26 @@ def test_a_huge_sweep_grid_is_counted_and_refused_unless_raised(tmp_path, capsys
     assert plan.points[3].bits == "4,4" and plan.points[3].grid == head[1].grid
 
 
+@pytest.mark.parametrize(
+    "search, message",
+    [
+        ("{episodes: true}", "search.episodes: Input should be a valid integer"),
+        ("{episodes: 2, seed: -1}", "search option seed: -1: a seed must be a whole number"),
+        ("{episodes: 2, max_acc_drop: yes}", "search option max_acc_drop: True is not a number"),
+        ("{episodes: 2, methods: tpe}", "search option methods: 'tpe' is not a list of names"),
+        ("{episodes: 2, lr: 0.1}", "search options ['lr'] unknown"),
+    ],
+)
+def test_a_sweeps_search_options_are_checked_before_any_point_runs(search, message, tmp_path, capsys):
+    """Checked per point before, so a bad seed failed every point after the others ran."""
+    config = tmp_path / "s.yaml"
+    config.write_text(f"models: [lenet]\narchs: [demo]\nbits: ['8,8']\nsearch: {search}\n")
+    out = tmp_path / "out"
+    code, err = run_main(["sweep", str(config), "--out", str(out), "--jobs", "1"], capsys)
+    assert code == 2 and not out.exists()
+    one_message(err, message)
+
+
 def test_a_huge_sweep_starts_without_building_its_plan(tmp_path, monkeypatch):
     """The run streams units to the executor: stopped after its first row, a sweep of a
     million units has made only the few it reached."""

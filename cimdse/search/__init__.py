@@ -34,7 +34,7 @@ _API = {
     "AccuracyEvaluator": "evaluator", "CachedEvaluator": "evaluator", "MethodRecorder": "evaluator",
     "Outcome": "evaluator", "PolicyScorer": "evaluator", "SearchResult": "core", "search_archs": "core",
     "hypervolume": "fronts", "pareto_front": "fronts", "CimAqReward": "reward", "RewardFn": "reward",
-    "run_search": "run", "sweep_point": "run", "SearchSpace": "space",
+    "run_search": "run", "sweep_point": "run", "sweep_options": "config", "SearchSpace": "space",
 }  # fmt: skip
 
 
@@ -64,5 +64,6 @@ __all__ = [
     "pareto_front",
     "run_search",
     "search_archs",
+    "sweep_options",
     "sweep_point",
 ]

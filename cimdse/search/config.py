@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from cimdse.errors import CimdseError
 from cimdse.policy import check_search_range
@@ -26,6 +26,7 @@ __all__ = [
     "Progress",
     "SearchConfig",
     "SearchEvent",
+    "sweep_options",
 ]
 
 #: uniform k/k policies every search evaluates
@@ -222,6 +223,54 @@ class SearchConfig:
         d["methods"] = list(self.methods)
         d["ppo"] = self.ppo.as_dict()
         return d
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a YAML value has a :class:`SearchConfig` field's type; a boolean is not a
+    number (YAML's ``true`` would otherwise become 1) and a whole number is a float."""
+    origin = get_origin(hint)
+    if origin is Literal:
+        return value in get_args(hint)
+    if origin is not None and type(None) in get_args(hint):  # X | None
+        return value is None or any(_fits(value, h) for h in get_args(hint) if h is not type(None))
+    if origin is tuple:
+        return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+    if hint is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if hint is float:
+        return isinstance(value, int | float)
+    return isinstance(value, hint)
+
+
+def sweep_options(model: str | None, options: dict[str, Any]) -> SearchConfig:
+    """The :class:`SearchConfig` of a sweep's ``search:`` section for ``model``: every
+    key known and every value of its field's type (the sweep checks this before any
+    point runs); a :class:`CimdseError` naming the first problem otherwise."""
+    hints = get_type_hints(SearchConfig)
+    known = sorted(set(hints) - {"model", "ppo"})
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise CimdseError(f"search options {unknown} unknown; known: {', '.join(known)}")
+    for name, value in options.items():
+        if not (value is None and name in DATASET_DEFAULTS["*"]) and not _fits(value, hints[name]):  # None: default
+            raise CimdseError(f"search option {name}: {value!r} is not {_type_name(hints[name])}")
+    if "seed" in options:
+        check_seed(options["seed"], "search option seed: ")
+    opts = dict(options)
+    if "methods" in opts:
+        opts["methods"] = tuple(opts["methods"])
+    return SearchConfig(model=model, **opts)
+
+
+def _type_name(hint: Any) -> str:
+    if get_origin(hint) is Literal:
+        return "one of " + ", ".join(map(repr, get_args(hint)))
+    if get_origin(hint) is tuple:
+        return "a list of names"
+    words = {int: "a whole number", float: "a number", bool: "true or false", str: "text", type(None): "null"}
+    return " or ".join(words.get(h, str(h)) for h in get_args(hint) or (hint,))
 
 
 @dataclass(frozen=True)

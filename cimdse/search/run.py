@@ -21,7 +21,7 @@ from cimdse.errors import CimdseError, first_line
 from cimdse.files import output_dir, write_csv, write_text
 from cimdse.policy import QUANT, load_policy, save_policy
 from cimdse.search.agent import AGENT_SUFFIX, AgentFile, read_agent
-from cimdse.search.config import Progress, SearchConfig, SearchEvent
+from cimdse.search.config import Progress, SearchConfig, SearchEvent, sweep_options
 from cimdse.search.core import SearchResult, search_archs, unique_labels
 from cimdse.search.episodes import AGENT_OBS_DIM
 from cimdse.search.evaluator import AccuracyEvaluator
@@ -368,14 +368,7 @@ def sweep_point(
     ``arch`` into ``out_dir``; ``options`` are :class:`SearchConfig` fields (``episodes``,
     ``dataset``, ``max_acc_drop``, ...). Returns the best policy's costs, its
     validation accuracy and the path of its policy file."""
-    fields = {f for f in SearchConfig.__dataclass_fields__ if f not in ("model", "ppo")}
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise CimdseError(f"search options {unknown} unknown; known: {', '.join(sorted(fields))}")
-    opts = dict(options)
-    if "methods" in opts:
-        opts["methods"] = tuple(opts["methods"])
-    config = SearchConfig(model=model_ref, **opts)
+    config = sweep_options(model_ref, options)
     out = Path(out_dir)
     result = run_search(config, [arch], out)
     label, best = next(iter(result.best.items()))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from cimdse import arch as arch_mod
 from cimdse.errors import CimdseError
@@ -26,10 +26,11 @@ Scalar = str | int | float | bool | None
 
 class SearchOptions(BaseModel):
     """``search:`` section. Only ``episodes`` is checked here; the other keys belong to
-    the search module, which validates them itself."""
+    the search module, which checks them all before any point runs
+    (:func:`cimdse.sweep.evaluate.check_search_options`)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    episodes: int = Field(gt=0)
+    episodes: StrictInt = Field(gt=0)  # strict: YAML's ``true`` is not 1
 
 
 class SweepConfig(BaseModel):

@@ -64,6 +64,16 @@ def search_hook() -> Callable[..., Mapping[str, Any]]:
     return hook
 
 
+def check_search_options(models: list[str], options: Mapping[str, Any]) -> None:
+    """Every key and value of a ``search:`` section, checked by the search module for
+    each model before any point runs (a bad option would otherwise fail at every point,
+    after the others' hours of work). A stand-in module without the check is trusted."""
+    check = getattr(importlib.import_module("cimdse.search"), "sweep_options", None)
+    if callable(check):
+        for model in models:
+            check(model, dict(options))
+
+
 def _metrics_row(ev: Any, speedup: Any, i: int) -> dict[str, Any]:
     import numpy as np
 

@@ -10,7 +10,7 @@ from typing import Any
 from cimdse.errors import CimdseError
 from cimdse.files import output_dir
 from cimdse.sweep.config import SweepConfig, save_config
-from cimdse.sweep.evaluate import Evaluator, evaluate_unit, one_line, search_hook
+from cimdse.sweep.evaluate import Evaluator, check_search_options, evaluate_unit, one_line, search_hook
 from cimdse.sweep.execute import dask, dask_client, pool, serial
 from cimdse.sweep.log import ResultLog
 from cimdse.sweep.plan import Plan, Point
@@ -92,6 +92,7 @@ def run_sweep(
     out = Path(out_dir)
     if sweep_plan.has_search:
         search_hook()  # fail now, before any point runs
+        check_search_options([ref for _, ref, _ in sweep_plan.models], dict(sweep_plan.search))
     client = dask_client(scheduler) if scheduler else None
     log = ResultLog(out, sweep_plan.columns)
     try:
