@@ -84,8 +84,10 @@ def main() -> None:
         print(f"| `{name}` | " + " | ".join(f"{s:.3f}" for s in seconds) + " |")
     torch_s, layers = rows[0][1][0], rows[-1][1][0]
     helps = [s[0] for name, s in rows if "--help" in name]
-    print(f"\nslowest --help {max(helps):.3f} s (target < 0.5 s); layers --model lenet - import torch = "
-          f"{layers - torch_s:.3f} s (target <= 1 s)")
+    print(
+        f"\nslowest --help {max(helps):.3f} s (target < 0.5 s); layers --model lenet - import torch = "
+        f"{layers - torch_s:.3f} s (target <= 1 s)"
+    )
 
     for tree in trees:
         env = dict(os.environ, PYTHONPATH=str(tree), OPENBLAS_NUM_THREADS="1")
@@ -117,6 +119,7 @@ def refusal() -> None:
         t_refused = time.perf_counter() - t0
     print(f"24 x Linear(2048, 2048) on 512 tokens (100M parameters), one process, 1 thread: trace {t_ok:.2f} s, "
           f"refusal (torch.cumsum) {t_refused:.2f} s")  # fmt: skip
+
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--refusal"]:

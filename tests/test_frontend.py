@@ -356,7 +356,8 @@ def test_a_refusal_builds_and_traces_the_model_once(tmp_path, monkeypatch, facto
 
 def test_a_meta_only_failure_is_retried_on_the_cpu(tmp_path):
     path = tmp_path / "numpy_weights.py"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         import numpy as np
         import torch
         from torch import nn
@@ -372,7 +373,8 @@ def test_a_meta_only_failure_is_retried_on_the_cpu(tmp_path):
 
         def make():
             return Net()
-        """))
+        """)
+    )
     net = trace_spec(f"{path}:make", (300, 4096))
     assert [(layer.K, layer.N, layer.V) for layer in net.layers] == [(4096, 4096, 300)]
 

@@ -99,9 +99,7 @@ def test_imports_run_one_way():
     in the layers stays visible, and a lower one never needs an upper one."""
     graph = _import_graph()
     assert len(graph) > 50 and "cimdse.costs" in graph["cimdse.compiler.evaluate"]  # the reader works
-    circles = {
-        frozenset({a, b}) for a in graph for b in graph[a] if a in _reaches(graph, b)
-    } - _KNOWN_CIRCLES
+    circles = {frozenset({a, b}) for a in graph for b in graph[a] if a in _reaches(graph, b)} - _KNOWN_CIRCLES
     assert not circles, sorted(sorted(c) for c in circles)
     lower_upper = [
         ("cimdse.arch", "cimdse.costs"),  # the spec is read by the cost models; both read cimdse.constants

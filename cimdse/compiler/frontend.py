@@ -444,8 +444,11 @@ class _MetaOnlyFailure(CimdseError):
 
 def _meta_only(err: Exception) -> bool:
     text = str(err).lower()
-    return isinstance(err, NotImplementedError) or "meta" in text or "data-dependent" in text or (
-        type(err).__name__ in ("DataDependentOutputException", "DynamicOutputShapeException")
+    return (
+        isinstance(err, NotImplementedError)
+        or "meta" in text
+        or "data-dependent" in text
+        or (type(err).__name__ in ("DataDependentOutputException", "DynamicOutputShapeException"))
     )
 
 
@@ -568,11 +571,13 @@ def _expand_ellipsis(ia: str, ib: str, out: str | None, ranks: list[int]) -> tup
     the broadcast axes, then the letters used once, in alphabetical order (torch's rule)."""
     used = set(ia + ib + (out or "")) - {"."}
     spare = iter(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in used)
-    widths = [rank - len(spec.replace("...", "")) if "..." in spec else 0 for spec, rank in zip((ia, ib), ranks,
-                                                                                                  strict=True)]
+    widths = [
+        rank - len(spec.replace("...", "")) if "..." in spec else 0 for spec, rank in zip((ia, ib), ranks, strict=True)
+    ]
     letters = "".join(next(spare) for _ in range(max(widths, default=0)))
-    ia, ib = (spec.replace("...", letters[len(letters) - w:] if w else "") for spec, w in zip((ia, ib), widths,
-                                                                                                strict=True))
+    ia, ib = (
+        spec.replace("...", letters[len(letters) - w :] if w else "") for spec, w in zip((ia, ib), widths, strict=True)
+    )
     if out is None:
         out = letters + "".join(sorted(c for c in set(ia + ib) - set(letters) if (ia + ib).count(c) == 1))
     return ia, ib, out.replace("...", letters)
