@@ -357,7 +357,8 @@ def _ideal_layout(spec: cb.CrossbarSpec, device: torch.device, pack: bool) -> _L
     if not costs:
         raise CimdseError(f"partial sums up to {field_max:.3g} exceed exact float64 range; use fewer bits or rows")
     kernel = choose_kernel(costs, device)
-    in_gemm = row > 0 and (kernel != "int8" or row <= _INT8_MAX)
+    # on CPU the row is added after the GEMM (one in-cache pass; :func:`_fused_part`)
+    in_gemm = row > 0 and (kernel != "int8" or row <= _INT8_MAX) and cublaslt_layout(device)
     return _Layout(kernel, packs.get(kernel, 1), field_max.bit_length(), row, in_gemm, bias)
 
 
@@ -753,11 +754,12 @@ def _ideal(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
     for the others the slices are built once; per chunk of the batch, one batched GEMM
     (int8: one per group), the ADC on packed fields, and the shift-and-add; exact
     integers throughout, so any order is."""
+    sliced = _sliced_part if cublaslt_layout(xt.device) or xt.flip is not None else _fused_part
     if xt.split is None:
-        return _sliced_part(x, xt, a_bits)
+        return sliced(x, xt, a_bits)
     y = _dense(x, xt.split_operands(a_bits), a_bits)
     if xt.cols:
-        y += _sliced_part(x, xt, a_bits)
+        y += sliced(x, xt, a_bits)
     return y
 
 
@@ -793,21 +795,12 @@ def _shift_add(codes: torch.Tensor, xt: TorchCrossbar, plan: _Plan) -> torch.Ten
     """sum over g, i, q of 2^(i d + s) coef_q code[g, b, i, q, n] -> int64 [b, n]:
     groups summed first (a contiguous reduction), then slices and columns by in-place
     scaled adds (a generic multi-axis reduction is several times slower on CPU)."""
-    g, b, nx = codes.shape[:3]
-    q, n = len(xt.coef), xt.n
+    g, nx = codes.shape[0], codes.shape[2]
     c = codes[0] if g == 1 else codes.sum(0, dtype=plan.acc_dtype)  # [b, nx, q*n]
     t = c[:, 0] * plan.scale[0]
     for i in range(1, nx):
         t.add_(c[:, i], alpha=plan.scale[i])
-    if xt.split is not None:  # the kept columns: each to its output with its coefficient
-        t.mul_(xt.split_coef.to(t.device, t.dtype))
-        y = torch.zeros((b, n), dtype=t.dtype, device=t.device)
-        return y.index_add_(1, xt.split_out, t).to(torch.int64)
-    t = t.view(b, q, n)
-    y = t[:, 0] * xt.coef[0]
-    for qi in range(1, q):
-        y.add_(t[:, qi], alpha=xt.coef[qi])
-    return y.to(torch.int64)
+    return _to_outputs(t, xt)
 
 
 def _adc_fields(p: torch.Tensor, xt: TorchCrossbar, plan: _Plan, b: int) -> torch.Tensor:
@@ -894,3 +887,181 @@ def _adc_codes_(p: torch.Tensor, s: int, code_range: tuple[int, int]) -> None:
     ``clamp(floor(p / 2^s + 1/2))``."""
     p.mul_(1.0 / 2**s).add_(0.5).floor_()
     p.clamp_(*code_range)
+
+
+# ---------------------------------------------------------------- CPU: fused in-cache pipeline
+CPU_FUSED_ELEMENTS = 2**19  # packed partial sums per chunk: every pass after the GEMM stays in L2
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """How the CPU pipeline builds packed input rows and takes ADC codes out of packed
+    sums (see :func:`_fused_part`): ``spread`` (multiplier, mask) turns ``m`` adjacent
+    ``d``-bit slices of an input into ``m`` fields of ``f`` bits with one multiply and one
+    mask (None: field by field), ``code_mask`` keeps each field's code bits after the
+    ADC's shift, ``gmax`` row groups' codes can be summed while packed (every field's sum
+    stays below ``2^f``), ``unpack`` the coefficients ``2^(j d) - 2^(f + (j-1) d)`` that
+    turn a packed word into ``sum_j 2^(j d) field_j`` from its shifts by ``j f``."""
+
+    spread: tuple[int, int] | None
+    code_mask: int
+    gmax: int
+    unpack: list[int]
+
+
+def _fields(xt: TorchCrossbar, plan: _Plan) -> _Fields:
+    lay, d = xt.layout, xt.spec.dac_bits
+    m, f, s = lay.pack, lay.field_bits, plan.s or 0
+    spread = None
+    if m > 1 and m * d <= 16:  # proved by trying every value of m slices
+        mult = sum(2 ** (j * (f - d)) for j in range(m))
+        mask = sum((2**d - 1) << (j * f) for j in range(m))
+        u = np.arange(2 ** (m * d), dtype=np.int64)
+        want = sum(((u >> (j * d)) & (2**d - 1)) << (j * f) for j in range(m))
+        if np.array_equal((u * mult) & mask, want) and (2 ** (m * d) - 1) * mult < 2**63:
+            spread = (mult, mask)
+    cmax = (cb.partial_sum_max(xt.spec) + lay.row) >> s  # a field's largest code
+    code_mask = sum((2 ** (f - s) - 1) << (j * f) for j in range(m))
+    unpack = [2 ** (j * d) - 2 ** (f + (j - 1) * d) for j in range(1, m)]
+    return _Fields(spread, code_mask, max(1, (2**f - 1) // max(1, cmax)), unpack)
+
+
+def _fused_part(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
+    """The sliced columns on CPU, chunk by chunk so that every pass stays in cache; rows
+    of a group's GEMM in (packed slice k, vector b) order. Per chunk: the packed input
+    rows by a few integer passes (:func:`_packed_rows`), one batched GEMM (int8: one per
+    group), the offset ``row`` added to every field in place, then either (an ADC that
+    cannot saturate, and field sums of ``gmax >= 2`` groups that fit their fields) the
+    ADC on whole packed words (shift, mask), the row groups summed while packed, and
+    one unpack per packed word into the shift-and-add; or field by field (shift, mask,
+    clamp, group sum, shift-and-add). Exact integers throughout."""
+    plan = _plan(xt, a_bits)
+    lay = xt.layout
+    fields = _fields(xt, plan)
+    nxp = -(-plan.nx // lay.pack)
+    g, cols = xt.groups, xt.cols
+    b = x.shape[0]
+    chunk = max(1, CPU_FUSED_ELEMENTS // (g * nxp * max(cols, xt.rows)))
+    phys = _physical_inputs(x, xt, torch.int16 if a_bits <= 15 else torch.int32)  # [G, B, A]
+    parts = [_fused_chunk(phys[:, i : i + chunk], xt, plan, fields, nxp) for i in range(0, b, chunk)]
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def _packed_rows(phys: torch.Tensor, xt: TorchCrossbar, plan: _Plan, fields: _Fields, nxp: int) -> torch.Tensor:
+    """The GEMM's left operand [G, nxp * b, A] in the kernel's type: row (k, b) holds
+    ``sum_j 2^(j f) xs_(k m + j)[b]`` (slices LSB first, ``m`` per row)."""
+    g, b, a = phys.shape
+    d, m, f = xt.spec.dac_bits, xt.layout.pack, xt.layout.field_bits
+    out = torch.empty((g, nxp, b, a), dtype=xt.weights.dtype)
+    t = torch.empty((g, b, a), dtype=torch.int64 if m * f > 31 else torch.int32)
+    u = torch.empty_like(t) if m > 1 and fields.spread is None else None
+    for k in range(nxp):
+        torch.bitwise_right_shift(phys, k * m * d, out=t)
+        if m == 1:
+            t.bitwise_and_(2**d - 1)
+        elif fields.spread is not None:
+            mult, mask = fields.spread
+            t.bitwise_and_(2 ** (m * d) - 1).mul_(mult).bitwise_and_(mask)
+        else:
+            assert u is not None
+            acc = torch.bitwise_and(t, 2**d - 1)
+            for j in range(1, m):
+                torch.bitwise_right_shift(t, j * d, out=u)
+                acc.add_(u.bitwise_and_(2**d - 1).bitwise_left_shift_(j * f))
+            t = acc
+        out[:, k].copy_(t)
+    return out.view(g, nxp * b, a)
+
+
+def _fused_chunk(phys: torch.Tensor, xt: TorchCrossbar, plan: _Plan, fields: _Fields, nxp: int) -> torch.Tensor:
+    lay = xt.layout
+    g, b, _ = phys.shape
+    m, f = lay.pack, lay.field_bits
+    rows = _packed_rows(phys, xt, plan, fields, nxp)
+    work = torch.int64 if plan.acc_dtype == torch.int64 or m * f > 31 else torch.int32
+    if lay.kernel == "int8":
+        q = torch.empty((g, nxp * b, xt.cols), dtype=torch.int32)
+        for gi in range(g):
+            int_mm(rows[gi], xt.weights[gi], out=q[gi])
+        q = q.to(work) if work != torch.int32 else q
+    else:
+        q = torch.bmm(rows, xt.weights).to(work)
+    q = q.view(g, nxp, b, xt.cols)
+    if lay.row:
+        q.add_(lay.row * sum(2 ** (j * f) for j in range(m)))
+    acc = torch.zeros((b, xt.cols), dtype=torch.int64 if work == torch.int64 else plan.acc_dtype)
+    if plan.s is not None and xt.saturates or fields.gmax < 2 and g > 1:
+        _codes_by_field(q, xt, plan, acc)
+    else:
+        _codes_packed(q, xt, plan, fields, acc)
+    return _to_outputs(acc, xt)
+
+
+def _codes_packed(q: torch.Tensor, xt: TorchCrossbar, plan: _Plan, fields: _Fields, acc: torch.Tensor) -> None:
+    """ADC and shift-and-add on packed words (no code can saturate): ``(q >> s) & mask``
+    leaves each field's code in place; groups are summed ``gmax`` at a time, packed;
+    and a packed word of codes ``c_j`` gives ``sum_j 2^(j d) c_j = S + sum_(j>=1)
+    (2^(j d) - 2^(f + (j-1) d)) (S >> j f)`` (with ``S >> j f = c_j + 2^f (S >> (j+1) f)``),
+    an exact integer below ``2^(m f)`` at every step. The bias (a constant code) comes
+    off at the end."""
+    lay = xt.layout
+    g, nxp = q.shape[:2]
+    m, f, s = lay.pack, lay.field_bits, plan.s or 0
+    if s:
+        q.bitwise_right_shift_(s).bitwise_and_(fields.code_mask)
+    tmp = torch.empty_like(q[0, 0])
+    word = torch.empty_like(q[0, 0])
+    for g0 in range(0, g, fields.gmax):
+        sg = q[g0]
+        for gi in range(g0 + 1, min(g, g0 + fields.gmax)):
+            sg.add_(q[gi])
+        for k in range(nxp):
+            word.copy_(sg[k])
+            for j, c in enumerate(fields.unpack, start=1):
+                if k * m + j < plan.nx:
+                    word.add_(torch.bitwise_right_shift(sg[k], j * f, out=tmp), alpha=c)
+            acc.add_(word, alpha=plan.scale[k * m])
+    if lay.bias:
+        acc.sub_((lay.bias >> s) * g * sum(plan.scale))
+
+
+def _codes_by_field(q: torch.Tensor, xt: TorchCrossbar, plan: _Plan, acc: torch.Tensor) -> None:
+    """ADC field by field (shift, mask, bias, clamp), each summed over the groups and
+    added with its slice's scale."""
+    lay = xt.layout
+    g, nxp = q.shape[:2]
+    m, f, s = lay.pack, lay.field_bits, plan.s or 0
+    lo, hi = plan.code_range
+    c = torch.empty_like(q)
+    for j in range(m):
+        if j * f + s:
+            torch.bitwise_right_shift(q, j * f + s, out=c)
+        else:
+            c.copy_(q)
+        if m > 1:
+            c.bitwise_and_(2 ** (f - s) - 1)
+        if lay.bias:
+            c.sub_(lay.bias >> s)
+        if plan.s is not None and xt.saturates:
+            c.clamp_(max=hi) if lo == 0 else c.clamp_(lo, hi)
+        sg = c[0]
+        for gi in range(1, g):
+            sg.add_(c[gi])
+        for k in range(nxp):
+            if k * m + j < plan.nx:
+                acc.add_(sg[k], alpha=plan.scale[k * m + j])
+
+
+def _to_outputs(t: torch.Tensor, xt: TorchCrossbar) -> torch.Tensor:
+    """Columns [b, cols] (shift-added) -> outputs int64 [b, N], each column times its
+    coefficient."""
+    b, q, n = t.shape[0], len(xt.coef), xt.n
+    if xt.split is not None:  # the kept columns: each to its output with its coefficient
+        t.mul_(xt.split_coef.to(t.device, t.dtype))
+        y = torch.zeros((b, n), dtype=t.dtype, device=t.device)
+        return y.index_add_(1, xt.split_out, t).to(torch.int64)
+    t = t.view(b, q, n)
+    y = t[:, 0] * xt.coef[0]
+    for qi in range(1, q):
+        y.add_(t[:, qi], alpha=xt.coef[qi])
+    return y.to(torch.int64)
