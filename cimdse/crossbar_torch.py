@@ -812,8 +812,8 @@ def _adc_fields(p: torch.Tensor, xt: TorchCrossbar, plan: _Plan, b: int) -> torc
     work = torch.int64 if plan.acc_dtype == torch.int64 or m * f > 31 else torch.int32
     p = p[..., : xt.cols]  # without cuBLASLt's padding columns
     p = p.to(work) if p.dtype != work else p.contiguous()
-    if lay.row and not lay.row_in_gemm:
-        p = p + lay.row
+    if lay.row and not lay.row_in_gemm:  # into every field
+        p = p + lay.row * sum(2 ** (j * f) for j in range(m))
     if m > 1:
         sh = (torch.arange(m, device=p.device, dtype=work) * f + s).view(1, 1, 1, m, 1)
         codes = (p.view(g, b, -1, 1, xt.cols) >> sh).bitwise_and_(2 ** (f - s) - 1)  # p is contiguous
@@ -987,8 +987,8 @@ def _fused_chunk(phys: torch.Tensor, xt: TorchCrossbar, plan: _Plan, fields: _Fi
     else:
         q = torch.bmm(rows, xt.weights).to(work)
     q = q.view(g, nxp, b, xt.cols)
-    if lay.row:
-        q.add_(lay.row * sum(2 ** (j * f) for j in range(m)))
+    for k in range(nxp) if lay.row else ():  # into every field that holds a slice (the others stay 0)
+        q[:, k].add_(lay.row * sum(2 ** (j * f) for j in range(min(m, plan.nx - k * m))))
     acc = torch.zeros((b, xt.cols), dtype=torch.int64 if work == torch.int64 else plan.acc_dtype)
     if plan.s is not None and xt.saturates or fields.gmax < 2 and g > 1:
         _codes_by_field(q, xt, plan, acc)
