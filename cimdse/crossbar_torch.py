@@ -890,7 +890,7 @@ def _adc_codes_(p: torch.Tensor, s: int, code_range: tuple[int, int]) -> None:
 
 
 # ---------------------------------------------------------------- CPU: fused in-cache pipeline
-CPU_FUSED_ELEMENTS = 2**19  # packed partial sums per chunk: every pass after the GEMM stays in L2
+CPU_FUSED_BYTES = 2**22  # operand, sums and codes of one chunk: the passes over them stay in cache
 
 
 @dataclass(frozen=True)
@@ -941,35 +941,46 @@ def _fused_part(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor
     nxp = -(-plan.nx // lay.pack)
     g, cols = xt.groups, xt.cols
     b = x.shape[0]
-    chunk = max(1, CPU_FUSED_ELEMENTS // (g * nxp * max(cols, xt.rows)))
-    phys = _physical_inputs(x, xt, torch.int16 if a_bits <= 15 else torch.int32)  # [G, B, A]
+    work = 8 if plan.acc_dtype == torch.int64 or lay.pack * lay.field_bits > 31 else 4
+    per_vector = g * (nxp * (xt.rows * xt.weights.element_size() + 2 * cols * work) + xt.rows * work)
+    chunk = max(1, CPU_FUSED_BYTES // per_vector)
+    small = torch.uint8 if a_bits <= 8 else torch.int16 if a_bits <= 15 else torch.int32  # inputs are < 2^a_bits
+    phys = _physical_inputs(x, xt, small).contiguous()  # [G, B, A]
     parts = [_fused_chunk(phys[:, i : i + chunk], xt, plan, fields, nxp) for i in range(0, b, chunk)]
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
 def _packed_rows(phys: torch.Tensor, xt: TorchCrossbar, plan: _Plan, fields: _Fields, nxp: int) -> torch.Tensor:
     """The GEMM's left operand [G, nxp * b, A] in the kernel's type: row (k, b) holds
-    ``sum_j 2^(j f) xs_(k m + j)[b]`` (slices LSB first, ``m`` per row)."""
+    ``sum_j 2^(j f) xs_(k m + j)[b]`` (slices LSB first, ``m`` per row). One slice per
+    row: shift and mask in the inputs' own small type, straight into the operand."""
     g, b, a = phys.shape
     d, m, f = xt.spec.dac_bits, xt.layout.pack, xt.layout.field_bits
     out = torch.empty((g, nxp, b, a), dtype=xt.weights.dtype)
+    if m == 1:
+        t = torch.empty_like(phys)
+        for k in range(nxp):
+            torch.bitwise_right_shift(phys, k * d, out=t)
+            if out.dtype.is_floating_point:
+                out[:, k].copy_(t.bitwise_and_(2**d - 1))
+            else:
+                torch.bitwise_and(t, 2**d - 1, out=out[:, k])
+        return out.view(g, nxp * b, a)
     t = torch.empty((g, b, a), dtype=torch.int64 if m * f > 31 else torch.int32)
-    u = torch.empty_like(t) if m > 1 and fields.spread is None else None
+    u = torch.empty_like(t) if fields.spread is None else None
     for k in range(nxp):
         torch.bitwise_right_shift(phys, k * m * d, out=t)
-        if m == 1:
-            t.bitwise_and_(2**d - 1)
-        elif fields.spread is not None:
+        if fields.spread is not None:
             mult, mask = fields.spread
             t.bitwise_and_(2 ** (m * d) - 1).mul_(mult).bitwise_and_(mask)
-        else:
-            assert u is not None
-            acc = torch.bitwise_and(t, 2**d - 1)
-            for j in range(1, m):
-                torch.bitwise_right_shift(t, j * d, out=u)
-                acc.add_(u.bitwise_and_(2**d - 1).bitwise_left_shift_(j * f))
-            t = acc
-        out[:, k].copy_(t)
+            out[:, k].copy_(t)
+            continue
+        assert u is not None
+        acc = torch.bitwise_and(t, 2**d - 1)
+        for j in range(1, m):
+            torch.bitwise_right_shift(t, j * d, out=u)
+            acc.add_(u.bitwise_and_(2**d - 1).bitwise_left_shift_(j * f))
+        out[:, k].copy_(acc)
     return out.view(g, nxp * b, a)
 
 

@@ -204,7 +204,7 @@ def test_fused_cpu_pipeline_branches(monkeypatch, kernel, case, update, packed_a
     """The CPU pipeline's branches (packed ADC and group sums, or field by field; the
     input rows' multiply spread, or field by field; several chunks), each kernel forced
     where exact, against the numpy model."""
-    monkeypatch.setattr(crossbar_torch, "CPU_FUSED_ELEMENTS", 2**12)  # several chunks
+    monkeypatch.setattr(crossbar_torch, "CPU_FUSED_BYTES", 2**15)  # several chunks
     spec = CrossbarSpec(rows=64, cols=64, cell_bits=2, dac_bits=1, adc_bits=6, adc_mode="full_range").model_copy(
         update=update
     )
