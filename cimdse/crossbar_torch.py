@@ -754,12 +754,16 @@ def _ideal(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
     for the others the slices are built once; per chunk of the batch, one batched GEMM
     (int8: one per group), the ADC on packed fields, and the shift-and-add; exact
     integers throughout, so any order is."""
-    sliced = _sliced_part if cublaslt_layout(xt.device) or xt.flip is not None else _fused_part
+    fused = not cublaslt_layout(xt.device) and xt.flip is None
     if xt.split is None:
-        return sliced(x, xt, a_bits)
+        if fused:
+            return _fused_part(x, xt, a_bits, torch.zeros((x.shape[0], xt.n), dtype=torch.int64))
+        return _sliced_part(x, xt, a_bits)
     y = _dense(x, xt.split_operands(a_bits), a_bits)
-    if xt.cols:
-        y += sliced(x, xt, a_bits)
+    if xt.cols and fused:
+        _fused_part(x, xt, a_bits, y)
+    elif xt.cols:
+        y += _sliced_part(x, xt, a_bits)
     return y
 
 
@@ -926,7 +930,7 @@ def _fields(xt: TorchCrossbar, plan: _Plan) -> _Fields:
     return _Fields(spread, code_mask, max(1, (2**f - 1) // max(1, cmax)), unpack)
 
 
-def _fused_part(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
+def _fused_part(x: torch.Tensor, xt: TorchCrossbar, a_bits: int, out: torch.Tensor) -> torch.Tensor:
     """The sliced columns on CPU, chunk by chunk so that every pass stays in cache; rows
     of a group's GEMM in (packed slice k, vector b) order. Per chunk: the packed input
     rows by a few integer passes (:func:`_packed_rows`), one batched GEMM (int8: one per
@@ -934,7 +938,8 @@ def _fused_part(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor
     cannot saturate, and field sums of ``gmax >= 2`` groups that fit their fields) the
     ADC on whole packed words (shift, mask), the row groups summed while packed, and
     one unpack per packed word into the shift-and-add; or field by field (shift, mask,
-    clamp, group sum, shift-and-add). Exact integers throughout."""
+    clamp, group sum, shift-and-add). Exact integers throughout. Adds into ``out``
+    (int64 [B, N]) and returns it."""
     plan = _plan(xt, a_bits)
     lay = xt.layout
     fields = _fields(xt, plan)
@@ -946,8 +951,9 @@ def _fused_part(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor
     chunk = max(1, CPU_FUSED_BYTES // per_vector)
     small = torch.uint8 if a_bits <= 8 else torch.int16 if a_bits <= 15 else torch.int32  # inputs are < 2^a_bits
     phys = _physical_inputs(x, xt, small).contiguous()  # [G, B, A]
-    parts = [_fused_chunk(phys[:, i : i + chunk], xt, plan, fields, nxp) for i in range(0, b, chunk)]
-    return torch.cat(parts) if len(parts) > 1 else parts[0]
+    for i in range(0, b, chunk):
+        _fused_chunk(phys[:, i : i + chunk], xt, plan, fields, nxp, out[i : i + chunk])
+    return out
 
 
 def _packed_rows(phys: torch.Tensor, xt: TorchCrossbar, plan: _Plan, fields: _Fields, nxp: int) -> torch.Tensor:
@@ -984,7 +990,9 @@ def _packed_rows(phys: torch.Tensor, xt: TorchCrossbar, plan: _Plan, fields: _Fi
     return out.view(g, nxp * b, a)
 
 
-def _fused_chunk(phys: torch.Tensor, xt: TorchCrossbar, plan: _Plan, fields: _Fields, nxp: int) -> torch.Tensor:
+def _fused_chunk(
+    phys: torch.Tensor, xt: TorchCrossbar, plan: _Plan, fields: _Fields, nxp: int, out: torch.Tensor
+) -> None:
     lay = xt.layout
     g, b, _ = phys.shape
     m, f = lay.pack, lay.field_bits
@@ -1005,7 +1013,7 @@ def _fused_chunk(phys: torch.Tensor, xt: TorchCrossbar, plan: _Plan, fields: _Fi
         _codes_by_field(q, xt, plan, acc)
     else:
         _codes_packed(q, xt, plan, fields, acc)
-    return _to_outputs(acc, xt)
+    _to_outputs(acc, xt, out)
 
 
 def _codes_packed(q: torch.Tensor, xt: TorchCrossbar, plan: _Plan, fields: _Fields, acc: torch.Tensor) -> None:
@@ -1043,14 +1051,14 @@ def _codes_by_field(q: torch.Tensor, xt: TorchCrossbar, plan: _Plan, acc: torch.
     g, nxp = q.shape[:2]
     m, f, s = lay.pack, lay.field_bits, plan.s or 0
     lo, hi = plan.code_range
-    c = torch.empty_like(q)
+    c = torch.empty_like(q) if m > 1 else q  # one field: q itself, in place
     for j in range(m):
-        if j * f + s:
-            torch.bitwise_right_shift(q, j * f + s, out=c)
+        if m == 1:
+            if s:
+                c.bitwise_right_shift_(s)
         else:
-            c.copy_(q)
-        if m > 1:
-            c.bitwise_and_(2 ** (f - s) - 1)
+            src = torch.bitwise_right_shift(q, j * f + s, out=c) if j * f + s else q
+            torch.bitwise_and(src, 2 ** (f - s) - 1, out=c)
         if lay.bias:
             c.sub_(lay.bias >> s)
         if plan.s is not None and xt.saturates:
@@ -1063,15 +1071,21 @@ def _codes_by_field(q: torch.Tensor, xt: TorchCrossbar, plan: _Plan, acc: torch.
                 acc.add_(sg[k], alpha=plan.scale[k * m + j])
 
 
-def _to_outputs(t: torch.Tensor, xt: TorchCrossbar) -> torch.Tensor:
+def _to_outputs(t: torch.Tensor, xt: TorchCrossbar, out: torch.Tensor | None = None) -> torch.Tensor:
     """Columns [b, cols] (shift-added) -> outputs int64 [b, N], each column times its
-    coefficient."""
+    coefficient (added into ``out`` when given)."""
     b, q, n = t.shape[0], len(xt.coef), xt.n
     if xt.split is not None:  # the kept columns: each to its output with its coefficient
         t.mul_(xt.split_coef.to(t.device, t.dtype))
+        if out is not None:
+            return out.index_add_(1, xt.split_out, t.to(out.dtype))
         y = torch.zeros((b, n), dtype=t.dtype, device=t.device)
         return y.index_add_(1, xt.split_out, t).to(torch.int64)
     t = t.view(b, q, n)
+    if out is not None:
+        for qi in range(q):
+            out.add_(t[:, qi], alpha=xt.coef[qi])
+        return out
     y = t[:, 0] * xt.coef[0]
     for qi in range(1, q):
         y.add_(t[:, qi], alpha=xt.coef[qi])

@@ -84,7 +84,7 @@ class CrossbarBackend:
             self.programmed = [crossbar.program(p, self.spec, layer.w_bits) for p in parts]
 
     def _mvm(self, layer: IntLayer, cols: torch.Tensor, group: int) -> torch.Tensor:
-        """``cols`` [M, K] integers -> [M, N/groups] float64."""
+        """``cols`` [M, K] integers -> [M, N/groups] int64."""
         self.calls += 1
         seed = None if not self.spec.nonideal.read_noise_sigma else self.spec.nonideal.seed * 7919 + self.calls
         kw = dict(a_bits=layer.a_bits, signed_inputs=layer.signed, read_seed=seed)
@@ -92,7 +92,7 @@ class CrossbarBackend:
             y = crossbar_torch.mvm(cols, self.programmed[group], **kw)
         else:
             y = torch.from_numpy(crossbar.mvm(cols.long().cpu().numpy(), self.programmed[group], **kw))
-        return y.to(cols.device, torch.float64)
+        return y.to(cols.device)
 
     def __call__(self, layer: IntLayer, x_int: torch.Tensor) -> torch.Tensor:
         # integers of at most 16 bits: int16 is less to unfold and pass over than float64
@@ -100,7 +100,7 @@ class CrossbarBackend:
         cols, fold = unfold_inputs(layer, x_int)
         kg = layer.k
         parts = [self._mvm(layer, cols[:, g * kg : (g + 1) * kg], g) for g in range(layer.groups)]
-        return fold(torch.cat(parts, dim=1))
+        return fold(parts[0] if len(parts) == 1 else torch.cat(parts, dim=1), torch.float64)
 
 
 def training_spec(arch: ArchSpec | CrossbarSpec, nonideal: bool = True) -> CrossbarSpec:
