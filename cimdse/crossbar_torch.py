@@ -947,7 +947,8 @@ def _fused_part(x: torch.Tensor, xt: TorchCrossbar, a_bits: int, out: torch.Tens
     g, cols = xt.groups, xt.cols
     b = x.shape[0]
     work = 8 if plan.acc_dtype == torch.int64 or lay.pack * lay.field_bits > 31 else 4
-    per_vector = g * (nxp * (xt.rows * xt.weights.element_size() + 2 * cols * work) + xt.rows * work)
+    sums = 2 if lay.pack > 1 else 1  # the sums, and (field by field) the codes of one field
+    per_vector = g * (nxp * (xt.rows * xt.weights.element_size() + sums * cols * work) + xt.rows * work)
     chunk = max(1, CPU_FUSED_BYTES // per_vector)
     small = torch.uint8 if a_bits <= 8 else torch.int16 if a_bits <= 15 else torch.int32  # inputs are < 2^a_bits
     phys = _physical_inputs(x, xt, small).contiguous()  # [G, B, A]
