@@ -46,8 +46,18 @@ per process), and each crossbar takes the exact kernel with the least cost per
 product: GEMM time / packing factor + the time of the ADC's field split, measured too
 (:func:`post_times`; packing does not divide it, and int64 fields double it).
 ``CIMDSE_GEMM=int8|float32|float64|float16|bfloat16`` forces a kernel wherever it is
-exact (tests, benchmarks). On CPU the batch is cut into chunks whose partial sums stay
-in cache; on CUDA only memory bounds a chunk.
+exact (tests, benchmarks). On CUDA only memory bounds a chunk of the batch.
+
+**CPU pipeline** (:func:`_fused_part`; every pass in place, on chunks of a few MiB
+that stay in cache): the packed rows are built from the inputs' bytes by shifts and
+masks (``m`` slices spread into ``m`` fields by one multiply and one mask, proved on
+every value); the GEMM's rows run (packed slice, vector) per group; the offset ``r``
+is added to every slice field after the GEMM (not a GEMM row: no operand column to
+fill). Where no code can saturate, the ADC is ``(p >> s) & mask`` on whole packed
+words, the codes of up to ``gmax = floor((2^f - 1) / code_max)`` row groups are summed
+while packed (no field can carry into the next), and each packed word is unpacked
+into the shift-and-add by ``m - 1`` shifted adds (:func:`_codes_packed`); else (a
+saturating ADC) field by field: shift, mask, clamp, group sum, scaled add.
 
 Non-idealities: float64 GEMMs as in numpy; read noise is drawn from the same numpy
 generator per chunk (:func:`cimdse.crossbar.read_noise_rng`, same chunking), the same
