@@ -84,6 +84,7 @@ property tests run each), and any other raises instead of silently differing.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -923,17 +924,25 @@ class _Fields:
     unpack: list[int]
 
 
+@functools.cache
+def _spread(m: int, d: int, f: int) -> tuple[int, int] | None:
+    """(multiplier, mask) that spread ``m`` ``d``-bit slices into ``m`` fields of ``f``
+    bits, ``((u * mult) & mask)``, if that is exact for every value ``u`` of ``m * d``
+    bits (tried, up to 16 bits); else None."""
+    if m < 2 or m * d > 16:
+        return None
+    mult = sum(2 ** (j * (f - d)) for j in range(m))
+    mask = sum((2**d - 1) << (j * f) for j in range(m))
+    u = np.arange(2 ** (m * d), dtype=np.int64)
+    want = sum(((u >> (j * d)) & (2**d - 1)) << (j * f) for j in range(m))
+    ok = np.array_equal((u * mult) & mask, want) and (2 ** (m * d) - 1) * mult < 2**63
+    return (mult, mask) if ok else None
+
+
 def _fields(xt: TorchCrossbar, plan: _Plan) -> _Fields:
     lay, d = xt.layout, xt.spec.dac_bits
     m, f, s = lay.pack, lay.field_bits, plan.s or 0
-    spread = None
-    if m > 1 and m * d <= 16:  # proved by trying every value of m slices
-        mult = sum(2 ** (j * (f - d)) for j in range(m))
-        mask = sum((2**d - 1) << (j * f) for j in range(m))
-        u = np.arange(2 ** (m * d), dtype=np.int64)
-        want = sum(((u >> (j * d)) & (2**d - 1)) << (j * f) for j in range(m))
-        if np.array_equal((u * mult) & mask, want) and (2 ** (m * d) - 1) * mult < 2**63:
-            spread = (mult, mask)
+    spread = _spread(m, d, f)
     cmax = (cb.partial_sum_max(xt.spec) + lay.row) >> s  # a field's largest code
     code_mask = sum((2 ** (f - s) - 1) << (j * f) for j in range(m))
     unpack = [2 ** (j * d) - 2 ** (f + (j - 1) * d) for j in range(1, m)]
