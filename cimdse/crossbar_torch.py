@@ -935,7 +935,8 @@ def _spread(m: int, d: int, f: int) -> tuple[int, int] | None:
     mask = sum((2**d - 1) << (j * f) for j in range(m))
     u = np.arange(2 ** (m * d), dtype=np.int64)
     want = sum(((u >> (j * d)) & (2**d - 1)) << (j * f) for j in range(m))
-    ok = np.array_equal((u * mult) & mask, want) and (2 ** (m * d) - 1) * mult < 2**63
+    limit = 2**31 if m * f <= 31 else 2**63  # the product must fit the work type (int32 or int64)
+    ok = np.array_equal((u * mult) & mask, want) and (2 ** (m * d) - 1) * mult < limit
     return (mult, mask) if ok else None
 
 
