@@ -46,8 +46,18 @@ per process), and each crossbar takes the exact kernel with the least cost per
 product: GEMM time / packing factor + the time of the ADC's field split, measured too
 (:func:`post_times`; packing does not divide it, and int64 fields double it).
 ``CIMDSE_GEMM=int8|float32|float64|float16|bfloat16`` forces a kernel wherever it is
-exact (tests, benchmarks). On CPU the batch is cut into chunks whose partial sums stay
-in cache; on CUDA only memory bounds a chunk.
+exact (tests, benchmarks). On CUDA only memory bounds a chunk of the batch.
+
+**CPU pipeline** (:func:`_fused_part`; every pass in place, on chunks of a few MiB
+that stay in cache): the packed rows are built from the inputs' bytes by shifts and
+masks (``m`` slices spread into ``m`` fields by one multiply and one mask, proved on
+every value); the GEMM's rows run (packed slice, vector) per group; the offset ``r``
+is added to every slice field after the GEMM (not a GEMM row: no operand column to
+fill). Where no code can saturate, the ADC is ``(p >> s) & mask`` on whole packed
+words, the codes of up to ``gmax = floor((2^f - 1) / code_max)`` row groups are summed
+while packed (no field can carry into the next), and each packed word is unpacked
+into the shift-and-add by ``m - 1`` shifted adds (:func:`_codes_packed`); else (a
+saturating ADC) field by field: shift, mask, clamp, group sum, scaled add.
 
 Non-idealities: float64 GEMMs as in numpy; read noise is drawn from the same numpy
 generator per chunk (:func:`cimdse.crossbar.read_noise_rng`, same chunking), the same
@@ -74,6 +84,7 @@ property tests run each), and any other raises instead of silently differing.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -357,7 +368,8 @@ def _ideal_layout(spec: cb.CrossbarSpec, device: torch.device, pack: bool) -> _L
     if not costs:
         raise CimdseError(f"partial sums up to {field_max:.3g} exceed exact float64 range; use fewer bits or rows")
     kernel = choose_kernel(costs, device)
-    in_gemm = row > 0 and (kernel != "int8" or row <= _INT8_MAX)
+    # on CPU the row is added after the GEMM (one in-cache pass; :func:`_fused_part`)
+    in_gemm = row > 0 and (kernel != "int8" or row <= _INT8_MAX) and cublaslt_layout(device)
     return _Layout(kernel, packs.get(kernel, 1), field_max.bit_length(), row, in_gemm, bias)
 
 
@@ -753,10 +765,15 @@ def _ideal(x: torch.Tensor, xt: TorchCrossbar, a_bits: int) -> torch.Tensor:
     for the others the slices are built once; per chunk of the batch, one batched GEMM
     (int8: one per group), the ADC on packed fields, and the shift-and-add; exact
     integers throughout, so any order is."""
+    fused = not cublaslt_layout(xt.device) and xt.flip is None
     if xt.split is None:
+        if fused:
+            return _fused_part(x, xt, a_bits, torch.zeros((x.shape[0], xt.n), dtype=torch.int64))
         return _sliced_part(x, xt, a_bits)
     y = _dense(x, xt.split_operands(a_bits), a_bits)
-    if xt.cols:
+    if xt.cols and fused:
+        _fused_part(x, xt, a_bits, y)
+    elif xt.cols:
         y += _sliced_part(x, xt, a_bits)
     return y
 
@@ -793,21 +810,12 @@ def _shift_add(codes: torch.Tensor, xt: TorchCrossbar, plan: _Plan) -> torch.Ten
     """sum over g, i, q of 2^(i d + s) coef_q code[g, b, i, q, n] -> int64 [b, n]:
     groups summed first (a contiguous reduction), then slices and columns by in-place
     scaled adds (a generic multi-axis reduction is several times slower on CPU)."""
-    g, b, nx = codes.shape[:3]
-    q, n = len(xt.coef), xt.n
+    g, nx = codes.shape[0], codes.shape[2]
     c = codes[0] if g == 1 else codes.sum(0, dtype=plan.acc_dtype)  # [b, nx, q*n]
     t = c[:, 0] * plan.scale[0]
     for i in range(1, nx):
         t.add_(c[:, i], alpha=plan.scale[i])
-    if xt.split is not None:  # the kept columns: each to its output with its coefficient
-        t.mul_(xt.split_coef.to(t.device, t.dtype))
-        y = torch.zeros((b, n), dtype=t.dtype, device=t.device)
-        return y.index_add_(1, xt.split_out, t).to(torch.int64)
-    t = t.view(b, q, n)
-    y = t[:, 0] * xt.coef[0]
-    for qi in range(1, q):
-        y.add_(t[:, qi], alpha=xt.coef[qi])
-    return y.to(torch.int64)
+    return _to_outputs(t, xt)
 
 
 def _adc_fields(p: torch.Tensor, xt: TorchCrossbar, plan: _Plan, b: int) -> torch.Tensor:
@@ -819,8 +827,8 @@ def _adc_fields(p: torch.Tensor, xt: TorchCrossbar, plan: _Plan, b: int) -> torc
     work = torch.int64 if plan.acc_dtype == torch.int64 or m * f > 31 else torch.int32
     p = p[..., : xt.cols]  # without cuBLASLt's padding columns
     p = p.to(work) if p.dtype != work else p.contiguous()
-    if lay.row and not lay.row_in_gemm:
-        p = p + lay.row
+    if lay.row and not lay.row_in_gemm:  # into every field
+        p = p + lay.row * sum(2 ** (j * f) for j in range(m))
     if m > 1:
         sh = (torch.arange(m, device=p.device, dtype=work) * f + s).view(1, 1, 1, m, 1)
         codes = (p.view(g, b, -1, 1, xt.cols) >> sh).bitwise_and_(2 ** (f - s) - 1)  # p is contiguous
@@ -894,3 +902,212 @@ def _adc_codes_(p: torch.Tensor, s: int, code_range: tuple[int, int]) -> None:
     ``clamp(floor(p / 2^s + 1/2))``."""
     p.mul_(1.0 / 2**s).add_(0.5).floor_()
     p.clamp_(*code_range)
+
+
+# ---------------------------------------------------------------- CPU: fused in-cache pipeline
+CPU_FUSED_BYTES = 2**22  # operand, sums and codes of one chunk: the passes over them stay in cache
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """How the CPU pipeline builds packed input rows and takes ADC codes out of packed
+    sums (see :func:`_fused_part`): ``spread`` (multiplier, mask) turns ``m`` adjacent
+    ``d``-bit slices of an input into ``m`` fields of ``f`` bits with one multiply and one
+    mask (None: field by field), ``code_mask`` keeps each field's code bits after the
+    ADC's shift, ``gmax`` row groups' codes can be summed while packed (every field's sum
+    stays below ``2^f``), ``unpack`` the coefficients ``2^(j d) - 2^(f + (j-1) d)`` that
+    turn a packed word into ``sum_j 2^(j d) field_j`` from its shifts by ``j f``."""
+
+    spread: tuple[int, int] | None
+    code_mask: int
+    gmax: int
+    unpack: list[int]
+
+
+@functools.cache
+def _spread(m: int, d: int, f: int) -> tuple[int, int] | None:
+    """(multiplier, mask) that spread ``m`` ``d``-bit slices into ``m`` fields of ``f``
+    bits, ``((u * mult) & mask)``, if that is exact for every value ``u`` of ``m * d``
+    bits (tried, up to 16 bits); else None."""
+    if m < 2 or m * d > 16:
+        return None
+    mult = sum(2 ** (j * (f - d)) for j in range(m))
+    mask = sum((2**d - 1) << (j * f) for j in range(m))
+    u = np.arange(2 ** (m * d), dtype=np.int64)
+    want = sum(((u >> (j * d)) & (2**d - 1)) << (j * f) for j in range(m))
+    limit = 2**31 if m * f <= 31 else 2**63  # the product must fit the work type (int32 or int64)
+    ok = np.array_equal((u * mult) & mask, want) and (2 ** (m * d) - 1) * mult < limit
+    return (mult, mask) if ok else None
+
+
+def _fields(xt: TorchCrossbar, plan: _Plan) -> _Fields:
+    lay, d = xt.layout, xt.spec.dac_bits
+    m, f, s = lay.pack, lay.field_bits, plan.s or 0
+    spread = _spread(m, d, f)
+    cmax = (cb.partial_sum_max(xt.spec) + lay.row) >> s  # a field's largest code
+    code_mask = sum((2 ** (f - s) - 1) << (j * f) for j in range(m))
+    unpack = [2 ** (j * d) - 2 ** (f + (j - 1) * d) for j in range(1, m)]
+    return _Fields(spread, code_mask, max(1, (2**f - 1) // max(1, cmax)), unpack)
+
+
+def _fused_part(x: torch.Tensor, xt: TorchCrossbar, a_bits: int, out: torch.Tensor) -> torch.Tensor:
+    """The sliced columns on CPU, chunk by chunk so that every pass stays in cache; rows
+    of a group's GEMM in (packed slice k, vector b) order. Per chunk: the packed input
+    rows by a few integer passes (:func:`_packed_rows`), one batched GEMM (int8: one per
+    group), the offset ``row`` added to every field in place, then either (an ADC that
+    cannot saturate, and field sums of ``gmax >= 2`` groups that fit their fields) the
+    ADC on whole packed words (shift, mask), the row groups summed while packed, and
+    one unpack per packed word into the shift-and-add; or field by field (shift, mask,
+    clamp, group sum, shift-and-add). Exact integers throughout. Adds into ``out``
+    (int64 [B, N]) and returns it."""
+    plan = _plan(xt, a_bits)
+    lay = xt.layout
+    fields = _fields(xt, plan)
+    nxp = -(-plan.nx // lay.pack)
+    g, cols = xt.groups, xt.cols
+    b = x.shape[0]
+    work = 8 if plan.acc_dtype == torch.int64 or lay.pack * lay.field_bits > 31 else 4
+    sums = 2 if lay.pack > 1 else 1  # the sums, and (field by field) the codes of one field
+    per_vector = g * (nxp * (xt.rows * xt.weights.element_size() + sums * cols * work) + xt.rows * work)
+    chunk = max(1, CPU_FUSED_BYTES // per_vector)
+    small = torch.uint8 if a_bits <= 8 else torch.int16 if a_bits <= 15 else torch.int32  # inputs are < 2^a_bits
+    phys = _physical_inputs(x, xt, small).contiguous()  # [G, B, A]
+    for i in range(0, b, chunk):
+        _fused_chunk(phys[:, i : i + chunk], xt, plan, fields, nxp, out[i : i + chunk])
+    return out
+
+
+def _packed_rows(phys: torch.Tensor, xt: TorchCrossbar, plan: _Plan, fields: _Fields, nxp: int) -> torch.Tensor:
+    """The GEMM's left operand [G, nxp * b, A] in the kernel's type: row (k, b) holds
+    ``sum_j 2^(j f) xs_(k m + j)[b]`` (slices LSB first, ``m`` per row). One slice per
+    row: shift and mask in the inputs' own small type, straight into the operand."""
+    g, b, a = phys.shape
+    d, m, f = xt.spec.dac_bits, xt.layout.pack, xt.layout.field_bits
+    out = torch.empty((g, nxp, b, a), dtype=xt.weights.dtype)
+    if m == 1:
+        t = torch.empty_like(phys)
+        for k in range(nxp):
+            torch.bitwise_right_shift(phys, k * d, out=t)
+            if out.dtype.is_floating_point:
+                out[:, k].copy_(t.bitwise_and_(2**d - 1))
+            else:
+                torch.bitwise_and(t, 2**d - 1, out=out[:, k])
+        return out.view(g, nxp * b, a)
+    t = torch.empty((g, b, a), dtype=torch.int64 if m * f > 31 else torch.int32)
+    u = torch.empty_like(t) if fields.spread is None else None
+    for k in range(nxp):
+        torch.bitwise_right_shift(phys, k * m * d, out=t)
+        if fields.spread is not None:
+            mult, mask = fields.spread
+            t.bitwise_and_(2 ** (m * d) - 1).mul_(mult).bitwise_and_(mask)
+            out[:, k].copy_(t)
+            continue
+        assert u is not None
+        acc = torch.bitwise_and(t, 2**d - 1)
+        for j in range(1, m):
+            torch.bitwise_right_shift(t, j * d, out=u)
+            acc.add_(u.bitwise_and_(2**d - 1).bitwise_left_shift_(j * f))
+        out[:, k].copy_(acc)
+    return out.view(g, nxp * b, a)
+
+
+def _fused_chunk(
+    phys: torch.Tensor, xt: TorchCrossbar, plan: _Plan, fields: _Fields, nxp: int, out: torch.Tensor
+) -> None:
+    lay = xt.layout
+    g, b, _ = phys.shape
+    m, f = lay.pack, lay.field_bits
+    rows = _packed_rows(phys, xt, plan, fields, nxp)
+    work = torch.int64 if plan.acc_dtype == torch.int64 or m * f > 31 else torch.int32
+    if lay.kernel == "int8":
+        q = torch.empty((g, nxp * b, xt.cols), dtype=torch.int32)
+        for gi in range(g):
+            int_mm(rows[gi], xt.weights[gi], out=q[gi])
+        q = q.to(work) if work != torch.int32 else q
+    else:
+        q = torch.bmm(rows, xt.weights).to(work)
+    q = q.view(g, nxp, b, xt.cols)
+    for k in range(nxp) if lay.row else ():  # into every field that holds a slice (the others stay 0)
+        q[:, k].add_(lay.row * sum(2 ** (j * f) for j in range(min(m, plan.nx - k * m))))
+    acc = torch.zeros((b, xt.cols), dtype=torch.int64 if work == torch.int64 else plan.acc_dtype)
+    if plan.s is not None and xt.saturates or fields.gmax < 2 and g > 1:
+        _codes_by_field(q, xt, plan, acc)
+    else:
+        _codes_packed(q, xt, plan, fields, acc)
+    _to_outputs(acc, xt, out)
+
+
+def _codes_packed(q: torch.Tensor, xt: TorchCrossbar, plan: _Plan, fields: _Fields, acc: torch.Tensor) -> None:
+    """ADC and shift-and-add on packed words (no code can saturate): ``(q >> s) & mask``
+    leaves each field's code in place; groups are summed ``gmax`` at a time, packed;
+    and a packed word of codes ``c_j`` gives ``sum_j 2^(j d) c_j = S + sum_(j>=1)
+    (2^(j d) - 2^(f + (j-1) d)) (S >> j f)`` (with ``S >> j f = c_j + 2^f (S >> (j+1) f)``),
+    an exact integer below ``2^(m f)`` at every step. The bias (a constant code) comes
+    off at the end."""
+    lay = xt.layout
+    g, nxp = q.shape[:2]
+    m, f, s = lay.pack, lay.field_bits, plan.s or 0
+    if s:
+        q.bitwise_right_shift_(s).bitwise_and_(fields.code_mask)
+    tmp = torch.empty_like(q[0, 0])
+    word = torch.empty_like(q[0, 0])
+    for g0 in range(0, g, fields.gmax):
+        sg = q[g0]
+        for gi in range(g0 + 1, min(g, g0 + fields.gmax)):
+            sg.add_(q[gi])
+        for k in range(nxp):
+            word.copy_(sg[k])
+            for j, c in enumerate(fields.unpack, start=1):
+                if k * m + j < plan.nx:
+                    word.add_(torch.bitwise_right_shift(sg[k], j * f, out=tmp), alpha=c)
+            acc.add_(word, alpha=plan.scale[k * m])
+    if lay.bias:
+        acc.sub_((lay.bias >> s) * g * sum(plan.scale))
+
+
+def _codes_by_field(q: torch.Tensor, xt: TorchCrossbar, plan: _Plan, acc: torch.Tensor) -> None:
+    """ADC field by field (shift, mask, bias, clamp), each summed over the groups and
+    added with its slice's scale."""
+    lay = xt.layout
+    g, nxp = q.shape[:2]
+    m, f, s = lay.pack, lay.field_bits, plan.s or 0
+    lo, hi = plan.code_range
+    c = torch.empty_like(q) if m > 1 else q  # one field: q itself, in place
+    for j in range(m):
+        if m == 1:
+            if s:
+                c.bitwise_right_shift_(s)
+        else:
+            src = torch.bitwise_right_shift(q, j * f + s, out=c) if j * f + s else q
+            torch.bitwise_and(src, 2 ** (f - s) - 1, out=c)
+        if lay.bias:
+            c.sub_(lay.bias >> s)
+        if plan.s is not None and xt.saturates:
+            c.clamp_(max=hi) if lo == 0 else c.clamp_(lo, hi)
+        sg = c[0]
+        for gi in range(1, g):
+            sg.add_(c[gi])
+        for k in range(nxp):
+            if k * m + j < plan.nx:
+                acc.add_(sg[k], alpha=plan.scale[k * m + j])
+
+
+def _to_outputs(t: torch.Tensor, xt: TorchCrossbar, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Columns [b, cols] (shift-added) -> outputs int64 [b, N], each column times its
+    coefficient (added into ``out`` when given)."""
+    b, q, n = t.shape[0], len(xt.coef), xt.n
+    if xt.split is not None:  # the kept columns: each to its output with its coefficient
+        t.mul_(xt.split_coef.to(t.device, t.dtype))
+        if out is not None:
+            return out.index_add_(1, xt.split_out, t.to(out.dtype))
+        y = torch.zeros((b, n), dtype=t.dtype, device=t.device)
+        return y.index_add_(1, xt.split_out, t).to(torch.int64)
+    t = t.view(b, q, n)
+    if out is not None:
+        for qi in range(q):
+            out.add_(t[:, qi], alpha=xt.coef[qi])
+        return out
+    y = t[:, 0] * xt.coef[0]
+    for qi in range(1, q):
+        y.add_(t[:, qi], alpha=xt.coef[qi])
+    return y.to(torch.int64)

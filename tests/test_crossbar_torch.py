@@ -187,6 +187,40 @@ def test_top_slice_of_8_bit_inputs_by_hand(kernel):
     assert xt.kernel == kernel and (y + np.array([[255], [128]])).tolist() == [[255], [128]]
 
 
+@pytest.mark.parametrize("kernel", ["int8", "float32", "float64"])
+@pytest.mark.parametrize(
+    "case, update, packed_adc",
+    [
+        # 64-row groups of 2-bit cells, 1-bit DAC, 6-bit full-range ADC (shift 2): codes <= 48, so 5
+        # groups' codes sum in one 8-bit field; 600 rows = 10 groups, summed 5 at a time
+        ("full range, 10 groups", {}, True),
+        ("differential-row: bias", {"mapping": "differential-row"}, True),
+        ("clip: saturates", {"adc_mode": "clip"}, False),
+        ("ideal ADC: field sums need 8 bits", {"adc_bits": None}, False),
+        ("5-bit slices: field by field", {"dac_bits": 5, "rows": 8}, True),
+    ],
+)
+def test_fused_cpu_pipeline_branches(monkeypatch, kernel, case, update, packed_adc):
+    """The CPU pipeline's branches (packed ADC and group sums, or field by field; the
+    input rows' multiply spread, or field by field; several chunks), each kernel forced
+    where exact, against the numpy model."""
+    monkeypatch.setattr(crossbar_torch, "CPU_FUSED_BYTES", 2**15)  # several chunks
+    spec = CrossbarSpec(rows=64, cols=64, cell_bits=2, dac_bits=1, adc_bits=6, adc_mode="full_range").model_copy(
+        update=update
+    )
+    x, w = _rand(np.random.default_rng(3), 50, 600, 3, 8, 8)
+    xt = ct.program(w, spec, 8, kernel=kernel, split=False)
+    plan = ct._plan(xt, 8)
+    fields = ct._fields(xt, plan)
+    saturating = plan.s is not None and xt.saturates
+    assert (not saturating and (fields.gmax >= 2 or xt.groups == 1)) == packed_adc, case
+    if case.startswith("full range"):
+        assert xt.groups == 10 and fields.gmax == 5 and (xt.kernel != "float32" or xt.layout.pack == 3)
+    if case.startswith("5-bit") and xt.layout.pack > 1:
+        assert fields.spread is None  # 2^(m d) values too many to prove the multiply spread
+    np.testing.assert_array_equal(ct.mvm(x, xt, a_bits=8, fast_path=False), mvm(x, w, spec, a_bits=8))
+
+
 def _layout(spec, kernel, pack=True):
     xt = ct.program(np.ones((10, 2), dtype=int), spec, 8, kernel=kernel, pack=pack)
     return xt.kernel, xt.layout.pack, xt.layout.row

@@ -20,7 +20,7 @@ from cimdse.data import load_dataset
 from cimdse.errors import CimdseError
 from cimdse.quant.apply import crossbar_layers, fold_batchnorm, quant_layers, quantize, resolve_policy
 from cimdse.quant.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from cimdse.quant.export import act_integers, export_model, layers_from_dicts, layers_to_dicts
+from cimdse.quant.export import IntLayer, act_integers, export_model, layers_from_dicts, layers_to_dicts, unfold_inputs
 from cimdse.quant.hardware import CrossbarBackend, evaluate_hardware, hardware_aware, integer_model
 from cimdse.quant.quantizers import ActQuantizer, WeightQuantizer, fake_quant, mse_scale
 from cimdse.quant.train import accuracy, evaluate_policy, finetune, pretrain, quantize_for
@@ -197,6 +197,28 @@ def test_export_semantics_match_the_formula(lenet, digits):
     fq = quant_layers(q)["features.3"](x.float())
     assert torch.allclose(fq.double(), ref, atol=1e-4)
     assert layers_from_dicts(layers_to_dicts(layers))["features.3"].w_int.equal(conv.w_int)
+
+
+@pytest.mark.parametrize(
+    "kernel,stride,padding,dilation",
+    [((3, 3), (1, 1), (1, 1), (1, 1)), ((3, 2), (2, 1), (0, 2), (1, 2)), ((1, 5), (1, 3), (0, 2), (1, 2))],
+)
+def test_unfold_inputs_is_torch_unfold_in_any_dtype(kernel, stride, padding, dilation):
+    # the strided im2col gives F.unfold's rows and columns (for integer inputs too), and
+    # fold puts row b * L + l, column n at [b, n, l]; the last case also as a conv1d
+    k = 3 * kernel[0] * kernel[1]
+    x = torch.randint(0, 16, (2, 3, 7 if kernel[0] > 1 else 1, 11)).double()
+    ref = nn.functional.unfold(x, kernel, dilation, padding, stride).transpose(1, 2).reshape(-1, k)
+    cases = [("conv2d", x, kernel, stride, padding, dilation)]
+    if kernel[0] == 1:
+        cases.append(("conv1d", x[:, :, 0], kernel[1:], stride[1:], padding[1:], dilation[1:]))
+    for kind, xin, *geo in cases:
+        layer = IntLayer("c", kind, torch.zeros(k, 2), 4, 4, False, 1.0, torch.ones(2), torch.zeros(2), *geo)
+        for dtype in (torch.float64, torch.int16):
+            cols, fold = unfold_inputs(layer, xin.to(dtype))
+            assert cols.dtype == dtype and torch.equal(cols.double(), ref)
+            acc = torch.arange(cols.shape[0] * 2).view(-1, 2)
+            assert torch.equal(fold(acc).reshape(2, 2, -1).transpose(1, 2).reshape(-1, 2), acc)
 
 
 def test_trained_lenet_hardware_identity_on_the_whole_test_set(lenet, digits):

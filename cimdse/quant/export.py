@@ -171,11 +171,16 @@ def int_product(layer: IntLayer, x_int: torch.Tensor) -> torch.Tensor:
 
 def unfold_inputs(layer: IntLayer, x_int: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
     """The layer's input vectors as rows [M, groups * K] (im2col order for a conv, as
-    ``torch.nn.functional.unfold`` orders it) and the function that folds products
-    [M, N] back into the layer's output shape."""
+    ``torch.nn.functional.unfold`` orders it: rows (b, output position), columns
+    (channel, kernel position)) and the function that folds products [M, N] back into
+    the layer's output shape (``fold(acc, dtype)``: converted on the way). Any dtype
+    (integer inputs stay integers: less memory to pass over than float64): the unfold is
+    one strided copy of the zero-padded input."""
     if layer.kind == "linear":
         lead = x_int.shape[:-1]
-        return x_int.reshape(-1, x_int.shape[-1]), lambda acc: acc.reshape(*lead, acc.shape[-1])
+        return x_int.reshape(-1, x_int.shape[-1]), lambda acc, dtype=None: acc.reshape(*lead, acc.shape[-1]).to(
+            dtype or acc.dtype
+        )
     if layer.kind == "conv1d":
         x4 = x_int.unsqueeze(2)
         kernel, stride = (1, *layer.kernel_size), (1, *layer.stride)
@@ -183,18 +188,26 @@ def unfold_inputs(layer: IntLayer, x_int: torch.Tensor) -> tuple[torch.Tensor, C
     else:
         x4, kernel, stride = x_int, layer.kernel_size, layer.stride
         padding, dilation = layer.padding, layer.dilation
-    b, _, h, w = x4.shape
+    b, c, h, w = x4.shape
     out_hw = [
         (size + 2 * p - d * (k - 1) - 1) // s + 1
         for size, p, d, k, s in zip((h, w), padding, dilation, kernel, stride, strict=True)
     ]
-    cols = F.unfold(x4, kernel, dilation=dilation, padding=padding, stride=stride)  # [B, C*kh*kw, L]
-    cols = cols.transpose(1, 2).reshape(-1, cols.shape[1])  # [B*L, C*kh*kw]
+    xp = F.pad(x4, (padding[1], padding[1], padding[0], padding[0])) if any(padding) else x4
+    s0, s1, s2, s3 = xp.stride()
+    view = xp.as_strided(
+        (b, *out_hw, c, *kernel),
+        (s0, stride[0] * s2, stride[1] * s3, s1, dilation[0] * s2, dilation[1] * s3),
+        xp.storage_offset(),
+    )
+    cols = view.reshape(b * out_hw[0] * out_hw[1], c * kernel[0] * kernel[1])  # [B*L, C*kh*kw]
 
-    def fold(acc: torch.Tensor) -> torch.Tensor:
+    def fold(acc: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         n = acc.shape[-1]
-        acc = acc.reshape(b, out_hw[0] * out_hw[1], n).transpose(1, 2)
-        return acc.reshape(b, n, *out_hw) if layer.kind == "conv2d" else acc.reshape(b, n, out_hw[1])
+        shape = (b, n, *out_hw) if layer.kind == "conv2d" else (b, n, out_hw[1])
+        out = torch.empty(shape, dtype=dtype or acc.dtype, device=acc.device)  # transposed and converted in one copy
+        out.view(b, n, -1).copy_(acc.reshape(b, -1, n).transpose(1, 2))
+        return out
 
     return cols, fold
 

@@ -3,8 +3,8 @@ functional crossbar model (:mod:`cimdse.crossbar`).
 
 Each crossbar layer is programmed once with its exported integer weights
 (``crossbar.program(w_int, spec, w_bits)``, one programmed matrix per conv group);
-at run time its input is re-quantized to ``x_int``, unfolded (im2col,
-``torch.nn.functional.unfold``), multiplied by ``crossbar.mvm`` (ADC, slicing and
+at run time its input is re-quantized to ``x_int``, unfolded in int16 (im2col,
+:func:`cimdse.quant.export.unfold_inputs`), multiplied by ``crossbar.mvm`` (ADC, slicing and
 non-idealities included), then dequantized and biased. Everything between crossbar
 layers (ReLU, pooling, residual adds, flatten, unfolded BN) is the model's own float
 code, run in float64. The same model without a crossbar backend is the integer
@@ -84,22 +84,23 @@ class CrossbarBackend:
             self.programmed = [crossbar.program(p, self.spec, layer.w_bits) for p in parts]
 
     def _mvm(self, layer: IntLayer, cols: torch.Tensor, group: int) -> torch.Tensor:
-        """``cols`` [M, K] integer-valued float64 -> [M, N/groups] float64."""
+        """``cols`` [M, K] integers -> [M, N/groups] int64."""
         self.calls += 1
         seed = None if not self.spec.nonideal.read_noise_sigma else self.spec.nonideal.seed * 7919 + self.calls
         kw = dict(a_bits=layer.a_bits, signed_inputs=layer.signed, read_seed=seed)
-        if self.backend == "torch":  # integers of at most 16 bits: int16 is less to pass over than int64
-            x = cols.to(torch.int16) if layer.a_bits <= 15 else cols.long()
-            y = crossbar_torch.mvm(x, self.programmed[group], **kw)
+        if self.backend == "torch":
+            y = crossbar_torch.mvm(cols, self.programmed[group], **kw)
         else:
             y = torch.from_numpy(crossbar.mvm(cols.long().cpu().numpy(), self.programmed[group], **kw))
-        return y.to(cols.device, torch.float64)
+        return y.to(cols.device)
 
     def __call__(self, layer: IntLayer, x_int: torch.Tensor) -> torch.Tensor:
+        # integers of at most 16 bits: int16 is less to unfold and pass over than float64
+        x_int = x_int.to(torch.int16) if layer.a_bits <= 15 else x_int.long()
         cols, fold = unfold_inputs(layer, x_int)
         kg = layer.k
         parts = [self._mvm(layer, cols[:, g * kg : (g + 1) * kg], g) for g in range(layer.groups)]
-        return fold(torch.cat(parts, dim=1))
+        return fold(parts[0] if len(parts) == 1 else torch.cat(parts, dim=1), torch.float64)
 
 
 def training_spec(arch: ArchSpec | CrossbarSpec, nonideal: bool = True) -> CrossbarSpec:
