@@ -2,7 +2,8 @@
 # One prepared run of the CUDA checks and GPU benchmarks, output under $OUT.
 # On the GPU machine (CUDA torch, no project deps; .whl/ and crosssim/ carried):
 #     bash benchmarks/gpu_check.sh
-# Here, the same steps at small sizes on the CPU (to catch trivial failures first):
+# Here, the same steps at small sizes on the CPU (to catch trivial failures first;
+# .venv/bin/python when there is one, else PY or python3):
 #     OUT=/tmp/gpu_check bash benchmarks/gpu_check.sh cpu
 # Every step runs under a timeout and the script goes on past a failing one, so a
 # single run gives every figure; a summary of the steps' exit codes ends the log.
@@ -15,7 +16,7 @@ if [[ $DEV == cuda ]]; then
   PY=python3
 else
   export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-  PY=${PY:-python3}
+  PY=${PY:-$([[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python3)}  # the project's venv first
 fi
 [[ -d crosssim/simulator ]] && export CROSSSIM_PATH=${CROSSSIM_PATH:-$PWD/crosssim}
 export OPENBLAS_NUM_THREADS=1
