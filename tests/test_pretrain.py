@@ -88,3 +88,24 @@ def test_ppo_starts_from_the_shipped_agent_unless_told_not_to(demo, tmp_path):
     assert all(torch.equal(used.policy[k], shipped.policy[k]) for k in shipped.policy)
     fresh, _ = _run_ppo(demo, PPOConfig(updates_per_round=0, pretrained=False), tmp_path)
     assert fresh.episodes == 0 and not all(torch.equal(fresh.policy[k], shipped.policy[k]) for k in shipped.policy)
+
+
+def test_ppo_option_parses_the_pretrained_switch():
+    from cimdse.cli.search_cmd import _ppo_config
+    from cimdse.errors import CimdseError
+
+    assert _ppo_config([]).pretrained is True
+    assert _ppo_config(["pretrained=0"]).pretrained is False and _ppo_config(["pretrained=yes"]).pretrained is True
+    with pytest.raises(CimdseError, match="not a valid pretrained"):
+        _ppo_config(["pretrained=maybe"])
+
+
+def test_cli_pretrain_agent_writes_a_loadable_agent(tmp_path, capsys):
+    from cimdse.cli import main
+
+    out = tmp_path / "a.pt"
+    args = ["pretrain-agent", "--out", str(out), "--updates", "1", "--ppo", "episodes_per_update=8", "--quiet"]
+    assert main(args) == 0
+    agent = read_agent(out)
+    assert agent.episodes == 8 and agent.config.ent_coef == 0.05 and "wrote" in capsys.readouterr().out
+    assert main(["pretrain-agent", "--out", str(tmp_path), "--quiet"]) == 2  # a folder: one message, no traceback
