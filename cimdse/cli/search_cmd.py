@@ -203,11 +203,12 @@ def _pretrain_agent(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise CimdseError(f"{out}: a folder; give the agent file to write")
     config = PPOConfig(**{**PRETRAIN_PPO, **_ppo_values(args.ppo)})  # type: ignore[arg-type]
+    folder = output_dir(out.parent)  # a folder that cannot be made fails now, not after the training
     torch.set_num_threads(1)
     t0, c0 = time.perf_counter(), time.process_time()
     with tqdm(total=updates, desc="pretrain-agent", unit="update", file=sys.stderr, disable=args.quiet) as bar:
         agent = pretrain_agent(updates, args.seed, config, progress=lambda done, total: bar.update(done - bar.n))
-    path = agent.save(output_dir(out.parent) / out.name)
+    path = agent.save(folder / out.name)
     print(
         f"wrote {path}: {updates} updates, {agent.episodes} surrogate episodes, seed {args.seed}; "
         f"{time.perf_counter() - t0:.0f} s wall, {time.process_time() - c0:.0f} CPU s, torch 1 thread"
