@@ -69,14 +69,14 @@ def test_pretraining_is_deterministic_under_a_seed(demo):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-def _run_ppo(demo, ppo: PPOConfig, tmp_path, budget: int = 4):
+def _run_ppo(demo, ppo: PPOConfig, tmp_path, budget: int = 4, agent_from=None):
     """The ppo method on lenet@demo, no PPO update (``updates_per_round=0``): the agent
     it saves is the one it started from."""
     acc = CachedEvaluator(lambda p: 0.98 - 0.002 * float((8 - np.asarray(p)).sum()))
     scorer = PolicyScorer(demo, acc, CimAqReward(0.5), 0.98)
     rec = MethodRecorder(scorer, "demo", "ppo", budget)
     config = SearchConfig(model="lenet", episodes=budget, ppo=ppo)
-    ctx = MethodContext(demo, config, 0, agent_to=tmp_path / "agent.pt")
+    ctx = MethodContext(demo, config, 0, agent_from=agent_from, agent_to=tmp_path / "agent.pt")
     run_method("ppo", rec, SearchSpace(demo.n_layers, 2), ctx)
     return read_agent(tmp_path / "agent.pt"), rec
 
@@ -88,6 +88,9 @@ def test_ppo_starts_from_the_shipped_agent_unless_told_not_to(demo, tmp_path):
     assert all(torch.equal(used.policy[k], shipped.policy[k]) for k in shipped.policy)
     fresh, _ = _run_ppo(demo, PPOConfig(updates_per_round=0, pretrained=False), tmp_path)
     assert fresh.episodes == 0 and not all(torch.equal(fresh.policy[k], shipped.policy[k]) for k in shipped.policy)
+    given = PPOAgent(AGENT_OBS_DIM, 7, PPOConfig(updates_per_round=0), seed=5).state()  # --agent-from: first
+    kept, _ = _run_ppo(demo, PPOConfig(updates_per_round=0), tmp_path, agent_from=given)
+    assert kept.episodes == 0 and all(torch.equal(kept.policy[k], given.policy[k]) for k in given.policy)
 
 
 def test_ppo_option_parses_the_pretrained_switch():
