@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "train_cmd",
     "search": "search_cmd",
     "compare": "search_cmd",
+    "pretrain-agent": "search_cmd",
     "rtl": "rtl_cmd",
     "verify": "rtl_cmd",
     "sweep": "sweep_cmd",

@@ -1,5 +1,6 @@
 """``cimdse search``: per-layer bit widths found by PPO and the baselines, per arch;
-``cimdse compare``: several search runs (seeds) side by side."""
+``cimdse compare``: several search runs (seeds) side by side; ``cimdse pretrain-agent``:
+rebuild the pre-trained agent the ``ppo`` method starts from."""
 
 from __future__ import annotations
 
@@ -165,6 +166,55 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--out", metavar="FILE", help="write the table as CSV")
     c.set_defaults(func=_compare)
 
+    t = sub.add_parser(
+        "pretrain-agent",
+        help="pre-train the search agent over the zoo's networks and the presets (no dataset; minutes)",
+        description="Pre-trains the ppo method's agent against accuracy surrogates drawn from a prior, on every "
+        "small zoo network and preset, with latencies from the cost model (cimdse/search/pretrain.py), and "
+        "writes it as an agent file. The shipped one is rebuilt with --out "
+        "cimdse/search/data/agent_pretrained.pt and the defaults; --agent-from takes any such file.",
+        formatter_class=DefaultsHelpFormatter,
+    )
+    t.add_argument("--out", required=True, metavar="FILE", help="the agent file to write (.pt)")
+    t.add_argument("--updates", type=int, default=None, help="PPO updates of 128 surrogate episodes each")
+    add_seed_option(t, 0, "seeds the tasks, the surrogates drawn and the agent")
+    t.add_argument(
+        "--ppo", action="append", default=[], metavar="KEY=VALUE",
+        help="PPO hyperparameter of the pre-training (repeatable; default ent_coef=0.05, wide_prior=0)",
+    )  # fmt: skip
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_pretrain_agent)
+
+
+def _pretrain_agent(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    import torch
+    from tqdm import tqdm
+
+    from cimdse.files import output_dir
+    from cimdse.search.pretrain import PRETRAIN_PPO, PRETRAIN_UPDATES, pretrain_agent
+
+    updates = PRETRAIN_UPDATES if args.updates is None else args.updates
+    if updates < 1:
+        raise CimdseError(f"--updates {updates}: at least 1")
+    out = Path(args.out)
+    if out.is_dir():
+        raise CimdseError(f"{out}: a folder; give the agent file to write")
+    config = PPOConfig(**{**PRETRAIN_PPO, **_ppo_values(args.ppo)})  # type: ignore[arg-type]
+    folder = output_dir(out.parent)  # a folder that cannot be made fails now, not after the training
+    torch.set_num_threads(1)
+    t0, c0 = time.perf_counter(), time.process_time()
+    with tqdm(total=updates, desc="pretrain-agent", unit="update", file=sys.stderr, disable=args.quiet) as bar:
+        agent = pretrain_agent(updates, args.seed, config, progress=lambda done, total: bar.update(done - bar.n))
+    path = agent.save(folder / out.name)
+    print(
+        f"wrote {path}: {updates} updates, {agent.episodes} surrogate episodes, seed {args.seed}; "
+        f"{time.perf_counter() - t0:.0f} s wall, {time.process_time() - c0:.0f} CPU s, torch 1 thread"
+    )
+    return 0
+
 
 def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
@@ -181,6 +231,11 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _ppo_config(items: list[str]) -> PPOConfig:
+    return PPOConfig(**_ppo_values(items))  # type: ignore[arg-type]
+
+
+def _ppo_values(items: list[str]) -> dict[str, object]:
+    """``--ppo KEY=VALUE`` items as PPOConfig keyword arguments, each checked."""
     fields = {f.name: f for f in dataclasses.fields(PPOConfig)}
     hints = typing.get_type_hints(PPOConfig)
     values: dict[str, object] = {}
@@ -191,7 +246,9 @@ def _ppo_config(items: list[str]) -> PPOConfig:
             raise CimdseError(f"--ppo {item!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
         kind = hints[key]
         try:
-            if kind is int:
+            if kind is bool:
+                values[key] = _flag(text)
+            elif kind is int:
                 values[key] = int(text)
             elif kind is float:
                 values[key] = float(text)
@@ -199,7 +256,16 @@ def _ppo_config(items: list[str]) -> PPOConfig:
                 values[key] = tuple(int(t) for t in text.replace("x", ",").split(",") if t.strip())
         except ValueError:
             raise CimdseError(f"--ppo {item!r}: {text!r} is not a valid {key}") from None
-    return PPOConfig(**values)  # type: ignore[arg-type]
+    return values
+
+
+def _flag(text: str) -> bool:
+    word = text.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
 
 
 def _pp_or_none(text: str) -> float | None:

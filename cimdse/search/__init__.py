@@ -10,6 +10,8 @@ against accuracy.
     episodes.py   batched episodes: observations, masks of legal widths
     surrogate.py  the learned accuracy surrogate (HAWQ-style, fitted by NNLS, bootstrap spread)
     dyna.py       the ppo method: the agent trains on the surrogate, real evaluations by hypervolume gain
+    pretrain.py   the agent it starts from: pre-trained over the zoo and presets on surrogates drawn
+                  from a prior (shipped as data/agent_pretrained.pt; `cimdse pretrain-agent`)
     history.py    history.csv as the search goes, and resuming from it
     baselines.py  uniform k/k, random, greedy per-layer sensitivity
     tpe.py        Optuna's TPE sampler over the same choices

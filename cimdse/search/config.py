@@ -60,6 +60,9 @@ class PPOConfig:
         evaluations are chosen.
     :param kappa: optimism of that choice: accuracy is taken as the surrogate's mean
         plus ``kappa`` times its spread.
+    :param pretrained: start from the agent shipped in the package, pre-trained over the
+        zoo's networks and the presets (:mod:`cimdse.search.pretrain`), instead of an
+        untrained one; ``--agent-from`` takes priority over it.
     """
 
     learning_rate: float = 3e-3
@@ -77,6 +80,7 @@ class PPOConfig:
     initial_evals: int = 0
     candidates: int = 256
     kappa: float = 1.0
+    pretrained: bool = True
 
     def __post_init__(self) -> None:
         if min(self.episodes_per_update, self.minibatches, self.n_epochs, self.candidates) < 1:

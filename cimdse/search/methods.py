@@ -21,6 +21,7 @@ from cimdse.search.dyna import ppo_search
 from cimdse.search.episodes import AGENT_OBS_DIM
 from cimdse.search.evaluator import MethodRecorder
 from cimdse.search.ilp import ilp_search
+from cimdse.search.pretrain import pretrained_agent
 from cimdse.search.space import SearchSpace
 from cimdse.search.tpe import tpe_search
 
@@ -52,7 +53,10 @@ class MethodContext:
 
 
 def _ppo(rec: MethodRecorder, space: SearchSpace, ctx: MethodContext) -> None:
-    agent = PPOAgent(AGENT_OBS_DIM, space.n_choices, ctx.config.ppo, seed=ctx.config.seed, saved=ctx.agent_from)
+    """The Dyna search from ``--agent-from``'s agent, else the shipped pre-trained one
+    (unless ``--ppo pretrained=0``), else an untrained one."""
+    start = ctx.agent_from if ctx.agent_from is not None else pretrained_agent(ctx.config.ppo, space.n_choices)
+    agent = PPOAgent(AGENT_OBS_DIM, space.n_choices, ctx.config.ppo, seed=ctx.config.seed, saved=start)
     ppo_search(rec, space, agent, seed=ctx.config.seed + 7919 * ctx.arch_index)
     if ctx.agent_to is not None:
         agent.save(ctx.agent_to)

@@ -253,9 +253,19 @@ def _run_record(
         "from": None if from_ckpt is None else _digest(from_ckpt),
         "policy": None if policy_file is None else _digest(policy_file),
         "agents": {label: _agent_digest(agent) for label, agent in agents.items()},
+        "pretrained_agent": _pretrained_digest(config) if "ppo" in config.methods and not agents else None,
     }
     doc = {**config.as_dict(), "archs": [spec.model_dump(mode="json") for spec in archs], "inputs": inputs}
     return yaml.safe_load(yaml.safe_dump(doc, sort_keys=False))  # tuples as lists, as read back
+
+
+def _pretrained_digest(config: SearchConfig) -> str | None:
+    """The digest of the shipped pre-trained agent the ``ppo`` method starts from, if it does."""
+    from cimdse.search.pretrain import pretrained_agent, pretrained_path
+
+    if pretrained_agent(config.ppo, config.max_bits - config.min_bits + 1) is None:
+        return None
+    return _digest(pretrained_path())
 
 
 def _agent_digest(agent: AgentFile) -> str:
