@@ -1,5 +1,10 @@
 """The package surface: a regular package with a version."""
 
+import subprocess
+import sys
+
+import pytest
+
 import cimdse
 
 
@@ -173,3 +178,34 @@ loaded = [m for m in ("pandas", "sympy", "torch._dynamo") if m in sys.modules]
 assert not loaded, loaded
 """
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+_CHURN = """
+import resource, sys
+import numpy as np
+from cimdse.cli import keep_freed_memory
+print(keep_freed_memory())
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for i in range(100):  # large temporaries of varying size, as a search's evaluations make
+    a = np.ones((1 + i % 7) * 3 * 2**17)  # 3..21 MiB
+    b = a * 2
+    del a, b
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
+def test_the_command_keeps_freed_memory_instead_of_faulting_it_in_again():
+    """By default glibc hands each freed large temporary back to the kernel and the next
+    one is faulted in page by page (~66k faults here); kept, it is reused (~3k)."""
+    import os
+
+    def faults(**env: str) -> tuple[str, int]:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+        out = subprocess.run([sys.executable, "-c", _CHURN], env={**clean, **env}, capture_output=True, text=True,
+                             check=True).stdout.split()  # fmt: skip
+        return out[0], int(out[1])
+
+    (kept, few), (default, many) = faults(), faults(MALLOC_ARENA_MAX="2")  # a user's MALLOC_ setting wins
+    assert (kept, default) == ("True", "False")
+    assert few * 5 < many, (few, many)

@@ -7,7 +7,8 @@ one line on stderr and exit code 2, never a traceback. So does an operating-syst
 refusal (a read-only or full disk, a path through a file): the user's environment, not
 a bug. A command that fails leaves no empty output folder behind. The first Ctrl-C
 stops the command (cleanup runs, exit 130); a second one during that cleanup ends the
-process at once, quietly.
+process at once, quietly. The command keeps freed memory for reuse instead of handing
+it back to the kernel (:func:`keep_freed_memory`), which halves a search's time on Linux.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command).parse_args(argv)
+    keep_freed_memory()
     forget_outputs()
     try:
         with _interruptible():
@@ -77,6 +79,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         remove_empty_outputs()
     forget_outputs()
     return code
+
+
+#: glibc malloc settings of the command (mallopt option -> value): blocks up to 32 MiB
+#: (the largest mmap threshold glibc takes) come from the heap, and up to 1 GiB of freed
+#: heap is kept for the next allocation instead of going back to the kernel
+MALLOC_SETTINGS = {-3: 32 * 2**20, -1: 2**30}  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+
+
+def keep_freed_memory() -> bool:
+    """Apply :data:`MALLOC_SETTINGS` (glibc only; a user's own ``MALLOC_*_`` settings
+    win). By default every large temporary is a fresh mmap, or heap that was just handed
+    back, faulted in again page by page: on an MNIST-1D search that was 40 % of the time,
+    as system time (6.2 of 14.9 s, 4.0 M page faults; benchmarks/RESULTS.md). The peak
+    resident memory is unchanged: kept memory is reused, not added to. True if set."""
+    if not sys.platform.startswith("linux") or any(k.startswith("MALLOC_") for k in os.environ):
+        return False
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return all([bool(mallopt(option, value)) for option, value in MALLOC_SETTINGS.items()])
 
 
 def _fail(message: str) -> int:
