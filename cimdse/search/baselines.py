@@ -21,7 +21,6 @@ from cimdse.search.space import SearchSpace
 __all__ = ["UNIFORM_BITS", "greedy_search", "random_search", "uniform_method"]
 
 
-
 def uniform_method(recorder: MethodRecorder, space: SearchSpace, bits: int) -> None:
     """``bits``/``bits`` on every layer (projected onto the constraints)."""
     recorder(space.uniform(bits, bits))
