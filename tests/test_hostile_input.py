@@ -441,6 +441,10 @@ def test_a_second_ctrl_c_during_cleanup_ends_quietly(tmp_path):
         import os, signal, sys, time, types
         from cimdse import cli
 
+        # as Python starts when Ctrl-C is live, even if this test runs with it ignored
+        # (a background job of a shell), which the child would inherit
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
         def executor():  # like the sweep's Dask executor: a generator closing a client
             try:
                 yield 1
