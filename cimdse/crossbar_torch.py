@@ -815,7 +815,14 @@ def _shift_add(codes: torch.Tensor, xt: TorchCrossbar, plan: _Plan) -> torch.Ten
     t = c[:, 0] * plan.scale[0]
     for i in range(1, nx):
         t.add_(c[:, i], alpha=plan.scale[i])
-    return _to_outputs(t, xt)
+    return _to_outputs(t, xt, torch.zeros((t.shape[0], xt.n), dtype=torch.int64, device=t.device))
+
+
+def _work_dtype(xt: TorchCrossbar, plan: _Plan) -> torch.dtype:
+    """The integer type the packed sums are split and converted in: int32 unless the
+    shift-and-add needs int64 or the ``pack`` fields of a word take more than 31 bits."""
+    wide = plan.acc_dtype == torch.int64 or xt.layout.pack * xt.layout.field_bits > 31
+    return torch.int64 if wide else torch.int32
 
 
 def _adc_fields(p: torch.Tensor, xt: TorchCrossbar, plan: _Plan, b: int) -> torch.Tensor:
@@ -824,7 +831,7 @@ def _adc_fields(p: torch.Tensor, xt: TorchCrossbar, plan: _Plan, b: int) -> torc
     lay = xt.layout
     g = p.shape[0]
     m, f, s = lay.pack, lay.field_bits, plan.s or 0
-    work = torch.int64 if plan.acc_dtype == torch.int64 or m * f > 31 else torch.int32
+    work = _work_dtype(xt, plan)
     p = p[..., : xt.cols]  # without cuBLASLt's padding columns
     p = p.to(work) if p.dtype != work else p.contiguous()
     if lay.row and not lay.row_in_gemm:  # into every field
@@ -966,7 +973,7 @@ def _fused_part(x: torch.Tensor, xt: TorchCrossbar, a_bits: int, out: torch.Tens
     nxp = -(-plan.nx // lay.pack)
     g, cols = xt.groups, xt.cols
     b = x.shape[0]
-    work = 8 if plan.acc_dtype == torch.int64 or lay.pack * lay.field_bits > 31 else 4
+    work = _work_dtype(xt, plan).itemsize
     sums = 2 if lay.pack > 1 else 1  # the sums, and (field by field) the codes of one field
     per_vector = g * (nxp * (xt.rows * xt.weights.element_size() + sums * cols * work) + xt.rows * work)
     chunk = max(1, CPU_FUSED_BYTES // per_vector)
@@ -1018,7 +1025,7 @@ def _fused_chunk(
     g, b, _ = phys.shape
     m, f = lay.pack, lay.field_bits
     rows = _packed_rows(phys, xt, plan, fields, nxp)
-    work = torch.int64 if plan.acc_dtype == torch.int64 or m * f > 31 else torch.int32
+    work = _work_dtype(xt, plan)
     if lay.kernel == "int8":
         q = torch.empty((g, nxp * b, xt.cols), dtype=torch.int32)
         for gi in range(g):
@@ -1092,22 +1099,13 @@ def _codes_by_field(q: torch.Tensor, xt: TorchCrossbar, plan: _Plan, acc: torch.
                 acc.add_(sg[k], alpha=plan.scale[k * m + j])
 
 
-def _to_outputs(t: torch.Tensor, xt: TorchCrossbar, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Columns [b, cols] (shift-added) -> outputs int64 [b, N], each column times its
-    coefficient (added into ``out`` when given)."""
-    b, q, n = t.shape[0], len(xt.coef), xt.n
+def _to_outputs(t: torch.Tensor, xt: TorchCrossbar, out: torch.Tensor) -> torch.Tensor:
+    """Columns [b, cols] (shift-added) -> added into the outputs ``out`` (int64 [b, N]),
+    each column times its coefficient; returns ``out``."""
     if xt.split is not None:  # the kept columns: each to its output with its coefficient
         t.mul_(xt.split_coef.to(t.device, t.dtype))
-        if out is not None:
-            return out.index_add_(1, xt.split_out, t.to(out.dtype))
-        y = torch.zeros((b, n), dtype=t.dtype, device=t.device)
-        return y.index_add_(1, xt.split_out, t).to(torch.int64)
-    t = t.view(b, q, n)
-    if out is not None:
-        for qi in range(q):
-            out.add_(t[:, qi], alpha=xt.coef[qi])
-        return out
-    y = t[:, 0] * xt.coef[0]
-    for qi in range(1, q):
-        y.add_(t[:, qi], alpha=xt.coef[qi])
-    return y.to(torch.int64)
+        return out.index_add_(1, xt.split_out, t.to(out.dtype))
+    t = t.view(t.shape[0], len(xt.coef), xt.n)
+    for qi in range(len(xt.coef)):
+        out.add_(t[:, qi], alpha=xt.coef[qi])
+    return out
