@@ -293,7 +293,11 @@ def test_search_points_go_through_the_hook(tmp_path, monkeypatch):
         return {"latency_s": 1.0, "energy_j": 2.0, "area_mm2": 3.0, "crossbars": 4, "speedup_vs_w8a8": 1.5,
                 "val_acc": 0.9, "policy": str(out_dir / "best_policy.yaml")}  # fmt: skip
 
-    monkeypatch.setitem(sys.modules, "cimdse.search", types.SimpleNamespace(sweep_point=sweep_point))
+    def sweep_options(model_ref, options):
+        seen.append(("checked", model_ref, options))
+
+    stand_in = types.SimpleNamespace(sweep_point=sweep_point, sweep_options=sweep_options)
+    monkeypatch.setitem(sys.modules, "cimdse.search", stand_in)
     text = "models: [mlp]\narchs: [demo]\ngrid: {crossbar.rows: [64, 128]}\nbits: ['8,8']\n"
     text += "search: {episodes: 3, lr: 0.1}\n"
     plan = make_plan(tmp_path, text)
@@ -303,7 +307,8 @@ def test_search_points_go_through_the_hook(tmp_path, monkeypatch):
     searched = [r for r in rows if r["val_acc"]]
     assert [r["crossbar.rows"] for r in searched] == ["64", "128"]
     assert all(r["policy"].endswith("best_policy.yaml") and r["latency_s"] == "1.0" for r in searched)
-    assert seen[0][3] == {"episodes": 3, "lr": 0.1} and seen[0][1] == (1, 8, 8)
+    assert seen[0] == ("checked", "mlp", {"episodes": 3, "lr": 0.1})  # before any point ran
+    assert seen[1][3] == {"episodes": 3, "lr": 0.1} and seen[1][1] == (1, 8, 8)
     assert {r["bits"] for r in rows if not r["val_acc"]} == {"8,8"}
 
 

@@ -44,6 +44,21 @@ def one_line(err: BaseException) -> str:
     return " | ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
 
 
+def _search_entry(name: str) -> Callable[..., Any]:
+    """``cimdse.search.<name>``, imported through ``sys.modules`` (so tests can stand in),
+    or one message saying what the build lacks."""
+    try:
+        search_mod = importlib.import_module("cimdse.search")
+    except ModuleNotFoundError as err:
+        if err.name in ("cimdse.search", "cimdse"):
+            raise CimdseError("search sweeps need the search module (cimdse.search), which this build lacks") from None
+        raise CimdseError(f"search sweeps need the search module, which failed to import: {err}") from None
+    entry = getattr(search_mod, name, None)
+    if not callable(entry):
+        raise CimdseError(f"search sweeps need cimdse.search.{name}, which this build lacks")
+    return entry
+
+
 def search_hook() -> Callable[..., Mapping[str, Any]]:
     """The search module's per-point entry point.
 
@@ -52,26 +67,17 @@ def search_hook() -> Callable[..., Mapping[str, Any]]:
     mapping, ``out_dir`` a folder of its own) and returns a mapping with the keys of
     ``METRICS`` and ``SEARCH_METRICS`` and ``policy`` (the best policy file).
     """
-    try:
-        search_mod = importlib.import_module("cimdse.search")  # through sys.modules, so tests can stand in
-    except ModuleNotFoundError as err:
-        if err.name in ("cimdse.search", "cimdse"):
-            raise CimdseError("search sweeps need the search module (cimdse.search), which this build lacks") from None
-        raise CimdseError(f"search sweeps need the search module, which failed to import: {err}") from None
-    hook = getattr(search_mod, "sweep_point", None)
-    if not callable(hook):
-        raise CimdseError("search sweeps need cimdse.search.sweep_point, which this build lacks")
-    return hook
+    return _search_entry("sweep_point")
 
 
 def check_search_options(models: list[str], options: Mapping[str, Any]) -> None:
-    """Every key and value of a ``search:`` section, checked by the search module for
-    each model before any point runs (a bad option would otherwise fail at every point,
-    after the others' hours of work). A stand-in module without the check is trusted."""
-    check = getattr(importlib.import_module("cimdse.search"), "sweep_options", None)
-    if callable(check):
-        for model in models:
-            check(model, dict(options))
+    """Every key and value of a ``search:`` section, checked for each model before any
+    point runs (a bad option would otherwise fail at every point, after the others'
+    hours of work). Contract: ``cimdse.search.sweep_options(model_ref, options)`` raises
+    :class:`CimdseError` naming the first problem."""
+    check = _search_entry("sweep_options")
+    for model in models:
+        check(model, dict(options))
 
 
 def _metrics_row(ev: Any, speedup: Any, i: int) -> dict[str, Any]:
