@@ -178,9 +178,11 @@ def unfold_inputs(layer: IntLayer, x_int: torch.Tensor) -> tuple[torch.Tensor, C
     one strided copy of the zero-padded input."""
     if layer.kind == "linear":
         lead = x_int.shape[:-1]
-        return x_int.reshape(-1, x_int.shape[-1]), lambda acc, dtype=None: acc.reshape(*lead, acc.shape[-1]).to(
-            dtype or acc.dtype
-        )
+
+        def unflatten(acc: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+            return acc.reshape(*lead, acc.shape[-1]).to(dtype or acc.dtype)
+
+        return x_int.reshape(-1, x_int.shape[-1]), unflatten
     if layer.kind == "conv1d":
         x4 = x_int.unsqueeze(2)
         kernel, stride = (1, *layer.kernel_size), (1, *layer.stride)
